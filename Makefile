@@ -1,0 +1,33 @@
+# The two commands a newcomer needs are `make demo` and `make test`; each does its own set-up.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint demo clean
+
+venv: $(STAMP)
+
+# Reinstall when the dependency list changes; the stamp keeps repeated runs fast.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,models]'
+	touch $(STAMP)
+
+test: venv
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check router schemas graph_controller tests examples
+	$(BIN)/ruff format --check router schemas graph_controller tests examples
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+demo: venv
+	$(BIN)/python examples/train.py
+	$(BIN)/python examples/demo.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

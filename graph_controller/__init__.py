@@ -1,0 +1,1 @@
+"""Deploys InferenceGraphs: the `infergraph` CLI, planning, and local/Kubernetes deployers."""

@@ -1,0 +1,104 @@
+"""The `infergraph` command: a thin shell over the library.
+
+Subcommands parse arguments, call one library function and turn its typed errors into a
+message and an exit status; no logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from schemas.errors import SpecError
+from schemas.loading import load_documents
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """Print every error of every file; exit 1 if any file has one."""
+    failed = False
+    for name in args.files:
+        path = Path(name)
+        try:
+            docs = load_documents(path.read_bytes(), str(path))
+        except OSError as error:
+            print(f"{path}: cannot read: {error.strerror}", file=sys.stderr)
+            failed = True
+        except SpecError as error:
+            print(error, file=sys.stderr)
+            failed = True
+        else:
+            print(f"{path}: ok ({len(docs)} resource{'s' if len(docs) != 1 else ''})")
+    return 1 if failed else 0
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _up(args: argparse.Namespace) -> int:
+    """Run the bundle until Ctrl-C, SIGTERM or `infergraph down`; nothing is left running."""
+    from graph_controller.bundle import load_bundle
+    from graph_controller.local import StartupError, up
+    from graph_controller.plan import LocalPlanError
+    from graph_controller.runtime_selection import RuntimeSelectionError
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        bundle = load_bundle(args.path)
+        return await up(bundle, _print, stop, args.port, args.ready_timeout)
+
+    try:
+        return asyncio.run(run())
+    except (SpecError, LocalPlanError, RuntimeSelectionError, StartupError) as error:
+        print(f"infergraph up: {error}", file=sys.stderr)
+        return 1
+
+
+def _down(args: argparse.Namespace) -> int:
+    from graph_controller.local import down
+
+    if down(_print) == 0:
+        print("no running `infergraph up` found")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="infergraph", description="Build and run InferenceGraphs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    validate = sub.add_parser("validate", help="check InferenceGraph files; print every error")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="YAML or JSON files")
+    validate.set_defaults(run=_validate)
+
+    up = sub.add_parser("up", help="run graphs, their InferenceServices and routers locally")
+    up.add_argument("path", metavar="PATH", help="a folder or multi-document YAML file")
+    up.add_argument(
+        "--port", type=int, default=8080, help="port of the first graph's router (0: any free)"
+    )
+    up.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=120.0,
+        help="seconds each process may take to become ready (default 120)",
+    )
+    up.set_defaults(run=_up)
+
+    down = sub.add_parser("down", help="stop what `infergraph up` started")
+    down.set_defaults(run=_down)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    status: int = args.run(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""`infergraph up`: run a bundle's predictors and routers as local processes on 127.0.0.1.
+
+The order is KServe's: predictors first (runtime chosen by `plan_local`, as KServe selects it),
+each waited for on its readiness endpoint; then serviceNames are resolved to those processes'
+URLs with the same `resolve_graph` the Kubernetes controller uses; then one router per graph.
+Any failure stops everything already started and reports the failing process's log tail.
+A state file lets `infergraph down` (another process) stop a running `up`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from graph_controller.builtin_runtimes import builtin_runtimes
+from graph_controller.bundle import Bundle
+from graph_controller.plan import (
+    LocalPlan,
+    LocalPlanError,
+    plan_local,
+    referenced_services,
+    resolve_graph,
+)
+from graph_controller.processes import Child, Supervisor, group_alive
+from schemas.inference_service import Addressable, InferenceService, InferenceServiceStatus
+
+LOOPBACK = "127.0.0.1"
+# Loading a model (unpickling, importing sklearn) on a busy 2-core machine can take a while.
+DEFAULT_READY_TIMEOUT = 120.0
+POLL_INTERVAL = 0.1  # seconds between readiness probes
+
+
+class StartupError(RuntimeError):
+    """A process did not come up; the message carries its log tail."""
+
+
+@dataclass(frozen=True)
+class RunningGraph:
+    name: str
+    url: str
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or str(Path.home() / ".cache")
+    return Path(base) / "infergraph" / "up"
+
+
+def make_plan(bundle: Bundle) -> LocalPlan:
+    """The local plan of a bundle, with the built-in ClusterServingRuntimes available."""
+    runtimes = (*bundle.runtimes, *builtin_runtimes())
+    graphs = {name: graph.spec for name, graph in bundle.graphs.items()}
+    return plan_local(bundle.services, graphs, runtimes, bundle.root, sys.executable)
+
+
+async def up(
+    bundle: Bundle,
+    emit: Callable[[str], None],
+    stop: asyncio.Event,
+    router_port: int = 8080,
+    ready_timeout: float = DEFAULT_READY_TIMEOUT,
+) -> int:
+    """Run until `stop` is set or a process dies; returns the exit status for the CLI."""
+    plan = make_plan(bundle)
+    _check_references(bundle)
+    async with Supervisor(emit) as supervisor:
+        services: dict[str, InferenceService] = {}
+        starting: list[tuple[Child, str]] = []
+        for predictor in plan.predictors:
+            port = free_port()
+            child = await supervisor.start(
+                predictor.service, predictor.command(port), predictor.env, bundle.root
+            )
+            address = f"http://{LOOPBACK}:{port}"
+            starting.append((child, f"{address}{predictor.ready_path}"))
+            emit(f"starting {predictor.service} (runtime {predictor.runtime}) on {address}")
+            services[predictor.service] = _ready_service(
+                bundle.services[predictor.service], address
+            )
+        await asyncio.gather(*(wait_ready(c, url, ready_timeout) for c, url in starting))
+
+        graphs: list[RunningGraph] = []
+        for index, (name, graph) in enumerate(bundle.graphs.items()):
+            spec = resolve_graph(graph.spec, services).spec
+            port = router_port if index == 0 and router_port else free_port()
+            argv = [
+                sys.executable, "-m", "router", "--graph-json",
+                spec.model_dump_json(exclude_none=True),
+                "--host", LOOPBACK, "--port", str(port), "--drain-seconds", "0",
+            ]  # fmt: skip
+            child = await supervisor.start(f"router/{name}", argv)
+            url = f"http://{LOOPBACK}:{port}"
+            await wait_ready(child, f"{url}/readyz", ready_timeout)
+            graphs.append(RunningGraph(name, url))
+        for running in graphs:
+            emit(f"graph {running.name} ready at {running.url}")
+            emit(
+                f"  curl -s -X POST {running.url} -H 'Content-Type: application/json' "
+                "-d '{\"instances\": [[...]]}'"
+            )
+        state = _write_state(supervisor, graphs)
+        try:
+            crashed = await _serve_until(stop, supervisor)
+        finally:
+            state.unlink(missing_ok=True)
+        if crashed is not None:
+            emit(f"{crashed.name} exited with {crashed.process.returncode}:\n{crashed.log_tail()}")
+            return 1
+        emit("stopping")
+    emit("stopped")
+    return 0
+
+
+def _check_references(bundle: Bundle) -> None:
+    problems = [
+        f"InferenceGraph '{name}' calls InferenceService '{service}', which the bundle lacks"
+        for name, graph in bundle.graphs.items()
+        for service in referenced_services(graph.spec)
+        if service not in bundle.services
+    ]
+    if problems:
+        raise LocalPlanError("; ".join(problems))
+
+
+def _ready_service(service: InferenceService, address: str) -> InferenceService:
+    """The InferenceService as its controller would report it once its process is ready."""
+    status = InferenceServiceStatus(
+        conditions=[{"type": "Ready", "status": "True"}],
+        url=address,
+        address=Addressable(url=address),
+    )
+    return service.model_copy(update={"status": status})
+
+
+async def wait_ready(child: Child, url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if child.process.returncode is not None:
+                raise StartupError(
+                    f"{child.name} exited with status {child.process.returncode} while "
+                    f"starting:\n{child.log_tail()}"
+                )
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                    if response.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(POLL_INTERVAL)
+    raise StartupError(f"{child.name} not ready at {url} within {seconds:g}s:\n{child.log_tail()}")
+
+
+async def _serve_until(stop: asyncio.Event, supervisor: Supervisor) -> Child | None:
+    stopped = asyncio.ensure_future(stop.wait())
+    crashed = asyncio.ensure_future(supervisor.wait_any_exit())
+    try:
+        done, _ = await asyncio.wait({stopped, crashed}, return_when=asyncio.FIRST_COMPLETED)
+        return crashed.result() if crashed in done and not stop.is_set() else None
+    finally:
+        stopped.cancel()
+        crashed.cancel()
+
+
+def _write_state(supervisor: Supervisor, graphs: list[RunningGraph]) -> Path:
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{os.getpid()}.json"
+    state = {
+        "pid": os.getpid(),
+        "children": [{"name": c.name, "pgid": c.pid} for c in supervisor.children],
+        "graphs": {g.name: g.url for g in graphs},
+    }
+    path.write_text(json.dumps(state))
+    return path
+
+
+def down(emit: Callable[[str], None], timeout: float = 30.0) -> int:
+    """Stop every running `infergraph up` of this user; returns how many were stopped."""
+    stopped = 0
+    directory = state_dir()
+    for path in sorted(directory.glob("*.json")) if directory.exists() else []:
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        pid = int(state["pid"])
+        if _is_infergraph(pid):  # a stale file's pid may belong to another program by now
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(POLL_INTERVAL)
+        # If `up` itself was gone or stuck, its children's groups are stopped directly.
+        for child in state.get("children", []):
+            pgid = int(child["pgid"])
+            if group_alive(pgid):
+                os.killpg(pgid, signal.SIGKILL)
+        path.unlink(missing_ok=True)
+        emit(f"stopped infergraph up (pid {pid}): {', '.join(state.get('graphs', {}))}")
+        stopped += 1
+    return stopped
+
+
+def _is_infergraph(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return _alive(pid)  # no /proc (not Linux): trust the state file
+    return b"infergraph" in cmdline or b"graph_controller" in cmdline
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

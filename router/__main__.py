@@ -1,0 +1,56 @@
+"""`python -m router`: load and compile the graph, then serve it. A thin shell over the library.
+
+An invalid graph exits with status 1 and every validation error on stderr, before listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from router.app import build_app
+from router.graph import compile_graph
+from router.headers import HeaderPatternError, HeaderPropagator
+from router.server import serve
+from router.settings import UnsupportedFlag, from_args
+from schemas.errors import SpecError
+from schemas.loading import load_graph_file, load_graph_spec
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = from_args(sys.argv[1:] if argv is None else argv, os.environ)
+        if settings.graph_json is not None:
+            spec = load_graph_spec(settings.graph_json, "--graph-json")
+        else:
+            assert settings.graph_file is not None  # argparse requires one of the two
+            spec = load_graph_file(settings.graph_file)
+        graph = compile_graph(spec)
+        propagator = HeaderPropagator.from_env(settings.propagate_headers)
+    except (SpecError, HeaderPatternError, UnsupportedFlag) as error:
+        print(f"router: {error}", file=sys.stderr)
+        return 1
+    app = build_app(
+        graph,
+        propagator,
+        max_body_bytes=settings.max_body_bytes,
+        connection_limit=settings.connection_limit,
+    )
+    coroutine = serve(
+        app, graph, settings.host, settings.port, settings.drain_seconds, settings.enable_tls
+    )
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

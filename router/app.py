@@ -1,0 +1,145 @@
+"""aiohttp wiring: routes, per-request execution, error mapping, shared resources.
+
+`build_app` is what tests and `router.server` use. Routes are KServe's: `GET /readyz`, and a
+POST to any other path runs the graph from `root`. The client session lives in one cleanup_ctx,
+so it is created inside the running loop and closed after in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from router.calls import HttpStepCaller, new_session
+from router.errors import (
+    BodyTooLarge,
+    GraphTimeout,
+    MethodNotAllowed,
+    RequestTimeout,
+    RouterError,
+)
+from router.executor import Execution, StepCaller
+from router.graph import CompiledGraph
+from router.headers import HeaderPropagator
+from router.payload import Payload, Reply
+
+JSON = "application/json"
+
+
+@dataclass(slots=True)
+class ServingState:
+    """Mutable per-process state: the graph in service and whether we are draining."""
+
+    graph: CompiledGraph
+    propagator: HeaderPropagator
+    rng: random.Random
+    caller: StepCaller | None = None
+    shutting_down: bool = False
+    max_body_bytes: int = 16 * 1024 * 1024
+    connection_limit: int = 1024
+
+
+STATE = web.AppKey("state", ServingState)
+
+
+def build_app(
+    graph: CompiledGraph,
+    propagator: HeaderPropagator | None = None,
+    *,
+    rng: random.Random | None = None,
+    max_body_bytes: int = 16 * 1024 * 1024,
+    connection_limit: int = 1024,
+    caller: StepCaller | None = None,
+) -> web.Application:
+    """The router application for `graph`. `caller` replaces HTTP step calls (tests only)."""
+    state = ServingState(
+        graph=graph,
+        propagator=propagator or HeaderPropagator(()),
+        rng=rng or random.Random(),
+        caller=caller,
+        max_body_bytes=max_body_bytes,
+        connection_limit=connection_limit,
+    )
+    # client_max_size + 1 lets us see "too large" ourselves and answer with our error body.
+    app = web.Application(client_max_size=max_body_bytes + 1)
+    app[STATE] = state
+    app.cleanup_ctx.append(_client_session)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_route("*", "/{tail:.*}", run_graph)
+    return app
+
+
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    if state.caller is not None:
+        yield
+        return
+    session = new_session(state.connection_limit)
+    state.caller = HttpStepCaller(session, state.graph.timeouts.service_client)
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[STATE].shutting_down:
+        return web.Response(status=503, text="shutting down\n")
+    return web.Response(status=200)
+
+
+def error_response(error: RouterError) -> web.Response:
+    return web.Response(status=error.status, body=error.body(), content_type=JSON)
+
+
+async def run_graph(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    graph = state.graph
+    try:
+        if request.method != "POST":
+            raise MethodNotAllowed(f"{request.method} is not supported: POST the request body")
+        body = await _read_body(request, state.max_body_bytes, graph.timeouts.server_read)
+        caller = state.caller
+        assert caller is not None  # set by the cleanup_ctx before the first request
+        payload = Payload(body)
+        execution = Execution(
+            caller, payload, state.propagator.outbound(request.headers), state.rng
+        )
+        try:
+            async with asyncio.timeout(graph.timeouts.server_write):
+                reply = await execution.run_node(graph.root, payload)
+        except TimeoutError:
+            raise GraphTimeout(
+                f"the graph did not finish within {graph.timeouts.server_write:g}s (serverWrite)"
+            ) from None
+    except RouterError as error:
+        return error_response(error)
+    return _reply_response(reply)
+
+
+def _reply_response(reply: Reply) -> web.Response:
+    # KServe labels the answer JSON only when it is; a backend's own label saves re-parsing.
+    is_json = reply.json_content or reply.payload.is_json()
+    return web.Response(
+        status=reply.status,
+        body=reply.payload.raw,
+        content_type=JSON if is_json else "application/octet-stream",
+    )
+
+
+async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(f"request body of {request.content_length} bytes exceeds {limit} bytes")
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout(
+            f"request body not received within {seconds:g}s (serverRead)"
+        ) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge(f"request body exceeds {limit} bytes") from None

@@ -1,0 +1,1 @@
+"""One module per node type; each exports `run_<type>(node, payload, execution) -> Reply`."""

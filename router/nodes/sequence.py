@@ -1,0 +1,40 @@
+"""Sequence: steps in order, each fed the request or the previous step's response.
+
+KServe's rules: `data: $response` sends the previous response (the request for the first step);
+a `condition` is evaluated on the previous response and, when it does not hold, the sequence
+stops and answers that response with 200; a Hard step that fails stops the sequence with its
+status and body; a Soft one does not. The sequence answers with its last step's reply.
+
+One deliberate difference: KServe answers 500 to any request when the *first* step has a
+condition (there is no previous response to read). We evaluate it on the request instead and,
+when it does not hold, answer the request unchanged, so such graphs work rather than always fail.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from router.graph import Node
+from router.payload import Payload, Reply
+
+if TYPE_CHECKING:
+    from router.executor import Execution
+
+
+async def run_sequence(node: Node, request: Payload, execution: Execution) -> Reply:
+    previous: Reply | None = None
+    for step in node.steps:
+        last = previous.payload if previous is not None else request
+        if step.condition is not None:
+            document = execution.parsed(last, f"the input to the condition of {step.label}")
+            if not step.condition.holds(document):
+                # KServe answers 200 here even when the previous (Soft) step had failed.
+                json_content = previous.json_content if previous is not None else False
+                return Reply(200, last, json_content)
+        body = last if step.use_response else request
+        reply = await execution.run_step(step, body)
+        if step.hard and not reply.ok:
+            return reply
+        previous = reply
+    assert previous is not None  # validation guarantees every node has at least one step
+    return previous

@@ -1,0 +1,62 @@
+"""Bodies moving through a graph: raw bytes, parsed at most once and only when needed.
+
+A step's response is passed on as the bytes it arrived as; a condition, a mapping or an
+ensemble merge asks for `json()`, which parses once and caches. This keeps pass-through hops
+free of JSON work, the router's main cost beyond the HTTP hop itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+_UNPARSED: Any = object()
+
+
+class InvalidJSON(ValueError):
+    """The body is not JSON; callers turn it into a 400 (request) or 502 (step response)."""
+
+
+class Payload:
+    __slots__ = ("_parsed", "raw")
+
+    def __init__(self, raw: bytes, parsed: Any = _UNPARSED) -> None:
+        self.raw = raw
+        self._parsed = parsed
+
+    @classmethod
+    def from_json(cls, value: Any) -> Payload:
+        return cls(orjson.dumps(value), value)
+
+    def json(self) -> Any:
+        """The parsed body; raises InvalidJSON (once per call, never cached as valid)."""
+        if self._parsed is _UNPARSED:
+            try:
+                self._parsed = orjson.loads(self.raw)
+            except orjson.JSONDecodeError as error:
+                raise InvalidJSON(str(error)) from None
+        return self._parsed
+
+    def is_json(self) -> bool:
+        try:
+            self.json()
+        except InvalidJSON:
+            return False
+        return True
+
+
+class Reply:
+    """What a step or node answered: HTTP status, body, and whether the body is known JSON."""
+
+    __slots__ = ("json_content", "payload", "status")
+
+    def __init__(self, status: int, payload: Payload, json_content: bool = False) -> None:
+        self.status = status
+        self.payload = payload
+        # True when the backend declared application/json, so the router need not re-validate.
+        self.json_content = json_content
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status <= 299

@@ -1,0 +1,64 @@
+"""Run the router application on a socket, with KServe's graceful shutdown.
+
+On SIGTERM or SIGINT, `/readyz` turns 503 while the router keeps serving for `drain_seconds`
+(time for Kubernetes to stop sending traffic), then the listener closes, in-flight requests
+finish, and `serve` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+
+from aiohttp import web
+
+from router.app import STATE
+from router.graph import CompiledGraph
+
+log = logging.getLogger("router")
+
+TLS_CERT = "/etc/tls/private/tls.crt"  # where KServe mounts the router's certificate
+TLS_KEY = "/etc/tls/private/tls.key"
+# After the drain, how long in-flight requests may still take before connections are closed.
+SHUTDOWN_GRACE_SECONDS = 60.0
+
+
+async def serve(
+    app: web.Application,
+    graph: CompiledGraph,
+    host: str,
+    port: int,
+    drain_seconds: float,
+    enable_tls: bool = False,
+) -> None:
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        keepalive_timeout=graph.timeouts.server_idle,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+    )
+    await runner.setup()
+    ssl_context = None
+    if enable_tls:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(TLS_CERT, TLS_KEY)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await site.start()
+        log.info("router listening on %s:%d", host, port)
+        await stop.wait()
+        log.info("shutting down: /readyz is 503, draining for %gs", drain_seconds)
+        app[STATE].shutting_down = True
+        await asyncio.sleep(drain_seconds)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+    log.info("router stopped")

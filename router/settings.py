@@ -1,0 +1,95 @@
+"""Typed settings of a router process, built from the command line and the environment.
+
+Only `main()` calls `from_args`; everything below it receives a `RouterSettings`. The flags are
+KServe's (`--graph-json`, port 8080) plus ours; the KServe-only flags are accepted so the
+controller's command line works unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+DEFAULT_PORT = 8080  # KServe's router port
+DEFAULT_DRAIN_SECONDS = 30.0  # KServe's drainSleepDuration
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # generous for tensors; bounds memory per request
+# Concurrent connections to step services; high enough that fan-out never queues in the pool.
+DEFAULT_CONNECTION_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    graph_json: str | None
+    graph_file: str | None
+    host: str
+    port: int
+    drain_seconds: float
+    max_body_bytes: int
+    connection_limit: int
+    propagate_headers: str | None
+    enable_tls: bool
+    graph_name: str | None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m router", description="Run an InferenceGraph behind one HTTP endpoint."
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--graph-json", help="the graph spec as JSON (what KServe passes)")
+    source.add_argument("--graph-file", help="a YAML or JSON file with the graph or its spec")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8080)")
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=DEFAULT_DRAIN_SECONDS,
+        help="after SIGTERM, seconds to keep serving with /readyz at 503 (default 30)",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="largest request body accepted; larger gets 413 (default 16 MiB)",
+    )
+    p.add_argument(
+        "--connection-limit",
+        type=int,
+        default=DEFAULT_CONNECTION_LIMIT,
+        help="most concurrent connections to step services (default 1024)",
+    )
+    # KServe's own flags, accepted for drop-in compatibility.
+    p.add_argument(
+        "--enable-tls",
+        action="store_true",
+        help="serve HTTPS with /etc/tls/private/tls.{crt,key}, as KServe's router does",
+    )
+    p.add_argument("--enable-auth", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--inferencegraph-name", help="name of the InferenceGraph resource")
+    return p
+
+
+class UnsupportedFlag(ValueError):
+    """A KServe flag we recognise but cannot honour yet: refuse rather than run unprotected."""
+
+
+def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings:
+    args = parser().parse_args(argv)
+    if args.enable_auth:
+        raise UnsupportedFlag(
+            "--enable-auth (Kubernetes TokenReview/SubjectAccessReview) is not supported yet; "
+            "refusing to start an unprotected router"
+        )
+    return RouterSettings(
+        graph_json=args.graph_json,
+        graph_file=args.graph_file,
+        host=args.host,
+        port=args.port,
+        drain_seconds=args.drain_seconds,
+        max_body_bytes=args.max_body_bytes,
+        connection_limit=args.connection_limit,
+        propagate_headers=environ.get("PROPAGATE_HEADERS"),
+        enable_tls=args.enable_tls,
+        graph_name=args.inferencegraph_name,
+    )

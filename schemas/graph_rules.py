@@ -1,0 +1,152 @@
+"""The rules of a well-formed InferenceGraph that span fields and nodes.
+
+`check_graph_spec` is pure and returns every violation with its path; the loader calls it after
+pydantic has checked shapes. KServe's webhook checks fewer of these (it misses cycles, for one);
+each rule here turns a request-time failure of KServe's router into a load-time error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+from schemas.conditions import ConditionError, compile_condition
+from schemas.errors import FieldError, PathPart, render_path
+from schemas.graph import ROOT_NODE, InferenceGraphSpec, InferenceRouter, InferenceStep, RouterType
+
+SPLITTER_TOTAL = 100
+
+
+def check_graph_spec(
+    spec: InferenceGraphSpec, prefix: tuple[PathPart, ...] = ()
+) -> list[FieldError]:
+    """All rule violations of `spec`; paths start with `prefix` (e.g. `("spec",)`)."""
+    errors: list[FieldError] = []
+    nodes_path = (*prefix, "nodes")
+    if ROOT_NODE not in spec.nodes:
+        known = ", ".join(sorted(spec.nodes)) or "none"
+        errors.append(
+            FieldError(
+                render_path(nodes_path),
+                f"no node named '{ROOT_NODE}': a graph starts at '{ROOT_NODE}' (nodes: {known})",
+            )
+        )
+    for node_name, node in spec.nodes.items():
+        errors.extend(_check_node(spec, node_name, node, (*nodes_path, node_name)))
+    errors.extend(_check_cycles(spec, nodes_path))
+    return errors
+
+
+def _check_node(
+    spec: InferenceGraphSpec, node_name: str, node: InferenceRouter, path: tuple[PathPart, ...]
+) -> Iterator[FieldError]:
+    if not node.steps:
+        yield FieldError(render_path((*path, "steps")), "a node needs at least one step")
+    seen_names: dict[str, int] = {}
+    for index, step in enumerate(node.steps):
+        step_path = (*path, "steps", index)
+        yield from _check_step(spec, node, step, step_path)
+        if step.name is not None:
+            if step.name in seen_names:
+                yield FieldError(
+                    render_path((*step_path, "name")),
+                    f"step name '{step.name}' is already used by steps[{seen_names[step.name]}]"
+                    f" of node '{node_name}'; step names must be unique within a node",
+                )
+            else:
+                seen_names[step.name] = index
+    if node.router_type is RouterType.SPLITTER and node.steps:
+        weights = [s.weight for s in node.steps]
+        if all(w is not None for w in weights):
+            total = sum(w for w in weights if w is not None)
+            if total != SPLITTER_TOTAL:
+                yield FieldError(
+                    render_path((*path, "steps")),
+                    f"Splitter step weights sum to {total}, expected {SPLITTER_TOTAL}",
+                )
+
+
+def _check_step(
+    spec: InferenceGraphSpec,
+    node: InferenceRouter,
+    step: InferenceStep,
+    path: tuple[PathPart, ...],
+) -> Iterator[FieldError]:
+    service_target = step.service_name is not None or step.service_url is not None
+    if step.node_name is not None and service_target:
+        other = "serviceName" if step.service_name is not None else "serviceUrl"
+        yield FieldError(
+            render_path(path),
+            f"step sets both nodeName and {other}; set exactly one target: "
+            "serviceName, serviceUrl or nodeName",
+        )
+    elif step.node_name is None and not service_target:
+        yield FieldError(
+            render_path(path),
+            "step has no target; set exactly one of serviceName, serviceUrl or nodeName",
+        )
+    if step.node_name is not None and step.node_name not in spec.nodes:
+        known = ", ".join(sorted(spec.nodes))
+        yield FieldError(
+            render_path((*path, "nodeName")),
+            f"refers to node '{step.node_name}', which does not exist (nodes: {known})",
+        )
+    if step.service_url is not None:
+        parts = urlsplit(step.service_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            yield FieldError(
+                render_path((*path, "serviceUrl")),
+                f"'{step.service_url}' is not an absolute http(s) URL",
+            )
+    if node.router_type is RouterType.SPLITTER:
+        if step.weight is None:
+            yield FieldError(
+                render_path((*path, "weight")), "every step of a Splitter node needs a weight"
+            )
+    elif step.weight is not None:
+        yield FieldError(
+            render_path((*path, "weight")),
+            f"weight is only allowed on Splitter steps, not on {node.router_type} steps",
+        )
+    if step.condition is not None:
+        try:
+            compile_condition(step.condition)
+        except ConditionError as error:
+            yield FieldError(render_path((*path, "condition")), str(error))
+
+
+def _check_cycles(spec: InferenceGraphSpec, nodes_path: tuple[PathPart, ...]) -> list[FieldError]:
+    """Report each cycle through nodeName references once, at the step that closes it."""
+    errors: list[FieldError] = []
+    done: set[str] = set()
+    reported: set[frozenset[str]] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        node = spec.nodes.get(name)
+        if node is None or name in done:
+            return
+        trail.append(name)
+        for index, step in enumerate(node.steps):
+            target = step.node_name
+            if target is None:
+                continue
+            if target in trail:
+                cycle = [*trail[trail.index(target) :], target]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    errors.append(
+                        FieldError(
+                            render_path((*nodes_path, name, "steps", index, "nodeName")),
+                            "nodeName references form a cycle: " + " -> ".join(cycle),
+                        )
+                    )
+            else:
+                visit(target, trail)
+        trail.pop()
+        done.add(name)
+
+    start = [ROOT_NODE] if ROOT_NODE in spec.nodes else []
+    for name in [*start, *sorted(spec.nodes)]:
+        visit(name, [])
+    return errors

@@ -1,0 +1,67 @@
+"""Pydantic models of KServe's `ServingRuntime` and `ClusterServingRuntime` (v1alpha1).
+
+A runtime says which model formats and protocols it serves and how to run it (containers).
+InferGraph adds one optional annotation, `LOCAL_COMMAND_ANNOTATION`, for running it as a local
+process; the built-in runtimes know theirs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import JsonObject, ObjectMeta, Resource
+from schemas.inference_service import ProtocolVersion
+from schemas.pod import Container
+
+API_VERSION = "serving.kserve.io/v1alpha1"
+KIND = "ServingRuntime"
+CLUSTER_KIND = "ClusterServingRuntime"
+
+# A JSON list of argv strings; placeholders {model_name}, {model_dir}, {port}, {python}.
+LOCAL_COMMAND_ANNOTATION = "infergraph.dev/local-command"
+
+
+class SupportedModelFormat(Resource):
+    name: str
+    version: str | None = None
+    auto_select: bool | None = None
+    priority: int | None = Field(default=None, ge=1)
+
+
+class ServingRuntimeSpec(Resource):
+    supported_model_formats: list[SupportedModelFormat] = Field(default_factory=list)
+    protocol_versions: list[ProtocolVersion] | None = None
+    containers: list[Container] = Field(default_factory=list)
+    multi_model: bool | None = None
+    disabled: bool | None = None
+    grpc_endpoint: str | None = None
+    grpc_data_endpoint: str | None = None
+    http_data_endpoint: str | None = None
+    replicas: int | None = None
+    storage_helper: JsonObject | None = None
+    built_in_adapter: JsonObject | None = None
+    worker_spec: JsonObject | None = None
+    volumes: list[JsonObject] | None = None
+    node_selector: dict[str, str] | None = None
+    affinity: JsonObject | None = None
+    tolerations: list[JsonObject] | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    image_pull_secrets: list[JsonObject] | None = None
+    host_ipc: bool | None = Field(default=None, alias="hostIPC")
+
+
+class ServingRuntime(Resource):
+    api_version: Literal["serving.kserve.io/v1alpha1"]
+    kind: Literal["ServingRuntime"]
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ServingRuntimeSpec
+
+
+class ClusterServingRuntime(Resource):
+    api_version: Literal["serving.kserve.io/v1alpha1"]
+    kind: Literal["ClusterServingRuntime"]
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ServingRuntimeSpec

@@ -1,0 +1,86 @@
+"""Shared fixtures: a scripted backend and a router process factory (see tests/support.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.support import (
+    LOOPBACK,
+    Backend,
+    RouterProcess,
+    StartRouter,
+    backend_app,
+    free_port,
+    wait_ready,
+)
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    calls: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+    runner = web.AppRunner(backend_app(calls, arrived), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield Backend(f"http://{LOOPBACK}:{port}", calls, arrived)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def router() -> StartRouter:
+    """`async with router(spec, env={...}, args=[...]) as r:` runs `python -m router`."""
+
+    @contextlib.asynccontextmanager
+    async def start(
+        spec: dict[str, Any] | str,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> AsyncIterator[RouterProcess]:
+        port = free_port()
+        graph_json = spec if isinstance(spec, str) else orjson.dumps(spec).decode()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "router",
+            "--graph-json",
+            graph_json,
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--drain-seconds",
+            "0.2",
+            *(args or []),
+            env={**os.environ, **(env or {})},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        url = f"http://{LOOPBACK}:{port}"
+        try:
+            await wait_ready(url, process)
+            yield RouterProcess(url, process)
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), 15)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+            if process.stderr is not None:
+                await process.stderr.read()
+
+    return start

@@ -1,0 +1,135 @@
+"""Test support: scripted model backends and router processes, all real, all on 127.0.0.1.
+
+`backend` is an aiohttp server in the test's loop whose paths script a model's behaviour
+(echo, classify, fail with a status, answer slowly, answer non-JSON, show headers). `router`
+starts `python -m router` as a subprocess exactly as KServe's controller would run it, waits
+for `/readyz`, and stops it afterwards, so nothing outlives a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+LOOPBACK = "127.0.0.1"
+ROUTER_START_TIMEOUT = 20.0  # cold imports on a loaded 2-core CI machine can take seconds
+
+
+@dataclass
+class Backend:
+    """A running scripted backend; `calls` records (path, body, headers, start, end)."""
+
+    url: str
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first call
+
+    def at(self, path: str) -> str:
+        return f"{self.url}{path}"
+
+    def paths(self) -> list[str]:
+        return [c["path"] for c in self.calls]
+
+
+def backend_app(record: list[dict[str, Any]], arrived: asyncio.Event) -> web.Application:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        started = time.monotonic()
+        call: dict[str, Any] = {
+            "path": request.path,
+            "body": body,
+            "headers": dict(request.headers),
+            "start": started,
+        }
+        record.append(call)
+        arrived.set()
+        try:
+            return await _script(request, body)
+        finally:
+            call["end"] = time.monotonic()
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def _script(request: web.Request, body: bytes) -> web.StreamResponse:
+    parts = request.path.strip("/").split("/")
+    kind, arg = parts[0], (parts[1] if len(parts) > 1 else "")
+    received: Any = None
+    with contextlib.suppress(orjson.JSONDecodeError):
+        received = orjson.loads(body) if body else None
+    if kind == "echo":  # /echo/<model>
+        return web.json_response({"model": arg, "received": received})
+    if kind == "classify":  # /classify/<label>: a v1 classifier that always says <label>
+        return web.json_response({"predictions": [{"label": arg, "score": 0.9}]})
+    if kind == "status":  # /status/<code>
+        return web.json_response({"model_error": f"failed with {arg}"}, status=int(arg))
+    if kind == "slow":  # /slow/<ms>
+        await asyncio.sleep(int(arg) / 1000)
+        return web.json_response({"model": f"slow-{arg}", "received": received})
+    if kind == "text":
+        return web.Response(text="plain text, not JSON")
+    if kind == "list":
+        return web.json_response([1, 2, 3])
+    if kind == "headers":
+        return web.json_response({"headers": dict(request.headers)})
+    if kind == "v1":  # KServe v1 path shape: /v1/models/<name>:predict
+        return web.json_response({"predictions": [{"label": arg.split(":")[0]}]})
+    return web.json_response({"error": f"no script for {request.path}"}, status=404)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class RouterProcess:
+    url: str
+    process: asyncio.subprocess.Process
+
+    async def post(
+        self, body: bytes | dict[str, Any] | list[Any], headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url + "/", data=data, headers=headers) as response,
+        ):
+            raw = await response.read()
+            try:
+                parsed: Any = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                parsed = raw
+            return response.status, parsed, response.headers
+
+
+StartRouter = Callable[..., contextlib.AbstractAsyncContextManager[RouterProcess]]
+
+
+async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
+    deadline = time.monotonic() + ROUTER_START_TIMEOUT
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                err = await process.stderr.read() if process.stderr else b""
+                raise AssertionError(f"router exited {process.returncode}: {err.decode()}")
+            try:
+                async with session.get(url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"router at {url} not ready within {ROUTER_START_TIMEOUT}s")
