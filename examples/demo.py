@@ -1,114 +1,60 @@
-"""`make demo`: the dog-breed pipeline from KServe's docs, run by our router on this machine.
+"""`make demo`: the digits pipeline with real scikit-learn models, run on this machine.
 
-Starts the two toy models and `python -m router --graph-json` (exactly how KServe runs its
-router) on free 127.0.0.1 ports, sends a dog and a cat, prints what comes back, and stops
-everything, also when something fails half-way.
+Brings up examples/digits-pipeline with `infergraph up`'s library: two KServe model servers
+(runtime chosen as KServe would), and our router in front. Sends a few handwritten digits from
+scikit-learn's bundled dataset, prints what the graph answers, and stops everything, also when
+something fails half-way. The model servers' own logs are shown only if a start fails.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from graph_controller.plan import predict_url, resolve_service_names
-from schemas.loading import load_graph_file
+import aiohttp
+from sklearn.datasets import load_digits
 
-HERE = Path(__file__).parent
-READY_TIMEOUT = 20.0  # seconds; generous for a cold start on a loaded 2-core machine
+from graph_controller.bundle import load_bundle
+from graph_controller.local import deployment
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+EXAMPLE = Path(__file__).parent / "digits-pipeline"
+SAMPLES = (7, 13, 25, 42, 64)  # indexes into the digits dataset: a mix of low and high digits
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready within {READY_TIMEOUT}s")
+def explain(answer: dict[str, list[int]]) -> str:
+    # The coarse model answers 0/1 (below 5 / 5 or more); the specialist answers 5-9.
+    # A final answer of 0 means the condition `predictions.#(==1)` did not hold.
+    (value,) = answer["predictions"]
+    if value >= 5:
+        return f"coarse model said '5 or more', so the specialist ran and said {value}"
+    return "coarse model said 'below 5': the condition failed, the specialist was skipped"
 
 
-def post(url: str, body: object) -> tuple[int, object]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def main() -> int:
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        urls = {}
-        for model in ("cat-dog-classifier", "dog-breed-classifier"):
-            port = free_port()
-            cmd = [sys.executable, str(HERE / "toy_models.py"), "--model", model]
-            processes.append(subprocess.Popen([*cmd, "--port", str(port)]))
-            address = f"http://127.0.0.1:{port}"
-            wait_ready(f"{address}/v1/models/{model}", processes[-1])
-            urls[model] = predict_url(address, model)
-            print(f"model {model:22} ready at {address}")
-
-        graph_file = HERE / "kserve" / "dog-breed.yaml"
-        spec = resolve_service_names(load_graph_file(graph_file), urls)
-        graph_json = spec.model_dump_json(exclude_none=True)
-        router_port = free_port()
-        router = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "router",
-                "--graph-json",
-                graph_json,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(router_port),
-                "--drain-seconds",
-                "0",
-            ],
-            stderr=subprocess.DEVNULL,
-        )
-        processes.append(router)
-        graph_url = f"http://127.0.0.1:{router_port}"
-        wait_ready(f"{graph_url}/readyz", router)
-        print(f"router ({graph_file.relative_to(HERE.parent)}) ready at {graph_url}\n")
-
-        for label, instances in (("a dog", [[3.0, 4.5]]), ("a cat", [[-2.0, 1.0]])):
-            status, body = post(graph_url, {"instances": instances})
-            print(f"POST {graph_url}  {label}: {json.dumps({'instances': instances})}")
-            print(f"  -> {status} {json.dumps(body)}\n")
-        return 0
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        print("stopped the router and both models")
+async def main() -> int:
+    digits = load_digits()
+    bundle = load_bundle(EXAMPLE)
+    print(f"bringing up {EXAMPLE.relative_to(EXAMPLE.parent.parent)} ...")
+    async with (
+        deployment(bundle, print, child_output=lambda line: None) as running,
+        aiohttp.ClientSession() as session,
+    ):
+        graph = running.graphs[0]
+        print(f"graph {graph.name} ready at {graph.url}\n")
+        for index in SAMPLES:
+            body = {"instances": [digits.data[index].tolist()]}
+            async with session.post(graph.url, json=body) as response:
+                answer = await response.json()
+            truth = int(digits.target[index])
+            print(
+                f"digit #{index:<3} (true label {truth}) -> {response.status} {json.dumps(answer)}"
+            )
+            print(f"           {explain(answer)}")
+        print("\nstopping the router and both model servers ...")
+    print("stopped; nothing left running")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(asyncio.run(main()))

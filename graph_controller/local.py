@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,17 +70,27 @@ def make_plan(bundle: Bundle) -> LocalPlan:
     return plan_local(bundle.services, graphs, runtimes, bundle.root, sys.executable)
 
 
-async def up(
+@dataclass(frozen=True)
+class Deployment:
+    supervisor: Supervisor
+    graphs: tuple[RunningGraph, ...]
+
+
+@contextlib.asynccontextmanager
+async def deployment(
     bundle: Bundle,
     emit: Callable[[str], None],
-    stop: asyncio.Event,
-    router_port: int = 8080,
+    router_port: int = 0,
     ready_timeout: float = DEFAULT_READY_TIMEOUT,
-) -> int:
-    """Run until `stop` is set or a process dies; returns the exit status for the CLI."""
+    child_output: Callable[[str], None] | None = None,
+) -> AsyncIterator[Deployment]:
+    """Everything of `bundle` running and ready; all of it stopped when the block exits.
+
+    `emit` gets progress lines; `child_output` (default: `emit`) the processes' own output.
+    """
     plan = make_plan(bundle)
     _check_references(bundle)
-    async with Supervisor(emit) as supervisor:
+    async with Supervisor(child_output or emit) as supervisor:
         services: dict[str, InferenceService] = {}
         starting: list[tuple[Child, str]] = []
         for predictor in plan.predictors:
@@ -109,15 +119,27 @@ async def up(
             url = f"http://{LOOPBACK}:{port}"
             await wait_ready(child, f"{url}/readyz", ready_timeout)
             graphs.append(RunningGraph(name, url))
-        for running in graphs:
-            emit(f"graph {running.name} ready at {running.url}")
+        yield Deployment(supervisor, tuple(graphs))
+
+
+async def up(
+    bundle: Bundle,
+    emit: Callable[[str], None],
+    stop: asyncio.Event,
+    router_port: int = 8080,
+    ready_timeout: float = DEFAULT_READY_TIMEOUT,
+) -> int:
+    """Run until `stop` is set or a process dies; returns the exit status for the CLI."""
+    async with deployment(bundle, emit, router_port, ready_timeout) as running:
+        for graph in running.graphs:
+            emit(f"graph {graph.name} ready at {graph.url}")
             emit(
-                f"  curl -s -X POST {running.url} -H 'Content-Type: application/json' "
+                f"  curl -s -X POST {graph.url} -H 'Content-Type: application/json' "
                 "-d '{\"instances\": [[...]]}'"
             )
-        state = _write_state(supervisor, graphs)
+        state = _write_state(running.supervisor, running.graphs)
         try:
-            crashed = await _serve_until(stop, supervisor)
+            crashed = await _serve_until(stop, running.supervisor)
         finally:
             state.unlink(missing_ok=True)
         if crashed is not None:
@@ -179,7 +201,7 @@ async def _serve_until(stop: asyncio.Event, supervisor: Supervisor) -> Child | N
         crashed.cancel()
 
 
-def _write_state(supervisor: Supervisor, graphs: list[RunningGraph]) -> Path:
+def _write_state(supervisor: Supervisor, graphs: tuple[RunningGraph, ...]) -> Path:
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{os.getpid()}.json"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import aiohttp
+from yarl import URL
 
 from router.errors import StepTimeout, StepUnreachable
 from router.graph import Step
@@ -19,19 +20,28 @@ from router.payload import Payload, Reply
 class HttpStepCaller:
     """A `StepCaller` over a shared session; `timeout` (seconds) bounds each call."""
 
-    __slots__ = ("_session", "_timeout", "_timeout_seconds")
+    __slots__ = ("_session", "_timeout", "_timeout_seconds", "_urls")
 
     def __init__(self, session: aiohttp.ClientSession, timeout: float) -> None:
         self._session = session
         self._timeout_seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # Parsed once per target rather than on every call; `encoded=True` uses the URL exactly
+        # as the graph spells it, with no re-quoting, as KServe's Go client does.
+        self._urls: dict[str, URL] = {}
+
+    def _url(self, raw: str) -> URL:
+        url = self._urls.get(raw)
+        if url is None:
+            url = self._urls[raw] = URL(raw, encoded=True)
+        return url
 
     async def __call__(self, step: Step, body: bytes, headers: Mapping[str, str]) -> Reply:
         url = step.url
         assert url is not None  # the executor only calls service steps
         try:
             async with self._session.post(
-                url, data=body, headers=headers, timeout=self._timeout
+                self._url(url), data=body, headers=headers, timeout=self._timeout
             ) as response:
                 data = await response.read()
                 return Reply(

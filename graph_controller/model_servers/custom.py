@@ -7,11 +7,12 @@ module:Class` names the class. It is built as `Class(name)` and gets `model_dir`
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
-from kserve import Model, ModelServer, model_server
+from kserve import Model
+
+from graph_controller.model_servers.serving import parser, serve
 
 
 def load_class(spec: str, model_dir: str) -> type[Model]:
@@ -26,14 +27,13 @@ def load_class(spec: str, model_dir: str) -> type[Model]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(parents=[model_server.parser])
-    parser.add_argument("--model_dir", required=True, help="folder holding the model's module")
-    parser.add_argument("--model_class", required=True, help="module:Class to serve")
-    args, _ = parser.parse_known_args()
+    p = parser("Serve a kserve.Model subclass from the model folder")
+    p.add_argument("--model_class", required=True, help="module:Class to serve")
+    args, _ = p.parse_known_args()
     model = load_class(args.model_class, args.model_dir)(args.model_name)
     model.model_dir = args.model_dir
     model.load()
-    ModelServer(http_port=args.http_port, enable_grpc=args.enable_grpc).start([model])
+    serve(model, args)
 
 
 if __name__ == "__main__":

@@ -2,19 +2,20 @@
 
 Loads `model.joblib` (or .pkl/.pickle) from `--model_dir`, as KServe's sklearnserver does, and
 serves it with `kserve.ModelServer` on `--http_port`, v1 (`/v1/models/<name>:predict`) and v2
-(`/v2/models/<name>/infer`). gRPC is off unless `--enable_grpc` is given.
+(`/v2/models/<name>/infer`).
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import joblib
-from kserve import InferRequest, InferResponse, Model, ModelServer, model_server
+from kserve import InferRequest, InferResponse, Model
 from kserve.errors import InferenceError
 from kserve.utils.utils import get_predict_input, get_predict_response
+
+from graph_controller.model_servers.serving import parser, serve
 
 MODEL_FILES = ("model.joblib", "model.pkl", "model.pickle")
 
@@ -48,12 +49,10 @@ class SKLearnModel(Model):  # type: ignore[misc]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(parents=[model_server.parser])
-    parser.add_argument("--model_dir", required=True, help="folder holding model.joblib")
-    args, _ = parser.parse_known_args()
+    args, _ = parser("Serve a scikit-learn model with KServe").parse_known_args()
     model = SKLearnModel(args.model_name, args.model_dir)
     model.load()
-    ModelServer(http_port=args.http_port, enable_grpc=args.enable_grpc).start([model])
+    serve(model, args)
 
 
 if __name__ == "__main__":

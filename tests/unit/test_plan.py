@@ -1,0 +1,190 @@
+"""Pure planning: serviceName resolution as KServe's controller does it, and local plans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graph_controller.builtin_runtimes import builtin_runtimes
+from graph_controller.plan import (
+    LocalPlanError,
+    local_command,
+    model_dir,
+    plan_local,
+    predict_url,
+    resolve_graph,
+    resolve_service_names,
+)
+from graph_controller.runtime_selection import Runtime, Scope
+from schemas.errors import SpecError
+from schemas.graph import InferenceGraphSpec
+from schemas.inference_service import InferenceService, ProtocolVersion
+from schemas.serving_runtime import LOCAL_COMMAND_ANNOTATION, ServingRuntimeSpec
+
+
+def isvc(name: str, ready: bool | None = True, protocol: str | None = None) -> InferenceService:
+    model: dict[str, Any] = {"modelFormat": {"name": "sklearn"}, "storageUri": f"models/{name}"}
+    if protocol:
+        model["protocolVersion"] = protocol
+    doc: dict[str, Any] = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {"predictor": {"model": model}},
+    }
+    if ready is not None:
+        doc["status"] = {
+            "conditions": [{"type": "Ready", "status": str(ready)}],
+            "address": {"url": f"http://{name}.default.svc.cluster.local"},
+        }
+    return InferenceService.model_validate(doc)
+
+
+def graph(*steps: dict[str, Any]) -> InferenceGraphSpec:
+    return InferenceGraphSpec.model_validate(
+        {"nodes": {"root": {"routerType": "Sequence", "steps": list(steps)}}}
+    )
+
+
+@pytest.mark.parametrize(
+    ("protocol", "expected"),
+    [
+        (ProtocolVersion.V1, "http://m.ns/v1/models/m:predict"),
+        (ProtocolVersion.V2, "http://m.ns/v2/models/m/infer"),
+    ],
+    ids=["v1", "v2"],
+)
+def test_predict_url_follows_kserve_protocol_paths(
+    protocol: ProtocolVersion, expected: str
+) -> None:
+    assert predict_url("http://m.ns/", "m", protocol) == expected
+
+
+def test_resolution_fills_service_url_and_keeps_service_name() -> None:
+    spec = graph(
+        {"serviceName": "a"},
+        {"serviceName": "b", "serviceUrl": "http://given/x"},
+        {"serviceName": "c", "data": "$response"},
+    )
+    resolution = resolve_graph(spec, {"a": isvc("a"), "c": isvc("c", protocol="v2")})
+    steps = resolution.spec.nodes["root"].steps
+    assert steps[0].service_url == "http://a.default.svc.cluster.local/v1/models/a:predict"
+    assert steps[0].service_name == "a"
+    assert steps[1].service_url == "http://given/x"  # an explicit serviceUrl is left alone
+    assert steps[2].service_url == "http://c.default.svc.cluster.local/v2/models/c/infer"
+    assert resolution.ready
+    assert resolution.conditions() == [
+        {"type": "Ready", "status": "True", "reason": "AllInferenceServicesReady"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("services", "reason", "names"),
+    [
+        ({}, "InferenceServiceNotFound", "a"),
+        ({"a": isvc("a", ready=False)}, "InferenceServiceNotReady", "a"),
+        ({"a": isvc("a", ready=None)}, "InferenceServiceNotReady", "a"),
+    ],
+    ids=["missing", "not-ready", "no-status-yet"],
+)
+def test_missing_or_unready_services_are_reported_not_raised(
+    services: dict[str, InferenceService], reason: str, names: str
+) -> None:
+    resolution = resolve_graph(graph({"serviceName": "a"}), services)
+    assert not resolution.ready
+    (condition,) = resolution.conditions()
+    assert (condition["status"], condition["reason"]) == ("False", reason)
+    assert names in condition["message"]
+    assert resolution.spec.nodes["root"].steps[0].service_url is None
+
+
+@settings(derandomize=True, max_examples=100)
+@given(
+    st.lists(st.sampled_from("abcde"), min_size=1, max_size=6),
+    st.sets(st.sampled_from("abcde")),
+)
+def test_resolution_resolves_exactly_the_ready_services(used: list[str], ready: set[str]) -> None:
+    spec = graph(*({"serviceName": name} for name in used))
+    services = {name: isvc(name) for name in ready}
+    resolution = resolve_graph(spec, services)
+    for step in resolution.spec.nodes["root"].steps:
+        assert (step.service_url is not None) == (step.service_name in ready)
+    assert set(resolution.missing) == set(used) - ready
+    assert resolution.ready == (set(used) <= ready)
+
+
+def test_resolve_service_names_names_the_unknown_step() -> None:
+    with pytest.raises(SpecError) as error:
+        resolve_service_names(graph({"serviceName": "a"}, {"serviceName": "zz"}), {"a": "http://a"})
+    (problem,) = error.value.errors
+    assert problem.path == "nodes.root.steps[1].serviceName"
+    assert "'zz' is not known (available: a)" in problem.message
+
+
+def runtime_with(annotation: str | None) -> Runtime:
+    spec = ServingRuntimeSpec.model_validate(
+        {"supportedModelFormats": [{"name": "sklearn", "autoSelect": True}]}
+    )
+    annotations = {} if annotation is None else {LOCAL_COMMAND_ANNOTATION: annotation}
+    return Runtime("mine", Scope.NAMESPACE, spec, annotations)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "message"),
+    [("not json", "is not JSON"), ('{"a": 1}', "must be a JSON list"), ("[]", "must be a JSON")],
+    ids=["not-json", "object", "empty"],
+)
+def test_bad_local_command_annotations_are_explained(annotation: str, message: str) -> None:
+    with pytest.raises(LocalPlanError, match=message):
+        local_command(runtime_with(annotation))
+
+
+def test_local_plan_uses_the_runtime_kserve_would_select(tmp_path: Path) -> None:
+    (tmp_path / "models" / "a").mkdir(parents=True)
+    plan = plan_local({"a": isvc("a")}, {}, builtin_runtimes(), tmp_path, "/usr/bin/python3")
+    (predictor,) = plan.predictors
+    assert predictor.runtime == "kserve-sklearnserver"
+    command = predictor.command(9000)
+    assert command[:3] == ["/usr/bin/python3", "-m", "graph_controller.model_servers.sklearn"]
+    assert command[command.index("--model_dir") + 1] == str(tmp_path / "models" / "a")
+    assert command[command.index("--http_port") + 1] == "9000"
+    assert predictor.ready_path == "/v1/models/a"
+
+
+def test_a_namespace_runtime_wins_and_must_say_how_to_run_locally(tmp_path: Path) -> None:
+    (tmp_path / "models" / "a").mkdir(parents=True)
+    runtimes = (runtime_with(None), *builtin_runtimes())
+    with pytest.raises(LocalPlanError, match="runtime 'mine' has no local command"):
+        plan_local({"a": isvc("a")}, {}, runtimes, tmp_path, "python")
+    argv = json.dumps(["{python}", "-m", "srv", "--port", "{port}", "--name", "{model_name}"])
+    runtimes = (runtime_with(argv), *builtin_runtimes())
+    (predictor,) = plan_local({"a": isvc("a")}, {}, runtimes, tmp_path, "py").predictors
+    assert predictor.command(1) == ["py", "-m", "srv", "--port", "1", "--name", "a"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("file:///srv/models/a", Path("/srv/models/a")),
+        ("models/a", Path("/bundle/models/a")),
+        ("/abs/a", Path("/abs/a")),
+    ],
+    ids=["file-uri", "relative", "absolute"],
+)
+def test_model_dir_reads_local_storage_uris(uri: str, expected: Path) -> None:
+    assert model_dir(uri, Path("/bundle")) == expected
+
+
+def test_remote_storage_uris_are_refused_locally() -> None:
+    with pytest.raises(LocalPlanError, match="remote"):
+        model_dir("gs://bucket/model", Path("/bundle"))
+
+
+def test_missing_model_folder_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(LocalPlanError, match=r"InferenceService 'a': model at .* does not exist"):
+        plan_local({"a": isvc("a")}, {}, builtin_runtimes(), tmp_path, "python")
