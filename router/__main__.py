@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         propagator,
         max_body_bytes=settings.max_body_bytes,
         connection_limit=settings.connection_limit,
+        max_in_flight=settings.max_in_flight,
     )
     coroutine = serve(
         app, graph, settings.host, settings.port, settings.drain_seconds, settings.enable_tls

@@ -10,24 +10,31 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from aiohttp import web
 
 from router.calls import HttpStepCaller, new_session
 from router.errors import (
     BodyTooLarge,
+    CircuitOpen,
     GraphTimeout,
     MethodNotAllowed,
     RequestTimeout,
     RouterError,
+    TooBusy,
 )
-from router.executor import Execution, StepCaller
+from router.executor import SYSTEM_CLOCK, Clock, Execution, StepCaller
 from router.graph import CompiledGraph
 from router.headers import HeaderPropagator
 from router.payload import Payload, Reply
+from router.recording import Trace
+from router.resilience import Breakers
 
 JSON = "application/json"
+TRACE_HEADER = "X-InferGraph-Trace"  # request it with any value but "0"; the answer carries it
 
 
 @dataclass(slots=True)
@@ -41,6 +48,12 @@ class ServingState:
     shutting_down: bool = False
     max_body_bytes: int = 16 * 1024 * 1024
     connection_limit: int = 1024
+    max_in_flight: int = 0  # 0: no limit (KServe's behaviour)
+    in_flight: int = 0
+    clock: Clock = SYSTEM_CLOCK
+    breakers: Breakers = field(default_factory=Breakers)
+    # Shadow calls outlive their request; they live here until they finish or shutdown.
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 STATE = web.AppKey("state", ServingState)
@@ -53,9 +66,11 @@ def build_app(
     rng: random.Random | None = None,
     max_body_bytes: int = 16 * 1024 * 1024,
     connection_limit: int = 1024,
+    max_in_flight: int = 0,
     caller: StepCaller | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> web.Application:
-    """The router application for `graph`. `caller` replaces HTTP step calls (tests only)."""
+    """The router application for `graph`. `caller` and `clock` replace I/O and time in tests."""
     state = ServingState(
         graph=graph,
         propagator=propagator or HeaderPropagator(()),
@@ -63,6 +78,8 @@ def build_app(
         caller=caller,
         max_body_bytes=max_body_bytes,
         connection_limit=connection_limit,
+        max_in_flight=max_in_flight,
+        clock=clock,
     )
     # client_max_size + 1 lets us see "too large" ourselves and answer with our error body.
     app = web.Application(client_max_size=max_body_bytes + 1)
@@ -79,10 +96,13 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     session = new_session(state.connection_limit)
-    state.caller = HttpStepCaller(session, state.graph.timeouts.service_client)
+    state.caller = HttpStepCaller(session)
     try:
         yield
     finally:
+        for task in list(state.background):
+            task.cancel()
+        await asyncio.gather(*state.background, return_exceptions=True)
         await session.close()
 
 
@@ -93,12 +113,29 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def error_response(error: RouterError) -> web.Response:
-    return web.Response(status=error.status, body=error.body(), content_type=JSON)
+    response = web.Response(status=error.status, body=error.body(), content_type=JSON)
+    if isinstance(error, CircuitOpen):
+        response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    elif isinstance(error, TooBusy):
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 async def run_graph(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    graph = state.graph
+    if state.max_in_flight and state.in_flight >= state.max_in_flight:
+        # Refuse at once rather than queue: a queue only turns overload into timeouts.
+        return error_response(TooBusy(f"{state.in_flight} requests in flight, the limit"))
+    state.in_flight += 1
+    try:
+        return await _run_graph(request, state)
+    finally:
+        state.in_flight -= 1
+
+
+async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
+    graph = state.graph  # one graph for the whole request, even if a reload swaps it meanwhile
+    trace = Trace() if request.headers.get(TRACE_HEADER, "0") != "0" else None
     try:
         if request.method != "POST":
             raise MethodNotAllowed(f"{request.method} is not supported: POST the request body")
@@ -107,7 +144,17 @@ async def run_graph(request: web.Request) -> web.Response:
         assert caller is not None  # set by the cleanup_ctx before the first request
         payload = Payload(body)
         execution = Execution(
-            caller, payload, state.propagator.outbound(request.headers), state.rng
+            caller,
+            payload,
+            state.propagator.outbound(request.headers),
+            state.rng,
+            deadline=state.clock.now() + graph.timeouts.request,
+            service_client_timeout=graph.timeouts.service_client,
+            clock=state.clock,
+            breakers=state.breakers,
+            recorder=trace,
+            incoming_headers=request.headers,
+            background=state.background,
         )
         try:
             async with asyncio.timeout(graph.timeouts.server_write):
@@ -117,8 +164,12 @@ async def run_graph(request: web.Request) -> web.Response:
                 f"the graph did not finish within {graph.timeouts.server_write:g}s (serverWrite)"
             ) from None
     except RouterError as error:
-        return error_response(error)
-    return _reply_response(reply)
+        response = error_response(error)
+    else:
+        response = _reply_response(reply)
+    if trace is not None:
+        response.headers[TRACE_HEADER] = orjson.dumps(trace.as_json()).decode()
+    return response
 
 
 def _reply_response(reply: Reply) -> web.Response:

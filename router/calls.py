@@ -18,14 +18,14 @@ from router.payload import Payload, Reply
 
 
 class HttpStepCaller:
-    """A `StepCaller` over a shared session; `timeout` (seconds) bounds each call."""
+    """A `StepCaller` over a shared session; each call is bounded by the seconds it is given."""
 
-    __slots__ = ("_session", "_timeout", "_timeout_seconds", "_urls")
+    __slots__ = ("_session", "_timeouts", "_urls")
 
-    def __init__(self, session: aiohttp.ClientSession, timeout: float) -> None:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
-        self._timeout_seconds = timeout
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # ClientTimeout objects by duration: most calls use one of a few fixed budgets.
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         # Parsed once per target rather than on every call; `encoded=True` uses the URL exactly
         # as the graph spells it, with no re-quoting, as KServe's Go client does.
         self._urls: dict[str, URL] = {}
@@ -36,21 +36,29 @@ class HttpStepCaller:
             url = self._urls[raw] = URL(raw, encoded=True)
         return url
 
-    async def __call__(self, step: Step, body: bytes, headers: Mapping[str, str]) -> Reply:
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=seconds)
+            if len(self._timeouts) < 256:  # deadlines make odd budgets; cache the common ones
+                self._timeouts[seconds] = timeout
+        return timeout
+
+    async def __call__(
+        self, step: Step, body: bytes, headers: Mapping[str, str], seconds: float
+    ) -> Reply:
         url = step.url
         assert url is not None  # the executor only calls service steps
         try:
             async with self._session.post(
-                self._url(url), data=body, headers=headers, timeout=self._timeout
+                self._url(url), data=body, headers=headers, timeout=self._timeout(seconds)
             ) as response:
                 data = await response.read()
                 return Reply(
                     response.status, Payload(data), response.content_type == "application/json"
                 )
         except TimeoutError:
-            raise StepTimeout(
-                f"{step.label}: {url} did not answer within {self._timeout_seconds:g}s"
-            ) from None
+            raise StepTimeout(f"{step.label}: {url} did not answer within {seconds:.3g}s") from None
         except aiohttp.ClientError as error:
             raise StepUnreachable(
                 f"{step.label}: calling {url} failed: {_describe(error)}"

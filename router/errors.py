@@ -69,6 +69,22 @@ class StepTimeout(RouterError):
     status = 504
 
 
+class CircuitOpen(RouterError):
+    """A step's target failed too often lately; it is not called until its cooldown ends."""
+
+    status = 503
+
+    def __init__(self, cause: str, retry_after: float) -> None:
+        super().__init__(cause)
+        self.retry_after = retry_after
+
+
+class TooBusy(RouterError):
+    """More requests in flight than --max-in-flight allows; the client should retry soon."""
+
+    status = 503
+
+
 class GraphTimeout(RouterError):
     """The whole request exceeded routerTimeouts.serverWrite."""
 

@@ -1,35 +1,60 @@
-"""Runs a compiled graph for one request: dispatches nodes, runs steps, applies step data rules.
+"""Runs a compiled graph for one request: dispatches nodes, builds step bodies, calls services.
 
-The seams are injected so the semantics can be tested without a network: a `StepCaller` (the
-only thing that does I/O; `router.calls` is the HTTP one) and a `random.Random` for Splitters.
-One `Execution` exists per request; it holds what every step call of that request shares.
+The seams are injected so the semantics can be tested without a network or a wall clock: a
+`StepCaller` (the only thing that does I/O; `router.calls` is the HTTP one), a `random.Random`
+for Splitters and retry jitter, and a `Clock` (monotonic time and sleep) for deadlines and
+backoff. One `Execution` exists per request; it holds what every step of that request shares,
+including the request's deadline: no step call waits past it, and no retry starts after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from router.errors import BadRequest, InvalidStepResponse, RouterError
+from router.errors import (
+    BadRequest,
+    CircuitOpen,
+    GraphTimeout,
+    InvalidStepResponse,
+    RouterError,
+    StepTimeout,
+    StepUnreachable,
+)
 from router.graph import Node, Step
 from router.nodes.ensemble import run_ensemble
 from router.nodes.sequence import run_sequence
 from router.nodes.splitter import run_splitter
 from router.nodes.switch import run_switch
 from router.payload import InvalidJSON, Payload, Reply
+from router.recording import Recorder
+from router.resilience import Breakers, backoff_seconds
 from schemas.graph import RouterType
+from schemas.mapping import REQUEST, RESPONSE, MissingValue
 
 
 class StepCaller(Protocol):
-    """Sends one step's body to its URL and returns the answer, whatever its status.
+    """Sends one step's body to its URL within `seconds`; returns any answer, whatever its status.
 
-    Raises a RouterError (StepUnreachable, StepTimeout) when there is no answer.
+    Raises StepUnreachable when there is no answer and StepTimeout when it comes too late.
     """
 
-    async def __call__(self, step: Step, body: bytes, headers: Mapping[str, str]) -> Reply: ...
+    async def __call__(
+        self, step: Step, body: bytes, headers: Mapping[str, str], seconds: float
+    ) -> Reply: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Clock:
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+SYSTEM_CLOCK = Clock()
 NodeRunner = Callable[[Node, Payload, "Execution"], Awaitable[Reply]]
 
 _RUNNERS: dict[RouterType, NodeRunner] = {
@@ -43,7 +68,19 @@ _RUNNERS: dict[RouterType, NodeRunner] = {
 class Execution:
     """One request's run through the graph."""
 
-    __slots__ = ("caller", "headers", "request", "rng")
+    __slots__ = (
+        "background",
+        "breakers",
+        "caller",
+        "clock",
+        "deadline",
+        "headers",
+        "incoming_headers",
+        "recorder",
+        "request",
+        "rng",
+        "service_client_timeout",
+    )
 
     def __init__(
         self,
@@ -51,21 +88,93 @@ class Execution:
         request: Payload,
         headers: Mapping[str, str],
         rng: random.Random,
+        *,
+        deadline: float,
+        service_client_timeout: float,
+        clock: Clock = SYSTEM_CLOCK,
+        breakers: Breakers | None = None,
+        recorder: Recorder | None = None,
+        incoming_headers: Mapping[str, str] | None = None,
+        background: set[asyncio.Task[Any]] | None = None,
     ) -> None:
         self.caller = caller
         self.request = request
-        self.headers = headers
+        self.headers = headers  # what every step call sends (propagated + Content-Type)
         self.rng = rng
+        self.deadline = deadline  # absolute, on `clock.now()`
+        self.service_client_timeout = service_client_timeout
+        self.clock = clock
+        self.breakers = breakers
+        self.recorder = recorder
+        self.incoming_headers = incoming_headers or {}  # for sticky routing
+        self.background = background  # where shadow calls live; None: no shadows run
 
-    def run_node(self, node: Node, payload: Payload) -> Awaitable[Reply]:
-        return _RUNNERS[node.kind](node, payload, self)
+    # --- nodes ----------------------------------------------------------------------------
 
-    async def run_step(self, step: Step, payload: Payload) -> Reply:
-        if step.map_predictions:
-            payload = map_predictions_to_instances(step, payload, payload is self.request)
+    async def run_node(self, node: Node, payload: Payload) -> Reply:
+        recorder = self.recorder
+        if recorder is None:
+            return await _RUNNERS[node.kind](node, payload, self)
+        token = recorder.node_started(node)
+        try:
+            reply = await _RUNNERS[node.kind](node, payload, self)
+        except RouterError as error:
+            recorder.node_finished(token, error.status, error.cause)
+            raise
+        recorder.node_finished(token, reply.status, None)
+        return reply
+
+    def note(self, node: Node, step: Step | None, what: str) -> None:
+        if self.recorder is not None:
+            self.recorder.decision(node.name, step.key if step is not None else None, what)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    async def run_step(
+        self, step: Step, node_input: Payload, previous: Payload | None = None
+    ) -> Reply:
+        """Run `step` with the body its `data` asks for.
+
+        `node_input` is what KServe calls `$request` (the node's input), `previous` is
+        `$response` (the previous step's answer in a Sequence; the node's input elsewhere).
+        """
+        body = self.step_body(step, node_input, previous if previous is not None else node_input)
         if step.node is not None:
-            return await self.run_node(step.node, payload)
-        return await self.caller(step, payload.raw, self.headers)
+            return await self.run_node(step.node, body)
+        return await self.call_service(step, body)
+
+    def step_body(self, step: Step, request: Payload, response: Payload) -> Payload:
+        mapping = step.data
+        if mapping.whole == REQUEST:
+            body = request
+        elif mapping.whole == RESPONSE:
+            body = response
+        else:
+            assert mapping.build is not None  # compile_data sets one of the two
+            request_json = (
+                self.parsed(request, f"the input of {step.label}")
+                if REQUEST in mapping.uses
+                else None
+            )
+            response_json = (
+                self.parsed(response, f"the response {step.label} reads")
+                if RESPONSE in mapping.uses
+                else None
+            )
+            try:
+                body = Payload.from_json(mapping.build(request_json, response_json))
+            except MissingValue as missing:
+                error = (
+                    BadRequest
+                    if missing.source == REQUEST and request is self.request
+                    else InvalidStepResponse
+                )
+                raise error(f"{step.label}: data {missing}") from None
+        if step.map_predictions:
+            body = map_predictions_to_instances(step, body, body is self.request)
+        elif step.map_outputs:
+            body = map_outputs_to_inputs(step, body, body is self.request)
+        return body
 
     def parsed(self, payload: Payload, what: str) -> Any:
         """`payload.json()`, with the error a client or an operator can act on."""
@@ -75,17 +184,128 @@ class Execution:
             cls: type[RouterError] = BadRequest if payload is self.request else InvalidStepResponse
             raise cls(f"{what} is not valid JSON: {error}") from None
 
+    async def call_service(self, step: Step, body: Payload) -> Reply:
+        """One step call with its circuit breaker, retries and the request's deadline."""
+        recorder = self.recorder
+        attempts = [0]  # counted by the retry loop, read by the recorder
+        if recorder is None:
+            return await self._call_with_retries(step, body.raw, self.headers, attempts)
+        headers = dict(self.headers)
+        token = recorder.step_started(step, headers)
+        try:
+            reply = await self._call_with_retries(step, body.raw, headers, attempts)
+        except RouterError as error:
+            recorder.step_finished(token, error.status, error.cause, attempts[0])
+            raise
+        recorder.step_finished(token, reply.status, None, attempts[0])
+        return reply
+
+    async def _call_with_retries(
+        self, step: Step, raw: bytes, headers: Mapping[str, str], attempts: list[int]
+    ) -> Reply:
+        policy = step.retry
+        breaker = None
+        if step.breaker is not None and self.breakers is not None and step.url is not None:
+            breaker = self.breakers.get(step.url, step.breaker)
+        while True:
+            now = self.clock.now()
+            remaining = self.deadline - now
+            if remaining <= 0:
+                raise GraphTimeout(f"{step.label}: the request's deadline passed before the call")
+            if breaker is not None and not breaker.allow(now):
+                raise CircuitOpen(
+                    f"{step.label}: circuit open for {step.url} after {breaker.failures} "
+                    f"consecutive failures; next probe in {breaker.retry_after(now):.1f}s",
+                    retry_after=breaker.retry_after(now),
+                )
+            attempts[0] += 1
+            timeout = min(step.timeout or self.service_client_timeout, remaining)
+            error: RouterError | None = None
+            reply: Reply | None = None
+            try:
+                reply = await self.caller(step, raw, headers, timeout)
+            except (StepUnreachable, StepTimeout) as failure:
+                error = failure
+            failed = error is not None or (reply is not None and reply.status >= 500)
+            if breaker is not None:
+                breaker.record(not failed, self.clock.now())
+            retryable = error is not None and not isinstance(error, StepTimeout)
+            if reply is not None and policy is not None:
+                retryable = reply.status in policy.retryable_status_codes
+            if policy is None or not retryable or attempts[0] > policy.max_retries:
+                if error is not None:
+                    raise error
+                assert reply is not None
+                return reply
+            delay = backoff_seconds(policy, attempts[0], self.rng)
+            if self.clock.now() + delay >= self.deadline:
+                # No time left for another try: answer with what we have.
+                if error is not None:
+                    raise error
+                assert reply is not None
+                return reply
+            if self.recorder is not None:
+                what = f"retry {attempts[0]} in {delay * 1000:.0f} ms"
+                self.recorder.decision(step.owner, step.key, what)
+            await self.clock.sleep(delay)
+
+    def spawn_shadow(self, step: Step, body: Payload) -> None:
+        """Send a copy to a shadow step; its answer and failure never reach the response."""
+        if self.background is None:
+            return
+        task = asyncio.ensure_future(self._shadow(step, body))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _shadow(self, step: Step, body: Payload) -> None:
+        try:
+            if step.node is not None:
+                await self.run_node(step.node, body)
+            else:
+                await self.call_service(step, body)
+        except RouterError:
+            pass  # shadow traffic must never affect anything; its failures are its own
+
 
 def map_predictions_to_instances(step: Step, payload: Payload, from_request: bool) -> Payload:
     """The body with its `predictions` moved to `instances` (v1 chaining between models)."""
-    try:
-        body = payload.json()
-    except InvalidJSON as error:
-        cls: type[RouterError] = BadRequest if from_request else InvalidStepResponse
-        raise cls(f"{step.label}: mapPredictionsToInstances needs a JSON body: {error}") from None
+    body = _json_for_mapping(step, payload, from_request, "mapPredictionsToInstances")
     if not isinstance(body, dict) or "predictions" not in body:
-        cls = BadRequest if from_request else InvalidStepResponse
+        cls: type[RouterError] = BadRequest if from_request else InvalidStepResponse
         raise cls(f"{step.label}: mapPredictionsToInstances needs a body with 'predictions'")
     mapped = {k: v for k, v in body.items() if k != "predictions"}
     mapped["instances"] = body["predictions"]
     return Payload.from_json(mapped)
+
+
+def map_outputs_to_inputs(step: Step, payload: Payload, from_request: bool) -> Payload:
+    """v2 chaining: the previous answer's `outputs` become `inputs`, renamed as configured."""
+    body = _json_for_mapping(step, payload, from_request, "mapOutputsToInputs")
+    outputs = body.get("outputs") if isinstance(body, dict) else None
+    if not isinstance(outputs, list):
+        cls: type[RouterError] = BadRequest if from_request else InvalidStepResponse
+        raise cls(f"{step.label}: mapOutputsToInputs needs a v2 body with 'outputs'")
+    renames = step.map_outputs if isinstance(step.map_outputs, dict) else None
+    inputs = []
+    for tensor in outputs:
+        if not isinstance(tensor, dict):
+            continue
+        name = tensor.get("name")
+        if renames is not None:
+            if name not in renames:
+                continue
+            name = renames[name]
+        inputs.append({k: v for k, v in tensor.items() if k != "parameters"} | {"name": name})
+    if renames is not None and len(inputs) < len(renames):
+        found = {t.get("name") for t in outputs if isinstance(t, dict)}
+        missing = sorted(set(renames) - found)
+        raise InvalidStepResponse(f"{step.label}: outputs {missing} are not in the previous answer")
+    return Payload.from_json({"inputs": inputs})
+
+
+def _json_for_mapping(step: Step, payload: Payload, from_request: bool, what: str) -> Any:
+    try:
+        return payload.json()
+    except InvalidJSON as error:
+        cls: type[RouterError] = BadRequest if from_request else InvalidStepResponse
+        raise cls(f"{step.label}: {what} needs a JSON body: {error}") from None

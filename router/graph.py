@@ -11,9 +11,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 
-from schemas.conditions import Condition, compile_condition
 from schemas.errors import FieldError, SpecError, render_path
-from schemas.graph import ROOT_NODE, Dependency, InferenceGraphSpec, InferenceRouter, RouterType
+from schemas.expressions import Expression, compile_expression
+from schemas.graph import (
+    ROOT_NODE,
+    Aggregation,
+    CircuitBreakerPolicy,
+    ConditionLanguage,
+    Dependency,
+    InferenceGraphSpec,
+    InferenceRouter,
+    InferenceStep,
+    RetryPolicy,
+    RouterType,
+)
+from schemas.mapping import DataMapping, compile_data
 
 # KServe's defaults, in seconds (Go http.Server ReadTimeout/WriteTimeout/IdleTimeout).
 DEFAULT_SERVER_READ = 60.0
@@ -24,13 +36,20 @@ DEFAULT_SERVER_IDLE = 180.0
 @dataclass(frozen=True, slots=True, eq=False)
 class Step:
     key: str  # the step's name, or its index as a string (KServe's ensemble key)
+    owner: str  # the name of the node the step belongs to
     label: str  # "node 'root' step 'x'", for error causes
     url: str | None  # set for service steps
     node: Node | None  # set for nodeName steps
-    condition: Condition | None
-    use_response: bool  # data: $response
+    condition: Expression | None
+    data: DataMapping  # which body the step gets (KServe's $request/$response, or a mapping)
     hard: bool
     map_predictions: bool
+    map_outputs: bool | dict[str, str] | None  # v2: previous outputs become inputs
+    timeout: float | None  # per-step bound, within the request's deadline
+    retry: RetryPolicy | None  # the step's own or the graph's default
+    breaker: CircuitBreakerPolicy | None
+    weight: int  # Splitter share, or the weight in a 'weighted' Ensemble
+    shadow: bool
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -38,7 +57,13 @@ class Node:
     name: str
     kind: RouterType
     steps: tuple[Step, ...]
-    cumulative_weights: tuple[int, ...]  # Splitter only: running sums of step weights
+    routes: tuple[Step, ...]  # Splitter: the steps a draw picks from (all but shadows)
+    cumulative_weights: tuple[int, ...]  # Splitter: running sums of the routes' weights
+    shadows: tuple[Step, ...]  # Splitter: steps that get a copy of every request
+    aggregation: Aggregation
+    partial_results: bool
+    quorum: int | str | None  # Ensemble: answer once this many steps succeeded, or "majority"
+    sticky_header: str | None  # Splitter: hash this header's value instead of drawing
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +72,7 @@ class Timeouts:
     server_write: float
     server_idle: float
     service_client: float  # bound on every step call
+    request: float  # the whole request's deadline: spec.timeout, else serverWrite
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -68,7 +94,7 @@ def compile_graph(spec: InferenceGraphSpec) -> CompiledGraph:
     def build(name: str) -> Node:
         # Children are compiled before parents; validation guarantees termination (no cycles).
         if name not in compiled:
-            compiled[name] = _compile_node(name, spec.nodes[name], build)
+            compiled[name] = _compile_node(name, spec.nodes[name], spec, build)
         return compiled[name]
 
     for name in spec.nodes:
@@ -76,26 +102,53 @@ def compile_graph(spec: InferenceGraphSpec) -> CompiledGraph:
     return CompiledGraph(root=compiled[ROOT_NODE], nodes=compiled, timeouts=_timeouts(spec))
 
 
-def _compile_node(name: str, node: InferenceRouter, build: Callable[[str], Node]) -> Node:
-    steps = tuple(
-        Step(
-            key=step.name if step.name else str(index),
-            label=f"node '{name}' step '{step.name}'"
-            if step.name
-            else f"node '{name}' step {index}",
-            url=None if step.node_name else step.service_url,
-            node=build(step.node_name) if step.node_name else None,
-            condition=compile_condition(step.condition) if step.condition else None,
-            use_response=step.data == "$response",
-            hard=step.dependency is Dependency.HARD,
-            map_predictions=bool(step.map_predictions_to_instances),
-        )
-        for index, step in enumerate(node.steps)
+def _compile_step(
+    node_name: str,
+    index: int,
+    step: InferenceStep,
+    spec: InferenceGraphSpec,
+    build: Callable[[str], Node],
+) -> Step:
+    language = step.condition_language or spec.condition_language or ConditionLanguage.GJSON
+    return Step(
+        key=step.name if step.name else str(index),
+        owner=node_name,
+        label=f"node '{node_name}' step " + (f"'{step.name}'" if step.name else str(index)),
+        url=None if step.node_name else step.service_url,
+        node=build(step.node_name) if step.node_name else None,
+        condition=compile_expression(step.condition, language) if step.condition else None,
+        data=compile_data(step.data),
+        hard=step.dependency is Dependency.HARD,
+        map_predictions=bool(step.map_predictions_to_instances),
+        map_outputs=step.map_outputs_to_inputs or None,
+        timeout=step.timeout,
+        retry=step.retry or spec.retry,
+        breaker=step.circuit_breaker or spec.circuit_breaker,
+        weight=step.weight or 0,
+        shadow=bool(step.shadow),
     )
+
+
+def _compile_node(
+    name: str, node: InferenceRouter, spec: InferenceGraphSpec, build: Callable[[str], Node]
+) -> Node:
+    steps = tuple(_compile_step(name, i, step, spec, build) for i, step in enumerate(node.steps))
+    routes = tuple(step for step in steps if not step.shadow)
     weights: tuple[int, ...] = ()
     if node.router_type is RouterType.SPLITTER:
-        weights = tuple(accumulate(step.weight or 0 for step in node.steps))
-    return Node(name=name, kind=node.router_type, steps=steps, cumulative_weights=weights)
+        weights = tuple(accumulate(step.weight for step in routes))
+    return Node(
+        name=name,
+        kind=node.router_type,
+        steps=steps,
+        routes=routes,
+        cumulative_weights=weights,
+        shadows=tuple(step for step in steps if step.shadow),
+        aggregation=node.aggregation or Aggregation.MERGE,
+        partial_results=bool(node.partial_results),
+        quorum=node.quorum,
+        sticky_header=node.sticky_header,
+    )
 
 
 def _require_urls(spec: InferenceGraphSpec) -> None:
@@ -126,4 +179,11 @@ def _timeouts(spec: InferenceGraphSpec) -> Timeouts:
     # KServe's client has no timeout of its own, but Go's WriteTimeout ends the whole response
     # after serverWrite seconds; bounding each call by it gives the same outcome, with an error.
     client = pick("service_client", write)
-    return Timeouts(server_read=read, server_write=write, server_idle=idle, service_client=client)
+    request = float(spec.timeout) if spec.timeout else write
+    return Timeouts(
+        server_read=read,
+        server_write=write,
+        server_idle=idle,
+        service_client=client,
+        request=request,
+    )

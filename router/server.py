@@ -39,6 +39,9 @@ async def serve(
         access_log=None,
         keepalive_timeout=graph.timeouts.server_idle,
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+        # A client that goes away cancels its request's handler, and with it every step call
+        # still in flight (KServe's router keeps calling models for nobody).
+        handler_cancellation=True,
     )
     await runner.setup()
     ssl_context = None

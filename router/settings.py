@@ -28,6 +28,7 @@ class RouterSettings:
     max_body_bytes: int
     connection_limit: int
     propagate_headers: str | None
+    max_in_flight: int
     enable_tls: bool
     graph_name: str | None
 
@@ -58,6 +59,12 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_CONNECTION_LIMIT,
         help="most concurrent connections to step services (default 1024)",
+    )
+    p.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=0,
+        help="answer 503 with Retry-After beyond this many concurrent requests (0: no limit)",
     )
     # KServe's own flags, accepted for drop-in compatibility.
     p.add_argument(
@@ -90,6 +97,7 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
         max_body_bytes=args.max_body_bytes,
         connection_limit=args.connection_limit,
         propagate_headers=environ.get("PROPAGATE_HEADERS"),
+        max_in_flight=args.max_in_flight,
         enable_tls=args.enable_tls,
         graph_name=args.inferencegraph_name,
     )

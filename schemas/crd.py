@@ -127,9 +127,7 @@ def _convert_any_of(
     if len(non_null) == 1:
         # `X | None`: OpenAPI v3.0 has no null type, only the `nullable` flag on X.
         converted = _convert({**non_null[0], **rest}, defs, path, refs)
-    elif sorted(option.get("type", "") for option in non_null) == ["integer", "string"] and all(
-        set(option) == {"type"} for option in non_null
-    ):
+    elif sorted(option.get("type", "") for option in non_null) == ["integer", "string"]:
         # The one union Kubernetes models natively (IntOrString); anyOf is allowed beside it.
         converted = {}
         if "description" in rest:
@@ -137,7 +135,13 @@ def _convert_any_of(
         converted["x-kubernetes-int-or-string"] = True
         converted["anyOf"] = [{"type": "integer"}, {"type": "string"}]
     else:
-        raise CrdError(f"{path}: a union of {len(non_null)} schemas has no structural form")
+        # Any other union (e.g. `data`: a string or an object template) is checked by our own
+        # validation; the API server keeps the value as given. Such a node may omit `type`.
+        converted = {}
+        if "description" in rest:
+            converted["description"] = rest["description"]
+        converted["x-kubernetes-preserve-unknown-fields"] = True
+        return converted
     if nullable:
         converted = _with_nullable(converted)
     return converted

@@ -9,7 +9,7 @@ violation is reported at once with its exact path.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -39,7 +39,38 @@ class ScaleMetric(StrEnum):
     RPS = "rps"
 
 
-StepData = Literal["$request", "$response"]
+class ConditionLanguage(StrEnum):
+    GJSON = "gjson"
+    JMESPATH = "jmespath"
+    JSONPATH = "jsonpath"
+
+
+class Aggregation(StrEnum):
+    MERGE = "merge"  # KServe's: an object keyed by step name
+    MAJORITY = "majority"
+    MEAN = "mean"
+    WEIGHTED = "weighted"
+    FIRST = "first"
+
+
+# `data` is KServe's "$request" / "$response", or (InferGraph) a path into either, such as
+# "$response.predictions[0]", or an object template whose string leaves may be such paths.
+StepData = str | dict[str, Any]
+
+
+class RetryPolicy(Resource):
+    """Retries of one step call, in the spelling proposed upstream in KServe."""
+
+    max_retries: int = Field(default=0, ge=0, le=10)
+    initial_delay_ms: int = Field(default=100, ge=0)
+    max_delay_ms: int = Field(default=2000, ge=0)
+    # Connection errors are always retried; these answers are too.
+    retryable_status_codes: list[int] = Field(default_factory=lambda: [502, 503, 504])
+
+
+class CircuitBreakerPolicy(Resource):
+    failure_threshold: int = Field(default=5, ge=1)
+    cooldown_seconds: float = Field(default=10.0, gt=0)
 
 
 class InferenceStep(Resource):
@@ -56,6 +87,13 @@ class InferenceStep(Resource):
     weight: int | None = Field(default=None, ge=0)
     dependency: Dependency | None = None
     map_predictions_to_instances: bool | None = None
+    # InferGraph extensions, all optional; a KServe graph never sets them.
+    condition_language: ConditionLanguage | None = None
+    map_outputs_to_inputs: bool | dict[str, str] | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    retry: RetryPolicy | None = None
+    circuit_breaker: CircuitBreakerPolicy | None = None
+    shadow: bool | None = None
 
 
 class InferenceRouter(Resource):
@@ -63,6 +101,12 @@ class InferenceRouter(Resource):
 
     router_type: RouterType
     steps: list[InferenceStep] = Field(default_factory=list)
+    # InferGraph extensions (Ensemble: aggregation, partialResults, quorum; Splitter:
+    # stickyHeader).
+    aggregation: Aggregation | None = None
+    partial_results: bool | None = None
+    quorum: int | Literal["majority"] | None = None
+    sticky_header: str | None = None
 
 
 class RouterTimeouts(Resource):
@@ -88,6 +132,10 @@ class InferenceGraphSpec(Resource):
     max_replicas: int | None = Field(default=None, ge=0)
     scale_target: int | None = Field(default=None, ge=0)
     scale_metric: ScaleMetric | None = None
+    # InferGraph extensions: graph-wide defaults for steps.
+    condition_language: ConditionLanguage | None = None
+    retry: RetryPolicy | None = None
+    circuit_breaker: CircuitBreakerPolicy | None = None
 
 
 class InferenceGraphStatus(Resource):

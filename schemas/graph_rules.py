@@ -10,9 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from schemas.conditions import ConditionError, compile_condition
+from schemas.conditions import ConditionError
 from schemas.errors import FieldError, PathPart, render_path
-from schemas.graph import ROOT_NODE, InferenceGraphSpec, InferenceRouter, InferenceStep, RouterType
+from schemas.expressions import compile_expression
+from schemas.graph import (
+    ROOT_NODE,
+    Aggregation,
+    ConditionLanguage,
+    InferenceGraphSpec,
+    InferenceRouter,
+    InferenceStep,
+    RouterType,
+)
+from schemas.mapping import MappingError, compile_data
 
 SPLITTER_TOTAL = 100
 
@@ -55,9 +65,12 @@ def _check_node(
                 )
             else:
                 seen_names[step.name] = index
+    yield from _check_node_options(node, path)
     if node.router_type is RouterType.SPLITTER and node.steps:
-        weights = [s.weight for s in node.steps]
-        if all(w is not None for w in weights):
+        weights = [s.weight for s in node.steps if not s.shadow]
+        if not weights:
+            yield FieldError(render_path((*path, "steps")), "a Splitter needs a non-shadow step")
+        elif all(w is not None for w in weights):
             total = sum(w for w in weights if w is not None)
             if total != SPLITTER_TOTAL:
                 yield FieldError(
@@ -98,21 +111,74 @@ def _check_step(
                 render_path((*path, "serviceUrl")),
                 f"'{step.service_url}' is not an absolute http(s) URL",
             )
-    if node.router_type is RouterType.SPLITTER:
-        if step.weight is None:
+    weighted = node.router_type is RouterType.ENSEMBLE and node.aggregation is Aggregation.WEIGHTED
+    if node.router_type is RouterType.SPLITTER and step.shadow:
+        if step.weight is not None:
             yield FieldError(
-                render_path((*path, "weight")), "every step of a Splitter node needs a weight"
+                render_path((*path, "weight")),
+                "a shadow step gets a copy of all traffic: no weight",
+            )
+    elif node.router_type is RouterType.SPLITTER or weighted:
+        if step.weight is None:
+            kind = "Splitter node" if not weighted else "Ensemble with aggregation 'weighted'"
+            yield FieldError(
+                render_path((*path, "weight")), f"every step of a {kind} needs a weight"
             )
     elif step.weight is not None:
         yield FieldError(
             render_path((*path, "weight")),
-            f"weight is only allowed on Splitter steps, not on {node.router_type} steps",
+            f"weight is only allowed on Splitter steps (and on Ensemble steps with aggregation "
+            f"'weighted'), not on {node.router_type} steps",
         )
+    if step.shadow and node.router_type is not RouterType.SPLITTER:
+        yield FieldError(render_path((*path, "shadow")), "shadow steps belong to Splitter nodes")
     if step.condition is not None:
+        language = step.condition_language or spec.condition_language or ConditionLanguage.GJSON
         try:
-            compile_condition(step.condition)
+            compile_expression(step.condition, language)
         except ConditionError as error:
             yield FieldError(render_path((*path, "condition")), str(error))
+    if step.data is not None:
+        try:
+            compile_data(step.data)
+        except MappingError as error:
+            yield FieldError(render_path((*path, "data")), str(error))
+    if step.map_outputs_to_inputs and step.map_predictions_to_instances:
+        yield FieldError(
+            render_path((*path, "mapOutputsToInputs")),
+            "choose one of mapPredictionsToInstances (v1) and mapOutputsToInputs (v2)",
+        )
+
+
+def _check_node_options(node: InferenceRouter, path: tuple[PathPart, ...]) -> Iterator[FieldError]:
+    ensemble_only = {
+        "aggregation": node.aggregation,
+        "partialResults": node.partial_results,
+        "quorum": node.quorum,
+    }
+    if node.router_type is not RouterType.ENSEMBLE:
+        for field, value in ensemble_only.items():
+            if value is not None:
+                yield FieldError(render_path((*path, field)), "only Ensemble nodes take this field")
+    if node.sticky_header is not None and node.router_type is not RouterType.SPLITTER:
+        yield FieldError(
+            render_path((*path, "stickyHeader")), "only Splitter nodes take this field"
+        )
+    aggregation = node.aggregation or Aggregation.MERGE
+    if node.partial_results and aggregation is not Aggregation.MERGE:
+        yield FieldError(
+            render_path((*path, "partialResults")),
+            f"partial results apply to aggregation 'merge', not '{aggregation}'",
+        )
+    if isinstance(node.quorum, int) and not 1 <= node.quorum <= len(node.steps):
+        yield FieldError(
+            render_path((*path, "quorum")),
+            f"quorum {node.quorum} must be between 1 and the {len(node.steps)} steps",
+        )
+    if node.quorum == "majority" and aggregation is not Aggregation.MAJORITY:
+        yield FieldError(
+            render_path((*path, "quorum")), "quorum 'majority' needs aggregation 'majority'"
+        )
 
 
 def _check_cycles(spec: InferenceGraphSpec, nodes_path: tuple[PathPart, ...]) -> list[FieldError]:

@@ -28,13 +28,14 @@ from tests.support import (
 async def backend() -> AsyncIterator[Backend]:
     calls: list[dict[str, Any]] = []
     arrived = asyncio.Event()
-    runner = web.AppRunner(backend_app(calls, arrived), access_log=None)
+    abandoned: list[str] = []
+    runner = web.AppRunner(backend_app(calls, arrived, abandoned), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, 0)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield Backend(f"http://{LOOPBACK}:{port}", calls, arrived)
+        yield Backend(f"http://{LOOPBACK}:{port}", calls, arrived, abandoned)
     finally:
         await runner.cleanup()
 
@@ -84,3 +85,28 @@ def router() -> StartRouter:
                 await process.stderr.read()
 
     return start
+
+
+@pytest.fixture
+def graph_server() -> Any:
+    """`async with graph_server(spec, **build_app_kwargs) as url:` serves a graph in-process.
+
+    The router app is the real one (`router.app.build_app`) on a real socket on 127.0.0.1;
+    only the process boundary is skipped, so tests can inject a seeded rng or a clock.
+    """
+    from router.app import build_app
+    from router.graph import compile_graph
+    from schemas.loading import validate_graph_spec
+
+    @contextlib.asynccontextmanager
+    async def serve(spec: dict[str, Any], **kwargs: Any) -> AsyncIterator[str]:
+        app = build_app(compile_graph(validate_graph_spec(spec)), **kwargs)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        await web.TCPSite(runner, LOOPBACK, 0).start()
+        try:
+            yield f"http://{LOOPBACK}:{runner.addresses[0][1]}"
+        finally:
+            await runner.cleanup()
+
+    return serve

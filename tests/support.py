@@ -31,6 +31,7 @@ class Backend:
     url: str
     calls: list[dict[str, Any]] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first call
+    abandoned: list[str] = field(default_factory=list)  # /watch calls whose caller hung up
 
     def at(self, path: str) -> str:
         return f"{self.url}{path}"
@@ -39,7 +40,15 @@ class Backend:
         return [c["path"] for c in self.calls]
 
 
-def backend_app(record: list[dict[str, Any]], arrived: asyncio.Event) -> web.Application:
+FLAKY = web.AppKey("flaky", dict[str, int])
+ABANDONED = web.AppKey("abandoned", list[str])
+
+
+def backend_app(
+    record: list[dict[str, Any]],
+    arrived: asyncio.Event,
+    abandoned: list[str] | None = None,
+) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         started = time.monotonic()
@@ -57,6 +66,8 @@ def backend_app(record: list[dict[str, Any]], arrived: asyncio.Event) -> web.App
             call["end"] = time.monotonic()
 
     app = web.Application()
+    app[FLAKY] = {}
+    app[ABANDONED] = abandoned if abandoned is not None else []
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
@@ -84,6 +95,32 @@ async def _script(request: web.Request, body: bytes) -> web.StreamResponse:
         return web.json_response({"headers": dict(request.headers)})
     if kind == "v1":  # KServe v1 path shape: /v1/models/<name>:predict
         return web.json_response({"predictions": [{"label": arg.split(":")[0]}]})
+    if kind == "vote":  # /vote/<a,b,...>: one label per instance, as a classifier would
+        return web.json_response({"predictions": arg.split(",")})
+    if kind == "num":  # /num/<x,y,...>: numeric predictions
+        return web.json_response({"predictions": [float(x) for x in arg.split(",")]})
+    if kind == "v2":  # /v2/<name>: an Open Inference Protocol answer from the inputs it got
+        inputs = received.get("inputs", []) if isinstance(received, dict) else []
+        outputs = [
+            {"name": f"{arg}-out", "shape": [len(t["data"])], "datatype": "FP64",
+             "data": [x * 2 for x in t["data"]]}
+            for t in inputs
+        ]  # fmt: skip
+        return web.json_response({"model_name": arg, "outputs": outputs, "seen": received})
+    if kind == "flaky":  # /flaky/<n>: 503 for the first n calls to this backend, then 200
+        state = request.app[FLAKY]
+        state[request.path] = state.get(request.path, 0) + 1
+        if state[request.path] <= int(arg):
+            return web.json_response({"error": "warming up"}, status=503)
+        return web.json_response({"model": "flaky", "attempt": state[request.path]})
+    if kind == "watch":  # /watch/<ms>: slow, and records whether the caller hung up first
+        for _ in range(int(arg) // 10):
+            await asyncio.sleep(0.01)
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                request.app[ABANDONED].append(request.path)
+                return web.Response(status=499)
+        return web.json_response({"model": "watch"})
     return web.json_response({"error": f"no script for {request.path}"}, status=404)
 
 

@@ -28,12 +28,14 @@ async def run_sequence(node: Node, request: Payload, execution: Execution) -> Re
         if step.condition is not None:
             document = execution.parsed(last, f"the input to the condition of {step.label}")
             if not step.condition.holds(document):
+                execution.note(node, step, f"condition {step.condition.source!r} failed: stop")
                 # KServe answers 200 here even when the previous (Soft) step had failed.
                 json_content = previous.json_content if previous is not None else False
                 return Reply(200, last, json_content)
-        body = last if step.use_response else request
-        reply = await execution.run_step(step, body)
+            execution.note(node, step, f"condition {step.condition.source!r} held")
+        reply = await execution.run_step(step, request, last)
         if step.hard and not reply.ok:
+            execution.note(node, step, f"Hard step answered {reply.status}: stop")
             return reply
         previous = reply
     assert previous is not None  # validation guarantees every node has at least one step

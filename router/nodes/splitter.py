@@ -1,11 +1,17 @@
-"""Splitter: one step drawn at random with probability weight/100.
+"""Splitter: one step drawn with probability weight/100; optionally sticky, optionally shadowed.
 
-Weights are validated to sum to 100 and compiled to running sums, so a draw is one random
-integer and a short scan. (KServe draws from [0, 100], one value too many, and fails on 100.)
+Weights are validated to sum to 100 and compiled to running sums, so a draw is one integer and
+a bisection. (KServe draws from [0, 100], one value too many, and fails on 100.)
+
+InferGraph extensions: with `stickyHeader`, the header's value is hashed to the point instead
+of drawing it, so one user always reaches the same step while the shares over many users stay
+the weights; requests without the header are drawn at random. Shadow steps get a copy of every
+request in the background; their answers and failures never touch the response.
 """
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_right
 from typing import TYPE_CHECKING
 
@@ -21,7 +27,20 @@ def pick_route(cumulative_weights: tuple[int, ...], point: int) -> int:
     return bisect_right(cumulative_weights, point)
 
 
+def sticky_point(key: str, total: int) -> int:
+    """A stable point in [0, total) for `key`: the same on every router, process and restart."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % total
+
+
 async def run_splitter(node: Node, request: Payload, execution: Execution) -> Reply:
-    point = execution.rng.randrange(node.cumulative_weights[-1])
-    step = node.steps[pick_route(node.cumulative_weights, point)]
+    total = node.cumulative_weights[-1]
+    key = execution.incoming_headers.get(node.sticky_header) if node.sticky_header else None
+    point = sticky_point(key, total) if key is not None else execution.rng.randrange(total)
+    step = node.routes[pick_route(node.cumulative_weights, point)]
+    how = "sticky" if key is not None else "draw"
+    execution.note(node, step, f"{how} {point} of {total}: route")
+    for shadow in node.shadows:
+        execution.note(node, shadow, "shadow copy")
+        execution.spawn_shadow(shadow, execution.step_body(shadow, request, request))
     return await execution.run_step(step, request)

@@ -20,6 +20,7 @@ async def run_switch(node: Node, request: Payload, execution: Execution) -> Repl
     document = execution.parsed(request, f"the input to Switch node '{node.name}'")
     for step in node.steps:
         if step.condition is not None and step.condition.holds(document):
+            execution.note(node, step, f"condition {step.condition.source!r} held: route")
             return await execution.run_step(step, request)
     raise NoRouteMatched(
         f"None of the routes matched with the switch condition (node '{node.name}')"
