@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo picture clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,12 @@ lint: venv
 demo: venv
 	$(BIN)/python examples/train.py
 	$(BIN)/python examples/demo.py
+
+# SVG pictures of the example graphs; installs Graphviz from Debian's packages when missing.
+picture: venv
+	command -v dot >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq graphviz)
+	mkdir -p docs
+	$(BIN)/infergraph graph examples/digits-pipeline/digits.yaml --format svg > docs/digits-pipeline.svg
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

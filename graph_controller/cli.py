@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from schemas.errors import SpecError
+from schemas.errors import FieldError, SpecError
+from schemas.graph import InferenceGraph, InferenceGraphSpec
 from schemas.loading import load_documents
 
 
@@ -69,6 +70,53 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph_spec(path: str) -> InferenceGraphSpec:
+    """The one InferenceGraph in a file (a bundle may also hold services and runtimes)."""
+    docs = load_documents(Path(path).read_bytes(), path)
+    graphs = [d.resource for d in docs if isinstance(d.resource, InferenceGraph)]
+    if len(graphs) != 1:
+        raise SpecError(
+            [FieldError("<file>", f"expected one InferenceGraph, found {len(graphs)}")], path
+        )
+    return graphs[0].spec
+
+
+def _picture(args: argparse.Namespace) -> int:
+    from graph_controller import picture
+
+    try:
+        spec = _graph_spec(args.file)
+        render = {"mermaid": picture.mermaid, "dot": picture.dot, "svg": picture.svg}[args.format]
+        sys.stdout.write(render(spec))
+    except (SpecError, picture.PictureError, OSError) as error:
+        print(f"infergraph graph: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import random
+
+    import orjson
+    import yaml
+
+    from router.explain import explain, explain_spec, stubs_from
+
+    try:
+        graph = explain_spec(_graph_spec(args.file))
+        request = Path(args.request).read_bytes()
+        stubs = (
+            stubs_from(yaml.safe_load(Path(args.responses).read_text())) if args.responses else {}
+        )
+    except (SpecError, OSError, ValueError, yaml.YAMLError) as error:
+        print(f"infergraph explain: {error}", file=sys.stderr)
+        return 1
+    rng = random.Random(args.seed)
+    result = asyncio.run(explain(graph, request, stubs, rng))
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infergraph", description="Build and run InferenceGraphs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -91,6 +139,22 @@ def parser() -> argparse.ArgumentParser:
 
     down = sub.add_parser("down", help="stop what `infergraph up` started")
     down.set_defaults(run=_down)
+
+    graph = sub.add_parser("graph", help="draw a graph: Mermaid, Graphviz DOT or SVG")
+    graph.add_argument("file", metavar="FILE")
+    graph.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
+    graph.set_defaults(run=_picture)
+
+    explain = sub.add_parser(
+        "explain", help="show the path a request would take, without calling any model"
+    )
+    explain.add_argument("file", metavar="GRAPH")
+    explain.add_argument("--request", required=True, help="a JSON file with the request body")
+    explain.add_argument(
+        "--responses", help="YAML mapping '<node>.<step>' or '<step>' to {status, body} stubs"
+    )
+    explain.add_argument("--seed", type=int, default=None, help="seed for Splitter draws")
+    explain.set_defaults(run=_explain)
     return p
 
 

@@ -10,14 +10,20 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from router.app import build_app
-from router.graph import compile_graph
+from router.app import STATE, build_app
+from router.graph import CompiledGraph, compile_graph
 from router.headers import HeaderPatternError, HeaderPropagator
+from router.reload import GraphReloader
 from router.server import serve
 from router.settings import UnsupportedFlag, from_args
 from schemas.errors import SpecError
 from schemas.loading import load_graph_file, load_graph_spec
+
+
+def _load_file(path: Path) -> CompiledGraph:
+    return compile_graph(load_graph_file(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,8 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         connection_limit=settings.connection_limit,
         max_in_flight=settings.max_in_flight,
     )
+    reloader = None
+    if settings.graph_file is not None:
+        reloader = GraphReloader(app[STATE], Path(settings.graph_file), _load_file)
     coroutine = serve(
-        app, graph, settings.host, settings.port, settings.drain_seconds, settings.enable_tls
+        app,
+        graph,
+        settings.host,
+        settings.port,
+        settings.drain_seconds,
+        settings.enable_tls,
+        reloader,
     )
     try:
         import uvloop

@@ -27,6 +27,7 @@ from router.errors import (
     TooBusy,
 )
 from router.executor import SYSTEM_CLOCK, Clock, Execution, StepCaller
+from router.explain import EXPLAIN_HEADER, explain
 from router.graph import CompiledGraph
 from router.headers import HeaderPropagator
 from router.payload import Payload, Reply
@@ -135,6 +136,8 @@ async def run_graph(request: web.Request) -> web.Response:
 
 async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
     graph = state.graph  # one graph for the whole request, even if a reload swaps it meanwhile
+    if request.headers.get(EXPLAIN_HEADER, "0") != "0" and request.method == "POST":
+        return await _explain(request, state, graph)
     trace = Trace() if request.headers.get(TRACE_HEADER, "0") != "0" else None
     try:
         if request.method != "POST":
@@ -170,6 +173,16 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
     if trace is not None:
         response.headers[TRACE_HEADER] = orjson.dumps(trace.as_json()).decode()
     return response
+
+
+async def _explain(request: web.Request, state: ServingState, graph: CompiledGraph) -> web.Response:
+    """The path this request would take, models answering `200 {}`; nothing is called."""
+    try:
+        body = await _read_body(request, state.max_body_bytes, graph.timeouts.server_read)
+    except RouterError as error:
+        return error_response(error)
+    result = await explain(graph, body, rng=state.rng, headers=request.headers)
+    return web.Response(body=orjson.dumps(result), content_type=JSON)
 
 
 def _reply_response(reply: Reply) -> web.Response:

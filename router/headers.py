@@ -34,6 +34,9 @@ NEVER_FORWARDED = frozenset(
 _JSON_ONLY: CIMultiDictProxy[str] = CIMultiDictProxy(
     CIMultiDict({"Content-Type": "application/json"})
 )
+# W3C trace context always reaches the steps, so a trace continues through the graph even when
+# PROPAGATE_HEADERS does not list it (KServe forwards it only if listed).
+ALWAYS_FORWARDED = frozenset({"traceparent", "tracestate"})
 # Bounds the decision cache against clients that send endless distinct header names.
 _CACHE_LIMIT = 4096
 
@@ -70,8 +73,9 @@ class HeaderPropagator:
         decision = self._decisions.get(name)
         if decision is None:
             canonical = canonical_name(name)
-            decision = canonical.lower() not in NEVER_FORWARDED and any(
-                p.search(canonical) for p in self._patterns
+            lowered = canonical.lower()
+            decision = lowered in ALWAYS_FORWARDED or (
+                lowered not in NEVER_FORWARDED and any(p.search(canonical) for p in self._patterns)
             )
             if len(self._decisions) < _CACHE_LIMIT:
                 self._decisions[name] = decision
@@ -79,7 +83,7 @@ class HeaderPropagator:
 
     def outbound(self, incoming: Mapping[str, str]) -> Mapping[str, str]:
         """Headers for every step call of one request: the forwarded ones plus Content-Type."""
-        if not self._patterns:
+        if not self._patterns and "traceparent" not in incoming:
             return _JSON_ONLY  # shared and immutable: no per-request copy when nothing propagates
         out: CIMultiDict[str] = CIMultiDict()
         for name, value in incoming.items():

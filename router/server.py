@@ -16,6 +16,7 @@ from aiohttp import web
 
 from router.app import STATE
 from router.graph import CompiledGraph
+from router.reload import GraphReloader
 
 log = logging.getLogger("router")
 
@@ -32,6 +33,7 @@ async def serve(
     port: int,
     drain_seconds: float,
     enable_tls: bool = False,
+    reloader: GraphReloader | None = None,
 ) -> None:
     runner = web.AppRunner(
         app,
@@ -53,6 +55,10 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watcher = None
+    if reloader is not None:
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+        watcher = asyncio.ensure_future(reloader.watch())
     try:
         await site.start()
         log.info("router listening on %s:%d", host, port)
@@ -61,7 +67,9 @@ async def serve(
         app[STATE].shutting_down = True
         await asyncio.sleep(drain_seconds)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if watcher is not None:
+            watcher.cancel()
         await runner.cleanup()
     log.info("router stopped")
