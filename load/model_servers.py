@@ -76,7 +76,9 @@ def train_iris(venv: Path, folder: Path) -> None:
         "joblib.dump(m, sys.argv[1])"
     )
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(venv / "bin" / "python"), "-c", code, str(folder / "model.joblib")], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code, str(folder / "model.joblib")], check=True
+    )
 
 
 def start_command(name: str, venv: Path, model: Path, port: int) -> tuple[list[str], str]:
