@@ -18,6 +18,7 @@ from router.headers import HeaderPatternError, HeaderPropagator
 from router.reload import GraphReloader
 from router.server import serve
 from router.settings import UnsupportedFlag, from_args
+from router.workers import supervise
 from schemas.errors import SpecError
 from schemas.loading import load_graph_file, load_graph_spec
 
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         connection_limit=settings.connection_limit,
         max_in_flight=settings.max_in_flight,
     )
+    if settings.workers > 1:
+        # The graph was validated above, so a bad graph fails once, here, not in every worker.
+        return supervise(sys.argv[1:] if argv is None else argv, settings.workers)
     reloader = None
     if settings.graph_file is not None:
         reloader = GraphReloader(app[STATE], Path(settings.graph_file), _load_file)
@@ -58,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.drain_seconds,
         settings.enable_tls,
         reloader,
+        settings.reuse_port,
     )
     try:
         import uvloop

@@ -34,6 +34,7 @@ async def serve(
     drain_seconds: float,
     enable_tls: bool = False,
     reloader: GraphReloader | None = None,
+    reuse_port: bool = False,
 ) -> None:
     runner = web.AppRunner(
         app,
@@ -50,7 +51,7 @@ async def serve(
     if enable_tls:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(TLS_CERT, TLS_KEY)
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

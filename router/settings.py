@@ -29,6 +29,8 @@ class RouterSettings:
     connection_limit: int
     propagate_headers: str | None
     max_in_flight: int
+    workers: int
+    reuse_port: bool
     enable_tls: bool
     graph_name: str | None
 
@@ -66,6 +68,13 @@ def parser() -> argparse.ArgumentParser:
         default=0,
         help="answer 503 with Retry-After beyond this many concurrent requests (0: no limit)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port with SO_REUSEPORT, e.g. one per core (default 1)",
+    )
+    p.add_argument("--worker-of-pool", action="store_true", help=argparse.SUPPRESS)
     # KServe's own flags, accepted for drop-in compatibility.
     p.add_argument(
         "--enable-tls",
@@ -83,6 +92,8 @@ class UnsupportedFlag(ValueError):
 
 def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings:
     args = parser().parse_args(argv)
+    if args.workers < 1:
+        raise UnsupportedFlag(f"--workers must be at least 1, got {args.workers}")
     if args.enable_auth:
         raise UnsupportedFlag(
             "--enable-auth (Kubernetes TokenReview/SubjectAccessReview) is not supported yet; "
@@ -98,6 +109,8 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
         connection_limit=args.connection_limit,
         propagate_headers=environ.get("PROPAGATE_HEADERS"),
         max_in_flight=args.max_in_flight,
+        workers=args.workers,
+        reuse_port=args.worker_of_pool,
         enable_tls=args.enable_tls,
         graph_name=args.inferencegraph_name,
     )

@@ -1,0 +1,61 @@
+"""`--workers N`: N processes serve one port; signals reach all; the pool stops together."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from tests.support import LOOPBACK, Backend, free_port, wait_ready
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # Field 4 of /proc/<pid>/stat is the parent pid; the name (field 2) may hold spaces.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+async def test_two_workers_share_the_port_and_drain_together(backend: Backend) -> None:
+    port = free_port()
+    spec = {"nodes": {"root": {"routerType": "Sequence", "steps": [
+        {"serviceUrl": backend.at("/echo/a")}]}}}  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "--graph-json", orjson.dumps(spec).decode(),
+        "--host", LOOPBACK, "--port", str(port), "--workers", "2", "--drain-seconds", "0.2",
+    )  # fmt: skip
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        await wait_ready(url, process)
+        async with asyncio.timeout(10):
+            while len(children_of(process.pid)) < 2:  # noqa: ASYNC110 - polling /proc
+                await asyncio.sleep(0.05)
+        workers = children_of(process.pid)
+        assert len(workers) == 2
+        connector = aiohttp.TCPConnector(force_close=True)  # a new connection per request
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(30):
+                async with session.post(url, json={"instances": [1]}) as response:
+                    assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
