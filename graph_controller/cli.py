@@ -117,6 +117,35 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    """Print the Kubernetes manifests of every file's resources as multi-document YAML."""
+    import yaml
+
+    from graph_controller.builtin_runtimes import builtin_runtimes
+    from graph_controller.bundle import bundle_from_documents
+    from graph_controller.render import Mode, RenderError, RenderOptions, render
+    from graph_controller.runtime_selection import RuntimeSelectionError
+
+    try:
+        documents = []
+        for name in args.files:
+            documents.extend(load_documents(Path(name).read_bytes(), name))
+        bundle = bundle_from_documents(documents, Path.cwd())
+        options = RenderOptions(
+            namespace=args.namespace,
+            mode=Mode(args.mode),
+            router_image=args.router_image,
+            propagate_headers=tuple(p for p in args.propagate_headers.split(",") if p),
+        )
+        runtimes = (*bundle.runtimes, *builtin_runtimes())
+        manifests = render(bundle.graphs, bundle.services, runtimes, options)
+    except (SpecError, OSError, RenderError, RuntimeSelectionError) as error:
+        print(f"infergraph render: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(yaml.safe_dump_all(manifests, sort_keys=False))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infergraph", description="Build and run InferenceGraphs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -139,6 +168,18 @@ def parser() -> argparse.ArgumentParser:
 
     down = sub.add_parser("down", help="stop what `infergraph up` started")
     down.set_defaults(run=_down)
+
+    render = sub.add_parser("render", help="print the Kubernetes manifests for resources")
+    render.add_argument("files", nargs="+", metavar="FILE")
+    render.add_argument("--mode", choices=("raw", "serverless"), default="raw")
+    render.add_argument("--namespace", default="default")
+    render.add_argument("--router-image", default="infergraph/router:0.1.0")
+    render.add_argument(
+        "--propagate-headers",
+        default="",
+        help="PROPAGATE_HEADERS for the routers (regexes, comma-separated)",
+    )
+    render.set_defaults(run=_render)
 
     graph = sub.add_parser("graph", help="draw a graph: Mermaid, Graphviz DOT or SVG")
     graph.add_argument("file", metavar="FILE")
