@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 
 from schemas.graph import InferenceGraphSpec, InferenceStep, RouterType
 
@@ -51,46 +52,67 @@ def _edge_label(index: int, step: InferenceStep) -> str:
     return " · ".join(parts)
 
 
-def mermaid(spec: InferenceGraphSpec) -> str:
-    lines = ["flowchart LR"]
+@dataclass(frozen=True, slots=True)
+class _Edge:
+    source: str
+    target: str
+    label: str
+    shadow: bool
+
+
+def _walk(spec: InferenceGraphSpec) -> tuple[list[_Edge], dict[str, str]]:
+    """Every step as an edge, and the services the graph calls (id -> label)."""
+    edges: list[_Edge] = []
     services: dict[str, str] = {}
     for name, node in spec.nodes.items():
-        left, right = _SHAPES[node.router_type]
-        lines.append(f'    {_id("node", name)}{left}"{name}<br/>{node.router_type}"{right}')
         for index, step in enumerate(node.steps):
             target, label = _target(step)
             if not step.node_name:
                 services[target] = label
-            arrow = "-.->" if step.shadow else "-->"
-            text = _edge_label(index, step).replace('"', "#quot;")
-            lines.append(f'    {_id("node", name)} {arrow}|"{text}"| {target}')
+            edge = _Edge(_id("node", name), target, _edge_label(index, step), bool(step.shadow))
+            edges.append(edge)
+    return edges, services
+
+
+def mermaid(spec: InferenceGraphSpec) -> str:
+    lines = ["flowchart LR"]
+    for name, node in spec.nodes.items():
+        left, right = _SHAPES[node.router_type]
+        lines.append(f'    {_id("node", name)}{left}"{name}<br/>{node.router_type}"{right}')
+    edges, services = _walk(spec)
+    for edge in edges:
+        arrow = "-.->" if edge.shadow else "-->"
+        text = edge.label.replace('"', "#quot;")
+        lines.append(f'    {edge.source} {arrow}|"{text}"| {edge.target}')
     for target, label in services.items():
         lines.append(f'    {target}(["{label}"])')
     return "\n".join(lines) + "\n"
 
 
+_DOT_SHAPES = {
+    RouterType.SEQUENCE: "box",
+    RouterType.SWITCH: "diamond",
+    RouterType.ENSEMBLE: "parallelogram",
+    RouterType.SPLITTER: "hexagon",
+}
+
+
 def dot(spec: InferenceGraphSpec) -> str:
     def quote(text: str) -> str:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # DOT's own escapes: a backslash, a quote, and \n for a line break inside a label.
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return '"' + escaped + '"'
 
     lines = ["digraph inferencegraph {", "  rankdir=LR;", "  node [fontname=Helvetica];"]
-    shapes = {
-        RouterType.SEQUENCE: "box",
-        RouterType.SWITCH: "diamond",
-        RouterType.ENSEMBLE: "parallelogram",
-        RouterType.SPLITTER: "hexagon",
-    }
-    services: dict[str, str] = {}
     for name, node in spec.nodes.items():
         label = quote(f"{name}\n{node.router_type}")
-        lines.append(f"  {_id('node', name)} [shape={shapes[node.router_type]}, label={label}];")
-        for index, step in enumerate(node.steps):
-            target, target_label = _target(step)
-            if not step.node_name:
-                services[target] = target_label
-            style = ", style=dashed" if step.shadow else ""
-            edge = quote(_edge_label(index, step))
-            lines.append(f"  {_id('node', name)} -> {target} [label={edge}{style}];")
+        lines.append(
+            f"  {_id('node', name)} [shape={_DOT_SHAPES[node.router_type]}, label={label}];"
+        )
+    edges, services = _walk(spec)
+    for edge in edges:
+        style = ", style=dashed" if edge.shadow else ""
+        lines.append(f"  {edge.source} -> {edge.target} [label={quote(edge.label)}{style}];")
     for target, label in services.items():
         lines.append(f"  {target} [shape=ellipse, label={quote(label)}];")
     lines.append("}")

@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -170,3 +171,18 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
                 pass
             await asyncio.sleep(0.05)
     raise AssertionError(f"router at {url} not ready within {ROUTER_START_TIMEOUT}s")
+
+
+def processes() -> Iterator[tuple[int, int, bytes]]:
+    """(pid, parent pid, command line) of every process, read from /proc (Linux)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # it exited while we looked
+        # Field 4 of /proc/<pid>/stat is the parent pid; the name (field 2) may hold spaces.
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        yield int(entry.name), parent, cmdline

@@ -20,6 +20,7 @@ from sklearn.datasets import load_digits, load_iris, load_wine
 
 from graph_controller.bundle import load_bundle
 from graph_controller.local import StartupError, deployment
+from tests.support import processes
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 pytestmark = pytest.mark.slow
@@ -37,16 +38,7 @@ def trained_models() -> None:
 
 
 def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if text.encode() in cmdline:
-                found.append(int(entry.name))
-    return found
+    return [pid for pid, _, cmdline in processes() if text.encode() in cmdline]
 
 
 @pytest.fixture

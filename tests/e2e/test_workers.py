@@ -10,21 +10,11 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from tests.support import LOOPBACK, Backend, free_port, wait_ready
+from tests.support import LOOPBACK, Backend, free_port, processes, wait_ready
 
 
 def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # Field 4 of /proc/<pid>/stat is the parent pid; the name (field 2) may hold spaces.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
+    return [child for child, parent, _ in processes() if parent == pid]
 
 
 def alive(pid: int) -> bool:
