@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from router.app import STATE, build_app
+from router.auth import TokenFileError, read_token
 from router.graph import CompiledGraph, compile_graph
 from router.headers import HeaderPatternError, HeaderPropagator
 from router.reload import GraphReloader
@@ -38,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = load_graph_file(settings.graph_file)
         graph = compile_graph(spec)
         propagator = HeaderPropagator.from_env(settings.propagate_headers)
-    except (SpecError, HeaderPatternError, UnsupportedFlag) as error:
+        token = read_token(settings.auth_token_file) if settings.auth_token_file else None
+    except (SpecError, HeaderPatternError, UnsupportedFlag, TokenFileError) as error:
         print(f"router: {error}", file=sys.stderr)
         return 1
     app = build_app(
@@ -47,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_body_bytes=settings.max_body_bytes,
         connection_limit=settings.connection_limit,
         max_in_flight=settings.max_in_flight,
+        auth_token=token,
     )
     if settings.workers > 1:
         # The graph was validated above, so a bad graph fails once, here, not in every worker.

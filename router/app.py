@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from router.auth import authorized
 from router.calls import HttpStepCaller, new_session
 from router.errors import (
     BodyTooLarge,
@@ -25,6 +26,7 @@ from router.errors import (
     RequestTimeout,
     RouterError,
     TooBusy,
+    Unauthorized,
 )
 from router.executor import SYSTEM_CLOCK, Clock, Execution, StepCaller
 from router.explain import EXPLAIN_HEADER, explain
@@ -50,6 +52,7 @@ class ServingState:
     max_body_bytes: int = 16 * 1024 * 1024
     connection_limit: int = 1024
     max_in_flight: int = 0  # 0: no limit (KServe's behaviour)
+    auth_token: bytes | None = None  # --auth-token-file: required bearer token
     in_flight: int = 0
     clock: Clock = SYSTEM_CLOCK
     breakers: Breakers = field(default_factory=Breakers)
@@ -68,6 +71,7 @@ def build_app(
     max_body_bytes: int = 16 * 1024 * 1024,
     connection_limit: int = 1024,
     max_in_flight: int = 0,
+    auth_token: bytes | None = None,
     caller: StepCaller | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> web.Application:
@@ -80,6 +84,7 @@ def build_app(
         max_body_bytes=max_body_bytes,
         connection_limit=connection_limit,
         max_in_flight=max_in_flight,
+        auth_token=auth_token,
         clock=clock,
     )
     # client_max_size + 1 lets us see "too large" ourselves and answer with our error body.
@@ -124,6 +129,14 @@ def error_response(error: RouterError) -> web.Response:
 
 async def run_graph(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    if state.auth_token is not None and not authorized(
+        request.headers.get("Authorization"), state.auth_token
+    ):
+        response = error_response(
+            Unauthorized("a valid 'Authorization: Bearer <token>' is required")
+        )
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
     if state.max_in_flight and state.in_flight >= state.max_in_flight:
         # Refuse at once rather than queue: a queue only turns overload into timeouts.
         return error_response(TooBusy(f"{state.in_flight} requests in flight, the limit"))

@@ -31,6 +31,10 @@ class BadRequest(RouterError):
     status = 400
 
 
+class Unauthorized(RouterError):
+    status = 401
+
+
 class MethodNotAllowed(RouterError):
     status = 405
 

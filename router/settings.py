@@ -31,6 +31,7 @@ class RouterSettings:
     max_in_flight: int
     workers: int
     reuse_port: bool
+    auth_token_file: str | None
     enable_tls: bool
     graph_name: str | None
 
@@ -75,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
         help="processes sharing the port with SO_REUSEPORT, e.g. one per core (default 1)",
     )
     p.add_argument("--worker-of-pool", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--auth-token-file",
+        help="require 'Authorization: Bearer <token>' with the token in this file (else 401)",
+    )
     # KServe's own flags, accepted for drop-in compatibility.
     p.add_argument(
         "--enable-tls",
@@ -111,6 +116,7 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
         max_in_flight=args.max_in_flight,
         workers=args.workers,
         reuse_port=args.worker_of_pool,
+        auth_token_file=args.auth_token_file,
         enable_tls=args.enable_tls,
         graph_name=args.inferencegraph_name,
     )

@@ -1,0 +1,98 @@
+"""Security promises: bearer tokens, body limits, header hygiene, targets only from the graph."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.support import Backend, StartRouter
+
+
+def seq(url: str) -> dict[str, Any]:
+    return {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": url}]}}}
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        ("Bearer s3cret-token", 200),
+        (None, 401),
+        ("Bearer wrong", 401),
+        ("Basic czNjcmV0LXRva2Vu", 401),
+        ("Bearer s3cret-token-and-more", 401),
+    ],
+    ids=["valid", "missing", "wrong", "not-bearer", "prefix-of-longer"],
+)
+async def test_auth_token_file(
+    backend: Backend,
+    router: StartRouter,
+    tmp_path: Path,
+    authorization: str | None,
+    status: int,
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    headers = {"Authorization": authorization} if authorization else {}
+    async with router(seq(backend.at("/echo/a")), args=["--auth-token-file", str(token)]) as r:
+        got, body, response_headers = await r.post({"instances": [1]}, headers=headers)
+        async with aiohttp.ClientSession() as s, s.get(r.url + "/readyz") as ready:
+            assert ready.status == 200  # probes need no token
+    assert got == status
+    if status == 401:
+        assert body["error"] == "Failed to process request"
+        assert "Bearer" in body["cause"]
+        assert response_headers["WWW-Authenticate"] == "Bearer"
+        assert backend.calls == []
+
+
+async def test_unreadable_token_file_refuses_to_start(tmp_path: Path) -> None:
+    import asyncio
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "--graph-json", orjson.dumps(seq("http://127.0.0.1:9/")),
+        "--auth-token-file", str(tmp_path / "missing"), stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert "--auth-token-file" in err.decode()
+
+
+async def test_body_over_the_limit_is_a_413(backend: Backend, router: StartRouter) -> None:
+    async with router(seq(backend.at("/echo/a")), args=["--max-body-bytes", "1000"]) as r:
+        status, body, _ = await r.post(b'{"instances": "' + b"x" * 2000 + b'"}')
+        ok, _, _ = await r.post({"instances": [1]})
+    assert status == 413
+    assert "exceeds 1000 bytes" in body["cause"]
+    assert backend.calls[-1]["path"] == "/echo/a"  # only the small request got through
+    assert ok == 200
+
+
+async def test_hop_by_hop_headers_never_forwarded_even_if_patterns_match_all(
+    backend: Backend, router: StartRouter
+) -> None:
+    async with router(seq(backend.at("/headers")), env={"PROPAGATE_HEADERS": ".*"}) as r:
+        _, body, _ = await r.post(
+            {"instances": [1]},
+            headers={"X-Custom": "yes", "Connection": "keep-alive", "Keep-Alive": "timeout=5",
+                     "Upgrade": "h2c", "Proxy-Authorization": "secret", "TE": "trailers"},
+        )  # fmt: skip
+    sent = {k.lower(): v for k, v in body["headers"].items()}
+    assert sent["x-custom"] == "yes"
+    for hop in ("keep-alive", "upgrade", "proxy-authorization", "te"):
+        assert hop not in sent, hop
+
+
+async def test_requests_cannot_choose_the_target(backend: Backend, router: StartRouter) -> None:
+    other = f"{backend.url}/echo/elsewhere"
+    async with router(seq(backend.at("/echo/graph"))) as r, aiohttp.ClientSession() as s:
+        body = {"serviceUrl": other, "nodeName": "x", "instances": [1]}
+        headers = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+        async with s.post(r.url + "/echo/elsewhere", json=body, headers=headers) as response:
+            answer = await response.json()
+    assert answer["model"] == "graph"
+    assert [c["path"] for c in backend.calls] == ["/echo/graph"]
