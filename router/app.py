@@ -102,7 +102,7 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     session = new_session(state.connection_limit)
-    state.caller = HttpStepCaller(session)
+    state.caller = HttpStepCaller(session, state.max_body_bytes)
     try:
         yield
     finally:

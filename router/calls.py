@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import aiohttp
 from yarl import URL
 
-from router.errors import StepTimeout, StepUnreachable
+from router.errors import InvalidStepResponse, StepTimeout, StepUnreachable
 from router.graph import Step
 from router.payload import Payload, Reply
 
@@ -20,10 +20,12 @@ from router.payload import Payload, Reply
 class HttpStepCaller:
     """A `StepCaller` over a shared session; each call is bounded by the seconds it is given."""
 
-    __slots__ = ("_session", "_timeouts", "_urls")
+    __slots__ = ("_max_bytes", "_session", "_timeouts", "_urls")
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, max_response_bytes: int) -> None:
         self._session = session
+        # A step's answer is held in memory; a runaway backend must not exhaust the router.
+        self._max_bytes = max_response_bytes
         # ClientTimeout objects by duration: most calls use one of a few fixed budgets.
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         # Parsed once per target rather than on every call; `encoded=True` uses the URL exactly
@@ -53,7 +55,7 @@ class HttpStepCaller:
             async with self._session.post(
                 self._url(url), data=body, headers=headers, timeout=self._timeout(seconds)
             ) as response:
-                data = await response.read()
+                data = await self._read(step, url, response)
                 return Reply(
                     response.status, Payload(data), response.content_type == "application/json"
                 )
@@ -63,6 +65,26 @@ class HttpStepCaller:
             raise StepUnreachable(
                 f"{step.label}: calling {url} failed: {_describe(error)}"
             ) from None
+
+    async def _read(self, step: Step, url: str, response: aiohttp.ClientResponse) -> bytes:
+        declared = response.content_length
+        if declared is not None:
+            if declared > self._max_bytes:
+                raise InvalidStepResponse(
+                    f"{step.label}: {url} answered {declared} bytes, more than {self._max_bytes}"
+                )
+            return await response.read()  # aiohttp reads exactly the declared length
+        # Chunked, no length given: count as it arrives and stop at the cap.
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise InvalidStepResponse(
+                    f"{step.label}: {url} answered more than {self._max_bytes} bytes"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _describe(error: aiohttp.ClientError) -> str:

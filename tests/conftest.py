@@ -29,7 +29,11 @@ async def backend() -> AsyncIterator[Backend]:
     calls: list[dict[str, Any]] = []
     arrived = asyncio.Event()
     abandoned: list[str] = []
-    runner = web.AppRunner(backend_app(calls, arrived, abandoned), access_log=None)
+    # handler_cancellation: a backend stops work when its caller hangs up, so every task left
+    # in this process after a test is the router's (the reliability suite counts them).
+    runner = web.AppRunner(
+        backend_app(calls, arrived, abandoned), access_log=None, handler_cancellation=True
+    )
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, 0)
     await site.start()

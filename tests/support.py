@@ -114,13 +114,27 @@ async def _script(request: web.Request, body: bytes) -> web.StreamResponse:
         if state[request.path] <= int(arg):
             return web.json_response({"error": "warming up"}, status=503)
         return web.json_response({"model": "flaky", "attempt": state[request.path]})
+    if kind == "huge":  # /huge/<bytes>: a chunked answer of that size, no Content-Length
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        remaining = int(arg)
+        while remaining > 0:
+            await response.write(b"x" * min(remaining, 65536))
+            remaining -= 65536
+        await response.write_eof()
+        return response
     if kind == "watch":  # /watch/<ms>: slow, and records whether the caller hung up first
-        for _ in range(int(arg) // 10):
-            await asyncio.sleep(0.01)
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                request.app[ABANDONED].append(request.path)
-                return web.Response(status=499)
+        try:
+            for _ in range(int(arg) // 10):
+                await asyncio.sleep(0.01)
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    request.app[ABANDONED].append(request.path)
+                    return web.Response(status=499)
+        except asyncio.CancelledError:  # the server cancelled us: the caller hung up
+            request.app[ABANDONED].append(request.path)
+            raise
         return web.json_response({"model": "watch"})
     return web.json_response({"error": f"no script for {request.path}"}, status=404)
 
