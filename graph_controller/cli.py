@@ -146,6 +146,33 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Exit 1 when there are findings; --json prints them for CI."""
+    import orjson
+
+    from graph_controller.check import check, load_models, report
+    from graph_controller.plan import referenced_services
+
+    try:
+        spec = _graph_spec(args.file)
+        models = load_models(args.models, referenced_services(spec))
+    except (SpecError, OSError, ValueError) as error:
+        print(f"infergraph check: {error}", file=sys.stderr)
+        return 1
+    findings = check(spec, models, examples=args.examples)
+    if args.json:
+        sys.stdout.write(orjson.dumps(report(findings), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        for finding in findings:
+            where = f"{finding.where}: " if finding.where else ""
+            example = (
+                f"\n    e.g. {orjson.dumps(finding.example).decode()}" if finding.example else ""
+            )
+            print(f"{finding.kind}: {where}{finding.message}{example}")
+        print(f"{len(findings)} finding(s) in {args.examples} generated inputs")
+    return 1 if findings else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infergraph", description="Build and run InferenceGraphs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -180,6 +207,13 @@ def parser() -> argparse.ArgumentParser:
         help="PROPAGATE_HEADERS for the routers (regexes, comma-separated)",
     )
     render.set_defaults(run=_render)
+
+    checker = sub.add_parser("check", help="property-test a graph with generated inputs")
+    checker.add_argument("file", metavar="GRAPH")
+    checker.add_argument("--models", help="a Python file: MODELS = {name: fn} or functions")
+    checker.add_argument("--examples", type=int, default=200, help="inputs to generate")
+    checker.add_argument("--json", action="store_true", help="findings as JSON, for CI")
+    checker.set_defaults(run=_check)
 
     graph = sub.add_parser("graph", help="draw a graph: Mermaid, Graphviz DOT or SVG")
     graph.add_argument("file", metavar="FILE")

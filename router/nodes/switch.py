@@ -19,9 +19,12 @@ if TYPE_CHECKING:
 async def run_switch(node: Node, request: Payload, execution: Execution) -> Reply:
     document = execution.parsed(request, f"the input to Switch node '{node.name}'")
     for step in node.steps:
-        if step.condition is not None and step.condition.holds(document):
+        if step.condition is None:
+            continue
+        if step.condition.holds(document):
             execution.note(node, step, f"condition {step.condition.source!r} held: route")
             return await execution.run_step(step, request)
+        execution.note(node, step, f"condition {step.condition.source!r} failed")
     raise NoRouteMatched(
         f"None of the routes matched with the switch condition (node '{node.name}')"
     )

@@ -140,7 +140,8 @@ async def test_explain_header_shows_the_path_without_calling_models(
     assert result["status"] == 200
     assert [(e["kind"], e.get("step")) for e in result["path"]] == [
         ("node", None),
-        ("decision", "b"),
+        ("decision", "a"),  # condition 'x' failed
+        ("decision", "b"),  # condition 'y' held: route
         ("step", "b"),
     ]
 

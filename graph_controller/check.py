@@ -1,0 +1,207 @@
+"""`infergraph check`: generate inputs for a graph and report what looks wrong, with examples.
+
+Runs the graph through `router.testing.GraphHarness` (the router's own executor) on inputs
+generated with hypothesis, models played by the user's functions (`--models models.py`,
+a dict `MODELS` or functions named after the services) or, by default, by a model that
+answers `{"predictions": <its instances>}`. Findings, each with a counter-example:
+
+- unreached steps (dead branches); Switch inputs that match no route; conditions that always
+  held; Splitter shares far from their weights; Ensembles whose answers cannot be aggregated;
+  step timeouts longer than the graph's deadline; any 5xx while every model is healthy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from router.testing import GraphHarness, Model, Run, payloads
+from schemas.graph import InferenceGraphSpec, RouterType
+
+SPLIT_SIGMAS = 5.0  # a share further than this many binomial deviations is a finding
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    where: str
+    message: str
+    example: Any = None
+
+
+def default_model(request: Any) -> Any:
+    if isinstance(request, dict) and "instances" in request:
+        return {"predictions": request["instances"]}
+    if isinstance(request, dict) and "inputs" in request:
+        return {"outputs": request["inputs"]}
+    return {"predictions": []}
+
+
+def load_models(path: str | None, services: list[str]) -> dict[str, Model]:
+    models: dict[str, Model] = {name: default_model for name in services}
+    if path is None:
+        return models
+    spec = importlib.util.spec_from_file_location("infergraph_user_models", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot import models from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    given_models = getattr(module, "MODELS", None)
+    if isinstance(given_models, Mapping):
+        models.update(given_models)
+    for name in services:
+        function = getattr(module, name.replace("-", "_"), None)
+        if callable(function):
+            models[name] = function
+    return models
+
+
+def check(
+    spec: InferenceGraphSpec,
+    models: Mapping[str, Model],
+    examples: int = 200,
+    inputs: st.SearchStrategy[Any] | None = None,
+    seed: int = 0,
+) -> list[Finding]:
+    harness = GraphHarness(spec, models, seed=seed)
+    runs: list[tuple[Any, Run]] = []
+
+    @settings(
+        max_examples=examples,
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(inputs if inputs is not None else payloads())
+    def explore(body: Any) -> None:
+        runs.append((body, harness.run(body)))
+
+    explore()
+    findings = _static(spec, harness)
+    findings += _from_runs(spec, runs)
+    findings += _splitter_shares(spec, harness, runs[0][0] if runs else {"instances": [[0]]})
+    return findings
+
+
+def _static(spec: InferenceGraphSpec, harness: GraphHarness) -> list[Finding]:
+    deadline = harness.graph.timeouts.request
+    return [
+        Finding(
+            "step-timeout-exceeds-graph",
+            f"nodes.{name}.steps[{index}]",
+            f"timeout {step.timeout}s is longer than the graph's deadline {deadline:g}s",
+        )
+        for name, node in spec.nodes.items()
+        for index, step in enumerate(node.steps)
+        if step.timeout is not None and step.timeout > deadline
+    ]
+
+
+def _from_runs(spec: InferenceGraphSpec, runs: list[tuple[Any, Run]]) -> list[Finding]:
+    findings: list[Finding] = []
+    reached: set[tuple[str, str]] = set()
+    held: Counter[tuple[str, str]] = Counter()
+    evaluated: Counter[tuple[str, str]] = Counter()
+    first_5xx = first_no_route = first_unaggregatable = None
+    for body, run in runs:
+        reached.update(run.steps)
+        for decision in run.decisions:
+            detail = decision.get("detail", "")
+            if detail.startswith("condition "):
+                key = (decision["node"], decision.get("step") or "")
+                evaluated[key] += 1
+                if " held" in detail:
+                    held[key] += 1
+                    reached.add(key)
+        cause = run.body.get("cause", "") if isinstance(run.body, dict) else ""
+        if run.status == 404 and "None of the routes matched" in cause:
+            first_no_route = first_no_route or (body, cause)
+        elif "cannot aggregate" in cause:
+            first_unaggregatable = first_unaggregatable or (body, cause)
+        elif run.status >= 500:
+            first_5xx = first_5xx or (body, f"{run.status}: {cause or run.body}")
+    for name, node in spec.nodes.items():
+        for index, step in enumerate(node.steps):
+            key = (name, step.name or str(index))
+            if key not in reached and step.node_name is None:
+                findings.append(
+                    Finding(
+                        "unreached-step",
+                        f"nodes.{name}.steps[{index}]",
+                        f"never ran in {len(runs)} generated inputs",
+                    )
+                )
+            if (
+                evaluated[key]
+                and held[key] == evaluated[key]
+                and node.router_type is not RouterType.SPLITTER
+            ):
+                findings.append(
+                    Finding(
+                        "condition-always-holds",
+                        f"nodes.{name}.steps[{index}].condition",
+                        f"{step.condition!r} held for all {evaluated[key]} inputs that reached it",
+                    )
+                )
+    if first_no_route:
+        findings.append(Finding("switch-no-route", "", first_no_route[1], first_no_route[0]))
+    if first_unaggregatable:
+        findings.append(
+            Finding(
+                "ensemble-not-aggregatable", "", first_unaggregatable[1], first_unaggregatable[0]
+            )
+        )
+    if first_5xx:
+        findings.append(Finding("5xx-with-healthy-models", "", first_5xx[1], first_5xx[0]))
+    return findings
+
+
+def _splitter_shares(
+    spec: InferenceGraphSpec, harness: GraphHarness, body: Any, draws: int = 2000
+) -> list[Finding]:
+    splitters = [
+        name for name, node in spec.nodes.items() if node.router_type is RouterType.SPLITTER
+    ]
+    if not splitters:
+        return []
+    counts: Counter[tuple[str, str]] = Counter()
+    seen: Counter[str] = Counter()
+    for _ in range(draws):
+        run = harness.run(body)
+        for decision in run.decisions:
+            if decision["node"] in splitters and "route" in decision.get("detail", ""):
+                counts[(decision["node"], decision.get("step") or "")] += 1
+                seen[decision["node"]] += 1
+    findings = []
+    for name in splitters:
+        total = seen[name]
+        if total == 0:
+            continue
+        for index, step in enumerate(spec.nodes[name].steps):
+            if step.shadow:
+                continue
+            share = (step.weight or 0) / 100
+            observed = counts[(name, step.name or str(index))]
+            sd = math.sqrt(total * share * (1 - share)) or 1.0
+            if abs(observed - total * share) > SPLIT_SIGMAS * sd:
+                findings.append(
+                    Finding(
+                        "splitter-share",
+                        f"nodes.{name}.steps[{index}]",
+                        f"weight {step.weight} but {observed} of {total} draws "
+                        f"({observed / total:.1%})",
+                    )
+                )
+    return findings
+
+
+def report(findings: list[Finding]) -> list[dict[str, Any]]:
+    return [asdict(f) for f in findings]

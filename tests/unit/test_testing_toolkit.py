@@ -1,0 +1,179 @@
+"""router.testing: strategies produce what they promise; the harness runs the real executor."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+from hypothesis import given, settings
+
+from graph_controller.cli import main as infergraph
+from router.testing import (
+    GraphHarness,
+    ModelFailure,
+    ModelUnreachable,
+    from_schema,
+    graphs,
+    payloads,
+)
+from schemas.loading import validate_graph_spec
+
+
+@settings(derandomize=True, max_examples=100)
+@given(graphs(max_nodes=5))
+def test_generated_graphs_are_valid(spec: dict[str, Any]) -> None:
+    validate_graph_spec(spec)
+
+
+@settings(derandomize=True, max_examples=100)
+@given(payloads())
+def test_payloads_are_v1_or_v2(body: dict[str, Any]) -> None:
+    if "instances" in body:
+        assert all(isinstance(row, list) for row in body["instances"])
+    else:
+        (tensor,) = body["inputs"]
+        rows, width = tensor["shape"]
+        assert len(tensor["data"]) == rows * width
+
+
+SCHEMA = {
+    "type": "object",
+    "required": ["instances"],
+    "properties": {
+        "instances": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 3,
+            "items": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 10}},
+        },
+        "mode": {"enum": ["fast", "exact"]},
+        "debug": {"type": "boolean"},
+    },
+}
+
+
+@settings(derandomize=True, max_examples=200)
+@given(from_schema(SCHEMA))
+def test_from_schema_values_match_the_schema(body: Any) -> None:
+    jsonschema.validate(body, SCHEMA)
+
+
+DOG_BREED = {
+    "nodes": {
+        "root": {
+            "routerType": "Sequence",
+            "steps": [
+                {"serviceName": "classifier", "name": "cls"},
+                {
+                    "serviceName": "breed",
+                    "name": "breed",
+                    "condition": 'predictions.#(label=="dog")',
+                },
+            ],
+        }
+    }
+}
+
+
+def classifier(body: Any) -> Any:
+    return {
+        "predictions": [{"label": "dog" if sum(r[0] for r in body["instances"]) > 0 else "cat"}]
+    }
+
+
+async def breed(body: Any) -> Any:  # async models work too
+    await asyncio.sleep(0)
+    return {"predictions": ["beagle"]}
+
+
+@pytest.mark.parametrize(
+    ("first", "expected_steps", "expected_body"),
+    [
+        (1.0, [("root", "cls"), ("root", "breed")], {"predictions": ["beagle"]}),
+        (-1.0, [("root", "cls")], {"predictions": [{"label": "cat"}]}),
+    ],
+    ids=["dog-reaches-breed", "cat-stops"],
+)
+def test_harness_records_what_ran(
+    first: float, expected_steps: list[tuple[str, str]], expected_body: Any
+) -> None:
+    harness = GraphHarness(DOG_BREED, {"classifier": classifier, "breed": breed})
+    run = harness.run({"instances": [[first]]})
+    assert (run.status, run.body) == (200, expected_body)
+    assert run.steps == expected_steps
+    assert run.nodes == ["root"]
+
+
+@pytest.mark.parametrize(
+    ("breed_model", "status"),
+    [
+        (lambda body: (503, {"error": "busy"}), 503),
+        (lambda body: (_ for _ in ()).throw(ModelFailure(429)), 429),
+        (lambda body: (_ for _ in ()).throw(ModelUnreachable("down")), 502),
+    ],
+    ids=["status-pair", "model-failure", "unreachable"],
+)
+def test_harness_models_can_fail(breed_model: Any, status: int) -> None:
+    harness = GraphHarness(DOG_BREED, {"classifier": classifier, "breed": breed_model})
+    assert harness.run({"instances": [[1.0]]}).status == status
+
+
+DEAD_BRANCH = """
+apiVersion: serving.kserve.io/v1alpha1
+kind: InferenceGraph
+metadata: {name: g}
+spec:
+  timeout: 5
+  nodes:
+    root:
+      routerType: Switch
+      steps:
+        - {serviceName: a, condition: instances, timeout: 9}
+        - {serviceName: b, condition: nothing_has_this}
+"""
+
+
+def test_check_reports_findings_with_examples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graph = tmp_path / "g.yaml"
+    graph.write_text(DEAD_BRANCH)
+    assert infergraph(["check", str(graph), "--examples", "40", "--json"]) == 1
+    findings = orjson.loads(capsys.readouterr().out)
+    kinds = {f["kind"]: f for f in findings}
+    assert kinds["unreached-step"]["where"] == "nodes.root.steps[1]"
+    assert kinds["step-timeout-exceeds-graph"]["where"] == "nodes.root.steps[0]"
+    assert kinds["switch-no-route"]["example"] is not None  # v2 bodies carry no `instances`
+    assert "condition-always-holds" not in kinds  # v2 inputs make `instances` fail sometimes
+
+
+def test_check_passes_a_sound_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    graph = tmp_path / "g.yaml"
+    graph.write_text(
+        "nodes: {root: {routerType: Splitter, steps: ["
+        "{serviceName: a, weight: 70}, {serviceName: b, weight: 30}]}}\n"
+    )
+    assert infergraph(["check", str(graph), "--examples", "20"]) == 0
+    assert "0 finding(s)" in capsys.readouterr().out
+
+
+def test_check_uses_the_users_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    graph = tmp_path / "g.yaml"
+    graph.write_text("nodes: {root: {routerType: Sequence, steps: [{serviceName: flaky}]}}\n")
+    models = tmp_path / "models.py"
+    models.write_text("def flaky(body):\n    return (500, {'error': 'bug'})\n")
+    assert infergraph(["check", str(graph), "--models", str(models), "--examples", "10"]) == 1
+    assert "5xx-with-healthy-models" in capsys.readouterr().out
+
+
+@settings(derandomize=True, max_examples=30)
+@given(graphs(max_nodes=3, max_steps=2, router_types=["Ensemble", "Splitter"]))
+def test_graph_strategy_knobs(spec: dict[str, Any]) -> None:
+    assert 1 <= len(spec["nodes"]) <= 3
+    for node in spec["nodes"].values():
+        assert node["routerType"] in ("Ensemble", "Splitter")
+        assert 1 <= len(node["steps"]) <= 2
