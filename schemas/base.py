@@ -7,12 +7,17 @@ we only pass through (resources, affinity, tolerations) stay loosely typed as JS
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Strict
 from pydantic.alias_generators import to_camel
 
 JsonObject = dict[str, Any]
+# Kubernetes and KServe's Go types reject "50" for an integer and "yes" for a boolean; pydantic
+# would quietly coerce them, so scalar fields use strict types (a float field takes integers).
+StrictInt = Annotated[int, Strict()]
+StrictBool = Annotated[bool, Strict()]
+StrictNumber = Annotated[float, Strict()]
 
 
 class Resource(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schemas.base import JsonObject, ObjectMeta, Resource
+from schemas.base import JsonObject, ObjectMeta, Resource, StrictBool, StrictInt, StrictNumber
 
 API_VERSION = "serving.kserve.io/v1alpha1"
 KIND = "InferenceGraph"
@@ -61,16 +61,16 @@ StepData = str | dict[str, Any]
 class RetryPolicy(Resource):
     """Retries of one step call, in the spelling proposed upstream in KServe."""
 
-    max_retries: int = Field(default=0, ge=0, le=10)
-    initial_delay_ms: int = Field(default=100, ge=0)
-    max_delay_ms: int = Field(default=2000, ge=0)
+    max_retries: StrictInt = Field(default=0, ge=0, le=10)
+    initial_delay_ms: StrictInt = Field(default=100, ge=0)
+    max_delay_ms: StrictInt = Field(default=2000, ge=0)
     # Connection errors are always retried; these answers are too.
     retryable_status_codes: list[int] = Field(default_factory=lambda: [502, 503, 504])
 
 
 class CircuitBreakerPolicy(Resource):
-    failure_threshold: int = Field(default=5, ge=1)
-    cooldown_seconds: float = Field(default=10.0, gt=0)
+    failure_threshold: StrictInt = Field(default=5, ge=1)
+    cooldown_seconds: StrictNumber = Field(default=10.0, gt=0)
 
 
 class InferenceStep(Resource):
@@ -84,16 +84,16 @@ class InferenceStep(Resource):
     node_name: str | None = None
     data: StepData | None = None
     condition: str | None = None
-    weight: int | None = Field(default=None, ge=0)
+    weight: StrictInt | None = Field(default=None, ge=0)
     dependency: Dependency | None = None
-    map_predictions_to_instances: bool | None = None
+    map_predictions_to_instances: StrictBool | None = None
     # InferGraph extensions, all optional; a KServe graph never sets them.
     condition_language: ConditionLanguage | None = None
-    map_outputs_to_inputs: bool | dict[str, str] | None = None
-    timeout: float | None = Field(default=None, gt=0)
+    map_outputs_to_inputs: StrictBool | dict[str, str] | None = None
+    timeout: StrictNumber | None = Field(default=None, gt=0)
     retry: RetryPolicy | None = None
     circuit_breaker: CircuitBreakerPolicy | None = None
-    shadow: bool | None = None
+    shadow: StrictBool | None = None
 
 
 class InferenceRouter(Resource):
@@ -104,18 +104,18 @@ class InferenceRouter(Resource):
     # InferGraph extensions (Ensemble: aggregation, partialResults, quorum; Splitter:
     # stickyHeader).
     aggregation: Aggregation | None = None
-    partial_results: bool | None = None
-    quorum: int | Literal["majority"] | None = None
+    partial_results: StrictBool | None = None
+    quorum: StrictInt | Literal["majority"] | None = None
     sticky_header: str | None = None
 
 
 class RouterTimeouts(Resource):
     """Seconds, as in KServe. None means the router's default."""
 
-    server_read: int | None = Field(default=None, ge=0)
-    server_write: int | None = Field(default=None, ge=0)
-    server_idle: int | None = Field(default=None, ge=0)
-    service_client: int | None = Field(default=None, ge=0)
+    server_read: StrictInt | None = Field(default=None, ge=0)
+    server_write: StrictInt | None = Field(default=None, ge=0)
+    server_idle: StrictInt | None = Field(default=None, ge=0)
+    service_client: StrictInt | None = Field(default=None, ge=0)
 
 
 class InferenceGraphSpec(Resource):
@@ -126,11 +126,11 @@ class InferenceGraphSpec(Resource):
     node_selector: dict[str, str] | None = None
     node_name: str | None = None
     service_account_name: str | None = None
-    timeout: int | None = Field(default=None, ge=0)
+    timeout: StrictInt | None = Field(default=None, ge=0)
     router_timeouts: RouterTimeouts | None = None
-    min_replicas: int | None = Field(default=None, ge=0)
-    max_replicas: int | None = Field(default=None, ge=0)
-    scale_target: int | None = Field(default=None, ge=0)
+    min_replicas: StrictInt | None = Field(default=None, ge=0)
+    max_replicas: StrictInt | None = Field(default=None, ge=0)
+    scale_target: StrictInt | None = Field(default=None, ge=0)
     scale_metric: ScaleMetric | None = None
     # InferGraph extensions: graph-wide defaults for steps.
     condition_language: ConditionLanguage | None = None
@@ -142,7 +142,7 @@ class InferenceGraphStatus(Resource):
     """Knative duck-typed status plus the graph's URL; written by the controller."""
 
     conditions: list[JsonObject] | None = None
-    observed_generation: int | None = None
+    observed_generation: StrictInt | None = None
     annotations: dict[str, str] | None = None
     url: str | None = None
 

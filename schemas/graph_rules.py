@@ -85,26 +85,27 @@ def _check_step(
     step: InferenceStep,
     path: tuple[PathPart, ...],
 ) -> Iterator[FieldError]:
-    service_target = step.service_name is not None or step.service_url is not None
-    if step.node_name is not None and service_target:
-        other = "serviceName" if step.service_name is not None else "serviceUrl"
+    # Go's omitempty: an empty string is an unset field, so `serviceName: ""` is no target.
+    service_target = bool(step.service_name) or bool(step.service_url)
+    if step.node_name and service_target:
+        other = "serviceName" if step.service_name else "serviceUrl"
         yield FieldError(
             render_path(path),
             f"step sets both nodeName and {other}; set exactly one target: "
             "serviceName, serviceUrl or nodeName",
         )
-    elif step.node_name is None and not service_target:
+    elif not step.node_name and not service_target:
         yield FieldError(
             render_path(path),
             "step has no target; set exactly one of serviceName, serviceUrl or nodeName",
         )
-    if step.node_name is not None and step.node_name not in spec.nodes:
+    if step.node_name and step.node_name not in spec.nodes:
         known = ", ".join(sorted(spec.nodes))
         yield FieldError(
             render_path((*path, "nodeName")),
             f"refers to node '{step.node_name}', which does not exist (nodes: {known})",
         )
-    if step.service_url is not None:
+    if step.service_url:
         parts = urlsplit(step.service_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             yield FieldError(

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import JsonObject, ObjectMeta, Resource
+from schemas.base import JsonObject, ObjectMeta, Resource, StrictInt
 from schemas.graph import ScaleMetric
 from schemas.pod import Container, EnvVar, PodSpecFields
 
@@ -64,14 +64,14 @@ class ModelSpec(PredictorExtension):
 class ComponentExtension(Resource):
     """Scaling and traffic fields common to predictor and transformer."""
 
-    min_replicas: int | None = Field(default=None, ge=0)
-    max_replicas: int | None = Field(default=None, ge=0)
-    scale_target: int | None = Field(default=None, ge=0)
+    min_replicas: StrictInt | None = Field(default=None, ge=0)
+    max_replicas: StrictInt | None = Field(default=None, ge=0)
+    scale_target: StrictInt | None = Field(default=None, ge=0)
     scale_metric: ScaleMetric | None = None
     scale_metric_type: str | None = None
-    container_concurrency: int | None = Field(default=None, ge=0)
-    timeout: int | None = Field(default=None, ge=0)
-    canary_traffic_percent: int | None = Field(default=None, ge=0, le=100)
+    container_concurrency: StrictInt | None = Field(default=None, ge=0)
+    timeout: StrictInt | None = Field(default=None, ge=0)
+    canary_traffic_percent: StrictInt | None = Field(default=None, ge=0, le=100)
     logger: JsonObject | None = None
     batcher: JsonObject | None = None
     labels: dict[str, str] | None = None
@@ -147,7 +147,7 @@ class Addressable(Resource):
 
 class InferenceServiceStatus(Resource):
     conditions: list[JsonObject] | None = None
-    observed_generation: int | None = None
+    observed_generation: StrictInt | None = None
     annotations: dict[str, str] | None = None
     url: str | None = None
     address: Addressable | None = None

@@ -55,19 +55,20 @@ def parse_text(text: str | bytes, source: str = "<input>") -> list[Any]:
         except orjson.JSONDecodeError:
             pass  # Not JSON after all (YAML flow style); let YAML parse and report.
     try:
-        docs = [d for d in yaml.safe_load_all(raw) if d is not None]
+        # Empty documents stay (as None) so documents keep their position in the file.
+        docs = list(yaml.safe_load_all(raw))
     except yaml.YAMLError as error:
         raise SpecError(
             [FieldError("<document>", f"not valid YAML or JSON: {error}")], source
         ) from error
-    if not docs:
+    if all(d is None for d in docs):
         raise SpecError([FieldError("<document>", "the document is empty")], source)
     return docs
 
 
 def load_graph_spec(text: str | bytes, source: str = "<input>") -> InferenceGraphSpec:
     """The graph spec in `text`: a whole InferenceGraph resource or its bare spec (one document)."""
-    docs = parse_text(text, source)
+    docs = [d for d in parse_text(text, source) if d is not None]
     if len(docs) != 1:
         raise SpecError(
             [FieldError("<document>", f"expected one InferenceGraph, found {len(docs)} documents")],
@@ -110,6 +111,8 @@ def load_documents(text: str | bytes, source: str = "<input>") -> list[Document]
     errors: list[FieldError] = []
     docs = parse_text(text, source)
     for index, doc in enumerate(docs):
+        if doc is None:
+            continue
         label = source if len(docs) == 1 else f"{source}[{index}]"
         try:
             out.append(Document(label, _validate_any(doc, label)))

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
-from schemas.base import JsonObject, Resource
+from schemas.base import JsonObject, Resource, StrictBool, StrictInt
 
 
 class EnvVar(Resource):
@@ -20,10 +20,10 @@ class EnvVar(Resource):
 
 
 class ContainerPort(Resource):
-    container_port: int
+    container_port: StrictInt
     name: str | None = None
     protocol: str | None = None
-    host_port: int | None = None
+    host_port: StrictInt | None = None
     host_ip: str | None = Field(default=None, alias="hostIP")
 
 
@@ -44,8 +44,8 @@ class Container(Resource):
     startup_probe: JsonObject | None = None
     security_context: JsonObject | None = None
     lifecycle: JsonObject | None = None
-    stdin: bool | None = None
-    tty: bool | None = None
+    stdin: StrictBool | None = None
+    tty: StrictBool | None = None
     termination_message_path: str | None = None
     termination_message_policy: str | None = None
     volume_devices: list[JsonObject] | None = None
@@ -65,33 +65,33 @@ class PodSpecFields(Resource):
     tolerations: list[JsonObject] | None = None
     service_account_name: str | None = None
     service_account: str | None = None
-    automount_service_account_token: bool | None = None
+    automount_service_account_token: StrictBool | None = None
     image_pull_secrets: list[JsonObject] | None = None
     security_context: JsonObject | None = None
     priority_class_name: str | None = None
-    priority: int | None = None
+    priority: StrictInt | None = None
     scheduler_name: str | None = None
     runtime_class_name: str | None = None
-    host_network: bool | None = None
-    host_ipc: bool | None = Field(default=None, alias="hostIPC")
-    host_pid: bool | None = Field(default=None, alias="hostPID")
+    host_network: StrictBool | None = None
+    host_ipc: StrictBool | None = Field(default=None, alias="hostIPC")
+    host_pid: StrictBool | None = Field(default=None, alias="hostPID")
     dns_policy: str | None = None
     dns_config: JsonObject | None = None
     hostname: str | None = None
     subdomain: str | None = None
     host_aliases: list[JsonObject] | None = None
-    termination_grace_period_seconds: int | None = None
-    active_deadline_seconds: int | None = None
+    termination_grace_period_seconds: StrictInt | None = None
+    active_deadline_seconds: StrictInt | None = None
     topology_spread_constraints: list[JsonObject] | None = None
     restart_policy: str | None = None
     readiness_gates: list[JsonObject] | None = None
-    enable_service_links: bool | None = None
-    share_process_namespace: bool | None = None
+    enable_service_links: StrictBool | None = None
+    share_process_namespace: StrictBool | None = None
     preemption_policy: str | None = None
     overhead: dict[str, Any] | None = None
     os: JsonObject | None = None
     scheduling_gates: list[JsonObject] | None = None
     resource_claims: list[JsonObject] | None = None
     ephemeral_containers: list[JsonObject] | None = None
-    set_hostname_as_fqdn: bool | None = Field(default=None, alias="setHostnameAsFQDN")
-    host_users: bool | None = None
+    set_hostname_as_fqdn: StrictBool | None = Field(default=None, alias="setHostnameAsFQDN")
+    host_users: StrictBool | None = None

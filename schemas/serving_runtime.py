@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import JsonObject, ObjectMeta, Resource
+from schemas.base import JsonObject, ObjectMeta, Resource, StrictBool, StrictInt
 from schemas.inference_service import ProtocolVersion
 from schemas.pod import Container
 
@@ -26,20 +26,20 @@ LOCAL_COMMAND_ANNOTATION = "infergraph.dev/local-command"
 class SupportedModelFormat(Resource):
     name: str
     version: str | None = None
-    auto_select: bool | None = None
-    priority: int | None = Field(default=None, ge=1)
+    auto_select: StrictBool | None = None
+    priority: StrictInt | None = Field(default=None, ge=1)
 
 
 class ServingRuntimeSpec(Resource):
     supported_model_formats: list[SupportedModelFormat] = Field(default_factory=list)
     protocol_versions: list[ProtocolVersion] | None = None
     containers: list[Container] = Field(default_factory=list)
-    multi_model: bool | None = None
-    disabled: bool | None = None
+    multi_model: StrictBool | None = None
+    disabled: StrictBool | None = None
     grpc_endpoint: str | None = None
     grpc_data_endpoint: str | None = None
     http_data_endpoint: str | None = None
-    replicas: int | None = None
+    replicas: StrictInt | None = None
     storage_helper: JsonObject | None = None
     built_in_adapter: JsonObject | None = None
     worker_spec: JsonObject | None = None
@@ -50,7 +50,7 @@ class ServingRuntimeSpec(Resource):
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
     image_pull_secrets: list[JsonObject] | None = None
-    host_ipc: bool | None = Field(default=None, alias="hostIPC")
+    host_ipc: StrictBool | None = Field(default=None, alias="hostIPC")
 
 
 class ServingRuntime(Resource):
