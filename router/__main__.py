@@ -12,13 +12,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from router import logs
 from router.app import STATE, build_app
 from router.auth import TokenFileError, read_token
 from router.graph import CompiledGraph, compile_graph
 from router.headers import HeaderPatternError, HeaderPropagator
+from router.logs import RequestLog
 from router.reload import GraphReloader
 from router.server import serve
 from router.settings import UnsupportedFlag, from_args
+from router.tracing import Tracing
 from router.workers import supervise
 from schemas.errors import SpecError
 from schemas.loading import load_graph_file, load_graph_spec
@@ -29,9 +32,12 @@ def _load_file(path: Path) -> CompiledGraph:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = from_args(sys.argv[1:] if argv is None else argv, os.environ)
+        logs.configure(settings.log_level)
+        if not settings.request_log:
+            # Per-request lines are opt-in: the hot path stays free of logging by default.
+            logging.getLogger(logs.REQUESTS_LOGGER).setLevel(logging.WARNING)
         if settings.graph_json is not None:
             spec = load_graph_spec(settings.graph_json, "--graph-json")
         else:
@@ -40,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         graph = compile_graph(spec)
         propagator = HeaderPropagator.from_env(settings.propagate_headers)
         token = read_token(settings.auth_token_file) if settings.auth_token_file else None
-    except (SpecError, HeaderPatternError, UnsupportedFlag, TokenFileError) as error:
+        tracing = (
+            Tracing.from_env(os.environ) if settings.workers == 1 or settings.reuse_port else None
+        )
+    except (SpecError, HeaderPatternError, UnsupportedFlag, TokenFileError, ValueError) as error:
         print(f"router: {error}", file=sys.stderr)
         return 1
     app = build_app(
@@ -50,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         connection_limit=settings.connection_limit,
         max_in_flight=settings.max_in_flight,
         auth_token=token,
+        graph_name=settings.graph_name or "graph",
+        tracing=tracing,
+        request_log=RequestLog(settings.graph_name or "graph") if settings.request_log else None,
     )
     if settings.workers > 1:
         # The graph was validated above, so a bad graph fails once, here, not in every worker.

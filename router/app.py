@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,9 +33,12 @@ from router.executor import SYSTEM_CLOCK, Clock, Execution, StepCaller
 from router.explain import EXPLAIN_HEADER, explain
 from router.graph import CompiledGraph
 from router.headers import HeaderPropagator
+from router.logs import RequestLog
+from router.metrics import Metrics
 from router.payload import Payload, Reply
-from router.recording import Trace
+from router.recording import Recorder, Recorders, Trace
 from router.resilience import Breakers
+from router.tracing import Tracing, current_trace_id
 
 JSON = "application/json"
 TRACE_HEADER = "X-InferGraph-Trace"  # request it with any value but "0"; the answer carries it
@@ -53,6 +57,10 @@ class ServingState:
     connection_limit: int = 1024
     max_in_flight: int = 0  # 0: no limit (KServe's behaviour)
     auth_token: bytes | None = None  # --auth-token-file: required bearer token
+    graph_name: str = "graph"
+    metrics: Metrics | None = None
+    tracing: Tracing | None = None  # None unless OTEL_* configures an exporter: no cost
+    request_log: RequestLog | None = None
     in_flight: int = 0
     clock: Clock = SYSTEM_CLOCK
     breakers: Breakers = field(default_factory=Breakers)
@@ -74,6 +82,9 @@ def build_app(
     auth_token: bytes | None = None,
     caller: StepCaller | None = None,
     clock: Clock = SYSTEM_CLOCK,
+    graph_name: str = "graph",
+    tracing: Tracing | None = None,
+    request_log: RequestLog | None = None,
 ) -> web.Application:
     """The router application for `graph`. `caller` and `clock` replace I/O and time in tests."""
     state = ServingState(
@@ -86,12 +97,17 @@ def build_app(
         max_in_flight=max_in_flight,
         auth_token=auth_token,
         clock=clock,
+        graph_name=graph_name,
+        tracing=tracing,
+        request_log=request_log,
     )
+    state.metrics = Metrics(graph_name, state.breakers, lambda: state.in_flight)
     # client_max_size + 1 lets us see "too large" ourselves and answer with our error body.
     app = web.Application(client_max_size=max_body_bytes + 1)
     app[STATE] = state
     app.cleanup_ctx.append(_client_session)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_route("*", "/{tail:.*}", run_graph)
     return app
 
@@ -106,6 +122,8 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if state.tracing is not None:
+            state.tracing.shutdown()
         for task in list(state.background):
             task.cancel()
         await asyncio.gather(*state.background, return_exceptions=True)
@@ -116,6 +134,14 @@ async def readyz(request: web.Request) -> web.Response:
     if request.app[STATE].shutting_down:
         return web.Response(status=503, text="shutting down\n")
     return web.Response(status=200)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    assert state.metrics is not None  # build_app always creates it
+    body, content_type = state.metrics.render()
+    # aiohttp's content_type= refuses parameters; Prometheus's type carries a version.
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def error_response(error: RouterError) -> web.Response:
@@ -141,10 +167,26 @@ async def run_graph(request: web.Request) -> web.Response:
         # Refuse at once rather than queue: a queue only turns overload into timeouts.
         return error_response(TooBusy(f"{state.in_flight} requests in flight, the limit"))
     state.in_flight += 1
+    started = time.perf_counter()
+    trace_id = None
     try:
-        return await _run_graph(request, state)
+        if state.tracing is None:
+            response = await _run_graph(request, state)
+        else:
+            with state.tracing.request(request.headers, state.graph_name):
+                response = await _run_graph(request, state)
+                state.tracing.response(response.status)
+                trace_id = current_trace_id()
     finally:
         state.in_flight -= 1
+    seconds = time.perf_counter() - started
+    if state.metrics is not None:
+        state.metrics.request_finished(response.status, seconds)
+    if state.request_log is not None:
+        state.request_log.request_finished(
+            request.method, request.path, response.status, seconds, trace_id
+        )
+    return response
 
 
 async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
@@ -152,6 +194,7 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
     if request.headers.get(EXPLAIN_HEADER, "0") != "0" and request.method == "POST":
         return await _explain(request, state, graph)
     trace = Trace() if request.headers.get(TRACE_HEADER, "0") != "0" else None
+    recorder = _recorder(state, trace)
     try:
         if request.method != "POST":
             raise MethodNotAllowed(f"{request.method} is not supported: POST the request body")
@@ -168,7 +211,7 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
             service_client_timeout=graph.timeouts.service_client,
             clock=state.clock,
             breakers=state.breakers,
-            recorder=trace,
+            recorder=recorder,
             incoming_headers=request.headers,
             background=state.background,
         )
@@ -196,6 +239,24 @@ async def _explain(request: web.Request, state: ServingState, graph: CompiledGra
         return error_response(error)
     result = await explain(graph, body, rng=state.rng, headers=request.headers)
     return web.Response(body=orjson.dumps(result), content_type=JSON)
+
+
+def _recorder(state: ServingState, trace: Trace | None) -> Recorder | None:
+    """Whoever watches this request: the trace header, metrics, tracing, step logs."""
+    watchers: list[Recorder] = []
+    if trace is not None:
+        watchers.append(trace)
+    if state.metrics is not None:
+        watchers.append(state.metrics.recorder())
+    if state.tracing is not None:
+        watchers.append(state.tracing.recorder())
+    if state.request_log is not None:
+        step_log = state.request_log.recorder()
+        if step_log is not None:
+            watchers.append(step_log)
+    if not watchers:
+        return None
+    return watchers[0] if len(watchers) == 1 else Recorders(watchers)
 
 
 def _reply_response(reply: Reply) -> web.Response:

@@ -121,6 +121,9 @@ class Execution:
         except RouterError as error:
             recorder.node_finished(token, error.status, error.cause)
             raise
+        except asyncio.CancelledError:  # quorum/first/disconnect: recorders close what they opened
+            recorder.node_finished(token, None, "cancelled")
+            raise
         recorder.node_finished(token, reply.status, None)
         return reply
 
@@ -196,6 +199,9 @@ class Execution:
             reply = await self._call_with_retries(step, body.raw, headers, attempts)
         except RouterError as error:
             recorder.step_finished(token, error.status, error.cause, attempts[0])
+            raise
+        except asyncio.CancelledError:
+            recorder.step_finished(token, None, "cancelled", attempts[0])
             raise
         recorder.step_finished(token, reply.status, None, attempts[0])
         return reply

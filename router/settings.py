@@ -32,6 +32,8 @@ class RouterSettings:
     workers: int
     reuse_port: bool
     auth_token_file: str | None
+    log_level: str
+    request_log: bool
     enable_tls: bool
     graph_name: str | None
 
@@ -77,6 +79,18 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--worker-of-pool", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"),
+        help="JSON logs on stderr at this level (default INFO)",
+    )
+    p.add_argument(
+        "--request-log",
+        action="store_true",
+        help="one JSON line per request at INFO (and per step call at DEBUG); off by default "
+        "so the request path does no logging unless asked",
+    )
+    p.add_argument(
         "--auth-token-file",
         help="require 'Authorization: Bearer <token>' with the token in this file (else 401)",
     )
@@ -117,6 +131,8 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
         workers=args.workers,
         reuse_port=args.worker_of_pool,
         auth_token_file=args.auth_token_file,
+        log_level=args.log_level.upper(),
+        request_log=args.request_log,
         enable_tls=args.enable_tls,
         graph_name=args.inferencegraph_name,
     )

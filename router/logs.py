@@ -1,0 +1,137 @@
+"""Structured logs: one JSON object per line, one INFO line per request, DEBUG per step call.
+
+`router.server` calls `configure` once at start-up, which makes every log record of the
+process (ours and libraries') a JSON line. `router.app` owns one `RequestLog`: it calls
+`request_finished` once per answered request and attaches `RequestLog.recorder()` (when DEBUG
+is on) to the request's `Execution`, through which the executor reports each step call.
+Lines carry the OpenTelemetry trace id when a span is current, to join logs with traces.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import MutableMapping
+from datetime import UTC, datetime
+from typing import Any, Final, TextIO, cast
+
+import orjson
+
+from router.graph import Node, Step
+from router.recording import Recorder
+from router.tracing import current_trace_id
+
+REQUESTS_LOGGER: Final = "router.requests"
+
+# What every LogRecord has; anything else on a record came from `extra=` and is logged.
+_RECORD_ATTRIBUTES: Final = frozenset(
+    (*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "taskName")
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON object: ts, level, logger, msg, then the record's `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and key not in out:
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        # default=str: a log line must never fail because an extra is not JSON (a URL object).
+        return orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """JSON lines on `stream` (stderr by default) for every logger, at `level` and above."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+class RequestLog:
+    """Request and step-call lines of one graph, on the `router.requests` logger."""
+
+    def __init__(self, graph_name: str) -> None:
+        self.graph_name = graph_name
+        self._logger = logging.getLogger(REQUESTS_LOGGER)
+
+    def recorder(self) -> Recorder | None:
+        """A recorder logging each step call at DEBUG, or None when DEBUG is off (no cost)."""
+        if not self._logger.isEnabledFor(logging.DEBUG):
+            return None
+        return _StepLog(self._logger, self.graph_name)
+
+    def request_finished(
+        self, method: str, path: str, status: int, seconds: float, trace_id: str | None
+    ) -> None:
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        ms = round(seconds * 1000, 3)
+        extra: dict[str, object] = {
+            "graph": self.graph_name,
+            "method": method,
+            "path": path,
+            "status": status,
+            "ms": ms,
+        }
+        if trace_id is not None:
+            extra["trace_id"] = trace_id
+        self._logger.info("%s %s %d %.1fms", method, path, status, ms, extra=extra)
+
+
+class _StepLog:
+    """Logs step calls; node events are not logged (the request line and the steps suffice)."""
+
+    __slots__ = ("_graph", "_logger")
+
+    def __init__(self, logger: logging.Logger, graph_name: str) -> None:
+        self._logger = logger
+        self._graph = graph_name
+
+    def node_started(self, node: Node) -> object:
+        return None
+
+    def node_finished(self, token: object, status: int | None, error: str | None) -> None:
+        pass
+
+    def step_started(self, step: Step, headers: MutableMapping[str, str]) -> object:
+        return (step, time.perf_counter())
+
+    def step_finished(
+        self, token: object, status: int | None, error: str | None, attempts: int
+    ) -> None:
+        step, started = cast("tuple[Step, float]", token)
+        ms = round((time.perf_counter() - started) * 1000, 3)
+        extra: dict[str, object] = {
+            "graph": self._graph,
+            "node": step.owner,
+            "step": step.key,
+            "url": step.url,
+            "status": status,
+            "attempts": attempts,
+            "ms": ms,
+        }
+        if error is not None:
+            extra["error"] = error
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            extra["trace_id"] = trace_id
+        self._logger.debug("step %s.%s %s %.1fms", step.owner, step.key, status, ms, extra=extra)
+
+    def decision(self, node: str, step: str | None, what: str) -> None:
+        pass

@@ -1,0 +1,234 @@
+"""Prometheus metrics of one router process: requests, nodes, step calls, breakers, load.
+
+`router.app` owns one `Metrics` per process: it attaches `Metrics.recorder()` to each request's
+`Execution` (the executor reports node and step timings through the `router.recording`
+protocol), calls `request_finished` once per answered request, and serves `render()` on
+`GET /metrics`. Everything lives in a private `CollectorRegistry`, so several routers (or tests)
+in one process never share or collide on series. Circuit-breaker states and the in-flight
+count are read when scraped, never pushed from the request path.
+
+Exposed series (all labelled with `graph`):
+- `infergraph_requests_total{status}`, `infergraph_request_duration_seconds`
+- `infergraph_node_duration_seconds{node}`
+- `infergraph_step_duration_seconds{node,step,status}`: its `_count` is the step call count
+- `infergraph_step_errors_total{node,step,status}`: calls with no answer or a non-2xx answer
+  (a step reported with no status was cancelled: `status="cancelled"`, not an error)
+- `infergraph_step_retries_total{node,step}`: attempts beyond the first
+- `infergraph_circuit_breaker_state{target}`: 0 closed, 1 half-open, 2 open
+- `infergraph_in_flight_requests`
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Final, cast
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from router.graph import Node, Step
+from router.recording import Recorder
+from router.resilience import Breakers, BreakerState
+
+# From a fast local model (1 ms) to KServe's default serverWrite (60 s).
+LATENCY_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+BREAKER_VALUES: Final = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+# The label of a step that ended with no status: cancelled (an Ensemble's quorum was reached,
+# or the request ended), which is by design, so it is not counted as an error.
+NO_STATUS: Final = "cancelled"
+
+# The pre-bound children of one step's series for one status: (duration, errors or None).
+_StepChildren = tuple[Histogram, Counter | None]
+
+
+class Metrics:
+    """The metrics of one graph in one process; thread-safe as prometheus_client is."""
+
+    def __init__(
+        self,
+        graph_name: str,
+        breakers: Breakers | None = None,
+        in_flight: Callable[[], int] | None = None,
+    ) -> None:
+        self.graph_name = graph_name
+        self.registry = CollectorRegistry()
+        graph = ("graph",)
+        self._requests = Counter(
+            "infergraph_requests",
+            "Requests answered, by HTTP status.",
+            (*graph, "status"),
+            registry=self.registry,
+        )
+        self._request_seconds = Histogram(
+            "infergraph_request_duration_seconds",
+            "Time from receiving a request to answering it.",
+            graph,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._node_seconds = Histogram(
+            "infergraph_node_duration_seconds",
+            "Time one node of the graph took, its steps included.",
+            (*graph, "node"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._step_seconds = Histogram(
+            "infergraph_step_duration_seconds",
+            "Time one step call took, retries and backoff included, by the status it ended "
+            "with (the service's, or the router's error status when there was no answer).",
+            (*graph, "node", "step", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._step_errors = Counter(
+            "infergraph_step_errors",
+            "Step calls that got no answer or a non-2xx answer, by status.",
+            (*graph, "node", "step", "status"),
+            registry=self.registry,
+        )
+        self._step_retries = Counter(
+            "infergraph_step_retries",
+            "Step call attempts beyond the first.",
+            (*graph, "node", "step"),
+            registry=self.registry,
+        )
+        self.registry.register(_ScrapeTimeGauges(graph_name, breakers, in_flight))
+        # Label children are bound once and reused: `labels()` costs a lock and a dict lookup
+        # with tuple building on every call, which the request path should not pay.
+        self._request_counters: dict[int, Counter] = {}
+        self._request_histogram = self._request_seconds.labels(graph_name)
+        self._nodes: dict[str, Histogram] = {}
+        self._steps: dict[tuple[str, str, int | None], _StepChildren] = {}
+        self._retries: dict[tuple[str, str], Counter] = {}
+        self._recorder = _MetricsRecorder(self)
+
+    def recorder(self) -> Recorder:
+        """The recorder to attach to a request; it keeps nothing per request, so it is shared."""
+        return self._recorder
+
+    def request_finished(self, status: int, seconds: float) -> None:
+        counter = self._request_counters.get(status)
+        if counter is None:
+            counter = self._request_counters[status] = self._requests.labels(
+                self.graph_name, str(status)
+            )
+        counter.inc()
+        self._request_histogram.observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        """The body and Content-Type of a `GET /metrics` answer (Prometheus text format)."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    # --- bound children, for the recorder ---------------------------------------------------
+
+    def _node(self, name: str) -> Histogram:
+        child = self._nodes.get(name)
+        if child is None:
+            child = self._nodes[name] = self._node_seconds.labels(self.graph_name, name)
+        return child
+
+    def _step(self, step: Step, status: int | None) -> _StepChildren:
+        key = (step.owner, step.key, status)
+        children = self._steps.get(key)
+        if children is None:
+            label = NO_STATUS if status is None else str(status)
+            errors = None
+            if status is not None and not 200 <= status <= 299:
+                errors = self._step_errors.labels(self.graph_name, step.owner, step.key, label)
+            children = self._steps[key] = (
+                self._step_seconds.labels(self.graph_name, step.owner, step.key, label),
+                errors,
+            )
+        return children
+
+    def _retry_counter(self, step: Step) -> Counter:
+        key = (step.owner, step.key)
+        child = self._retries.get(key)
+        if child is None:
+            child = self._retries[key] = self._step_retries.labels(
+                self.graph_name, step.owner, step.key
+            )
+        return child
+
+
+class _MetricsRecorder:
+    """Times nodes and steps; the token is what `*_finished` needs, so no state is kept."""
+
+    __slots__ = ("_metrics",)
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def node_started(self, node: Node) -> object:
+        return (self._metrics._node(node.name), time.perf_counter())
+
+    def node_finished(self, token: object, status: int | None, error: str | None) -> None:
+        histogram, started = cast("tuple[Histogram, float]", token)
+        histogram.observe(time.perf_counter() - started)
+
+    def step_started(self, step: Step, headers: MutableMapping[str, str]) -> object:
+        return (step, time.perf_counter())
+
+    def step_finished(
+        self, token: object, status: int | None, error: str | None, attempts: int
+    ) -> None:
+        step, started = cast("tuple[Step, float]", token)
+        seconds = time.perf_counter() - started
+        histogram, errors = self._metrics._step(step, status)
+        histogram.observe(seconds)
+        if errors is not None:
+            errors.inc()
+        if attempts > 1:
+            self._metrics._retry_counter(step).inc(attempts - 1)
+
+    def decision(self, node: str, step: str | None, what: str) -> None:
+        pass  # retries are counted from `attempts`; other decisions are not metrics
+
+
+class _ScrapeTimeGauges(Collector):
+    """Gauges whose values live elsewhere (breakers, the in-flight count), read per scrape."""
+
+    def __init__(
+        self, graph_name: str, breakers: Breakers | None, in_flight: Callable[[], int] | None
+    ) -> None:
+        self._graph = graph_name
+        self._breakers = breakers
+        self._in_flight = in_flight
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "infergraph_circuit_breaker_state",
+                "Circuit breaker state per step target: 0 closed, 1 half-open, 2 open.",
+                labels=("graph", "target"),
+            ),
+            GaugeMetricFamily(
+                "infergraph_in_flight_requests",
+                "Requests being answered right now.",
+                labels=("graph",),
+            ),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        breakers, in_flight = self._families()
+        if self._breakers is not None:
+            # Breakers judge time on the executor's clock, which is `time.monotonic` in service.
+            now = time.monotonic()
+            # A copy: a request may add a breaker while a scrape runs in another thread.
+            for target, breaker in list(self._breakers.by_target.items()):
+                breakers.add_metric((self._graph, target), BREAKER_VALUES[breaker.state(now)])
+        yield breakers
+        if self._in_flight is not None:
+            in_flight.add_metric((self._graph,), self._in_flight())
+            yield in_flight
