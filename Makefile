@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo picture envtest clean
+.PHONY: venv test lint demo picture envtest bench clean
 
 venv: $(STAMP)
 
@@ -20,8 +20,8 @@ test: venv
 	$(BIN)/pytest
 
 lint: venv
-	$(BIN)/ruff check router schemas graph_controller tests examples
-	$(BIN)/ruff format --check router schemas graph_controller tests examples
+	$(BIN)/ruff check router schemas graph_controller tests examples load
+	$(BIN)/ruff format --check router schemas graph_controller tests examples load
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -39,6 +39,19 @@ picture: venv
 # kube-controller-manager), cached in ~/.cache/infergraph; about 7 minutes on 2 cores, once.
 envtest:
 	tools/envtest/build.sh
+
+# The router's overhead against a direct backend, a bare Python proxy and KServe's Go router,
+# side by side (load/bench.py); about 8 minutes, `BENCH_ARGS=--quick` about 2. Installs wrk and
+# nginx from Debian's packages when missing, and builds KServe's router once (Go module proxy).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,models,bench]'
+	touch $(BENCH_STAMP)
+
+bench: venv $(BENCH_STAMP)
+	command -v wrk >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq wrk nginx-light)
+	$(BIN)/python -m load.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,48 @@
+"""Run wrk against a URL and read its figures: a Lua script POSTs the body and prints JSON."""
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCRIPT = """
+wrk.method = "POST"
+wrk.body = %s
+wrk.headers["Content-Type"] = "application/json"
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,' ..
+    '"mean_us":%%.1f,"connect_errors":%%d,"read_errors":%%d,"write_errors":%%d,' ..
+    '"status_errors":%%d,"timeouts":%%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.mean, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def lua_script(body: bytes, directory: Path) -> Path:
+    path = directory / "post.lua"
+    path.write_text(SCRIPT % json.dumps(body.decode()))
+    return path
+
+
+def run(url: str, connections: int, seconds: int, script: Path, core: str | None) -> dict[str, Any]:
+    """One wrk run; `core` pins wrk (taskset), its one thread driving all connections."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s"]
+    cmd += [str(script), url]
+    if core is not None:
+        cmd = ["taskset", "-c", core, *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("WRKJSON "):
+            result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+            result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+            return result
+    raise RuntimeError(f"wrk printed no figures: {out.stdout} {out.stderr}")
+
+
+def scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="infergraph-bench-"))
