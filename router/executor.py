@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from router.errors import (
     BadRequest,
@@ -73,6 +73,7 @@ class Execution:
         "breakers",
         "caller",
         "clock",
+        "copy_headers",
         "deadline",
         "headers",
         "incoming_headers",
@@ -96,6 +97,7 @@ class Execution:
         recorder: Recorder | None = None,
         incoming_headers: Mapping[str, str] | None = None,
         background: set[asyncio.Task[Any]] | None = None,
+        copy_headers: bool = True,
     ) -> None:
         self.caller = caller
         self.request = request
@@ -108,6 +110,9 @@ class Execution:
         self.recorder = recorder
         self.incoming_headers = incoming_headers or {}  # for sticky routing
         self.background = background  # where shadow calls live; None: no shadows run
+        # Whether a recorder may add headers to a step call (tracing's traceparent), so each
+        # call needs its own copy; the app says no when none does, sparing a dict per step.
+        self.copy_headers = copy_headers
 
     # --- nodes ----------------------------------------------------------------------------
 
@@ -193,7 +198,11 @@ class Execution:
         attempts = [0]  # counted by the retry loop, read by the recorder
         if recorder is None:
             return await self._call_with_retries(step, body.raw, self.headers, attempts)
-        headers = dict(self.headers)
+        headers: MutableMapping[str, str] = (
+            dict(self.headers)
+            if self.copy_headers
+            else cast("MutableMapping[str, str]", self.headers)  # no recorder writes to it
+        )
         token = recorder.step_started(step, headers)
         try:
             reply = await self._call_with_retries(step, body.raw, headers, attempts)

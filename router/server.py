@@ -8,6 +8,7 @@ finish, and `serve` returns.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -24,6 +25,17 @@ TLS_CERT = "/etc/tls/private/tls.crt"  # where KServe mounts the router's certif
 TLS_KEY = "/etc/tls/private/tls.key"
 # After the drain, how long in-flight requests may still take before connections are closed.
 SHUTDOWN_GRACE_SECONDS = 60.0
+GC_GEN0_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
+
+
+def _tune_gc() -> None:
+    # Measured with `make bench` (1-step Sequence, 64 connections): the collector's full passes
+    # over the objects start-up leaves behind (pydantic, OpenTelemetry, the compiled graph) cost
+    # ~30% of throughput and most of p99. Frozen, they are never scanned again; a larger first
+    # generation lets requests finish (and their objects die by refcount) between collections.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 10, 10)
 
 
 async def serve(
@@ -60,6 +72,7 @@ async def serve(
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader.reload)
         watcher = asyncio.ensure_future(reloader.watch())
+    _tune_gc()
     try:
         await site.start()
         log.info("router listening on %s:%d", host, port)
