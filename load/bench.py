@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from load import flame, graphs, procstat, scaling, servers, wrk
+from load import endurance, flame, graphs, procstat, scaling, servers, wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOADGEN_CORE = "0"  # wrk and the backends
@@ -281,9 +281,13 @@ def main() -> int:
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy flame graph")
     p.add_argument("--no-scaling", action="store_true", help="skip the graph-size scaling check")
     p.add_argument("--only", nargs="*", help="scenario names to run (default all)")
+    p.add_argument(
+        "--endurance", type=int, default=300, help="seconds of RSS-under-load run (0: skip)"
+    )
     args = p.parse_args()
     if args.quick:
         args.duration, args.warmup, args.repeat = 1, 1, 1
+        args.endurance = min(args.endurance, 20)
     RESULTS.mkdir(exist_ok=True)
     kserve = None if args.no_kserve else (args.kserve or _kserve_binary())
     if kserve is not None and servers.port_taken(servers.KSERVE_PORT):
@@ -316,6 +320,10 @@ def main() -> int:
             report["profile"] = profile(backends["nginx"].url(), 4 if args.quick else 8, script)
         if not args.no_scaling:
             report["scaling"] = scaling.run(quick=args.quick)
+        if args.endurance > 0:
+            report["endurance"] = endurance.run(
+                backends["nginx"].url(), args.endurance, script, LOADGEN_CORE, SERVER_CORE
+            )
     finally:
         for backend in backends.values():
             backend.stop()

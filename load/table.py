@@ -58,4 +58,12 @@ def render(report: dict[str, Any]) -> str:
                 f"({mem['requests']} requests held by a {mem['delay_ms']:g} ms backend; "
                 f"RSS {mem['idle_rss_mb']:.1f} -> {mem['loaded_rss_mb']:.1f} MB)."
             )
+    endurance = report.get("endurance")
+    if endurance and endurance["rss_start_mb"] is not None:
+        lines.append(
+            f"\nRSS under load ({endurance['seconds']} s, {endurance['connections']} connections, "
+            f"{endurance['requests']} requests, 1-step Sequence): "
+            f"{endurance['rss_start_mb']:.1f} MB after warm-up, {endurance['rss_end_mb']:.1f} MB "
+            f"at the end ({endurance['growth']:+.1%}), max {endurance['rss_max_mb']:.1f} MB."
+        )
     return "\n".join(lines) + "\n"
