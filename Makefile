@@ -41,7 +41,7 @@ envtest:
 	tools/envtest/build.sh
 
 # The router's overhead against a direct backend, a bare Python proxy and KServe's Go router,
-# side by side (load/bench.py); about 8 minutes, `BENCH_ARGS=--quick` about 2. Installs wrk and
+# side by side (load/bench.py); about 17 minutes, `BENCH_ARGS=--quick` about 3. Installs wrk and
 # nginx from Debian's packages when missing, and builds KServe's router once (Go module proxy).
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): pyproject.toml $(STAMP)
