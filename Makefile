@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,models]'
 	touch $(STAMP)
 
-test: venv
-	$(BIN)/pytest
+# tests/k8s run against a real control plane: build it first (fast when cached) and hand
+# pytest the directory build.sh prints.
+test: venv envtest
+	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" $(BIN)/pytest
 
 lint: venv
 	$(BIN)/ruff check router schemas graph_controller tests examples
@@ -36,9 +38,10 @@ picture: venv
 	$(BIN)/infergraph graph examples/digits-pipeline/digits.yaml --format svg > docs/digits-pipeline.svg
 
 # A Kubernetes test control plane built from Go sources (etcd, kube-apiserver,
-# kube-controller-manager), cached in ~/.cache/infergraph; about 7 minutes on 2 cores, once.
+# kube-controller-manager, kube-scheduler, kubectl, KWOK), cached in ~/.cache/infergraph;
+# several minutes on 2 cores, once; then a no-op.
 envtest:
-	tools/envtest/build.sh
+	@tools/envtest/build.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
