@@ -58,6 +58,17 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "127.1.0.0/16"
 
+# Audit ServiceAccounts only: the control plane's own components act as admin and stay out.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
+
 # Bounds, generous for a loaded 2-core machine; a healthy start takes a few seconds in all.
 ETCD_READY_TIMEOUT = 30.0
 APISERVER_READY_TIMEOUT = 90.0  # cold start: post-start hooks bootstrap RBAC and priority levels
@@ -301,6 +312,22 @@ class ControlPlane:
     def kubeconfig(self) -> Path:
         return self.dir / "admin.kubeconfig"
 
+    @property
+    def audit_log(self) -> Path:
+        return self.dir / "audit.log"
+
+    def audit_events(self, username: str) -> list[dict[str, Any]]:
+        """The API server's audit events (stage ResponseComplete) for requests by `username`,
+        a ServiceAccount (`system:serviceaccount:NS:NAME`); each has verb, objectRef,
+        responseStatus.code. An event may land just after its response: poll for it."""
+        events = []
+        with self.audit_log.open() as log:
+            for line in log:
+                event = json.loads(line)
+                if event["user"]["username"] == username and event["stage"] == "ResponseComplete":
+                    events.append(event)
+        return events
+
     def env(self) -> dict[str, str]:
         """os.environ plus KUBECONFIG (admin), for subprocesses that talk to this cluster."""
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
@@ -386,6 +413,7 @@ class ControlPlane:
 
     def _start_apiserver(self, etcd_url: str) -> None:
         d, port = self.dir, free_port()
+        (d / "audit-policy.yaml").write_text(json.dumps(AUDIT_POLICY))
         self.server = f"https://{LOOPBACK}:{port}"
         apiserver = self._spawn(
             "kube-apiserver",
@@ -407,6 +435,11 @@ class ControlPlane:
             "--endpoint-reconciler-type=none",
             f"--cert-dir={d / 'apiserver-certs'}",
             "--profiling=false",
+            # Every ServiceAccount's request, so RBAC tests can list what a component really did.
+            f"--audit-policy-file={d / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
         )
         context = ssl.create_default_context(cafile=str(self.ca_file))
         self._wait(

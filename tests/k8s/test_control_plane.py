@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.k8s.envtest import ControlPlane, MissingBinaries
+from tests.k8s.envtest import ControlPlane, MissingBinaries, wait_until
 
 ROLLOUT_TIMEOUT = 60.0  # scheduler + KWOK's pod-ready stage take about a second each
 
@@ -88,6 +88,17 @@ def test_service_account_token_is_authenticated_and_rbac_limited(
     denied = control_plane.kubectl("get", "pods", "-n", namespace, kubeconfig=config, check=False)
     assert denied.returncode != 0
     assert "forbidden" in denied.stderr.lower()
+
+    def refused_list_audited() -> bool:
+        events = control_plane.audit_events(f"system:serviceaccount:{namespace}:reader")
+        return any(
+            e["verb"] == "list"
+            and e["objectRef"]["resource"] == "pods"
+            and e["responseStatus"]["code"] == 403
+            for e in events
+        )
+
+    wait_until("audit event for the refused list", refused_list_audited, 10.0)
 
 
 def test_missing_binaries_fail_with_the_command_that_builds_them(tmp_path: Path) -> None:
