@@ -157,7 +157,7 @@ def isvc(name: str, max_replicas: int | None = None) -> dict[str, Any]:
 
 
 def graph(name: str, services: Sequence[str]) -> dict[str, Any]:
-    steps = [{"stepName": s, "serviceName": s} for s in services]
+    steps = [{"name": s, "serviceName": s} for s in services]
     return {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "InferenceGraph",

@@ -140,7 +140,7 @@ def test_update_rolls_out_and_delete_cascades(cluster: Cluster, tmp_path: Path) 
         cluster.patch(
             "InferenceGraph",
             "g",
-            {"spec": {"nodes": {"root": {"steps": [{"stepName": "b", "serviceName": "b"}]}}}},
+            {"spec": {"nodes": {"root": {"steps": [{"name": "b", "serviceName": "b"}]}}}},
         )
 
         def routes_to_b() -> bool:
