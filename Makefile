@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo picture envtest clean
+.PHONY: venv test lint demo picture envtest controller-scale clean
 
 venv: $(STAMP)
 
@@ -22,8 +22,8 @@ test: venv envtest
 	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" $(BIN)/pytest
 
 lint: venv
-	$(BIN)/ruff check router schemas graph_controller tests examples
-	$(BIN)/ruff format --check router schemas graph_controller tests examples
+	$(BIN)/ruff check router schemas graph_controller tests examples load
+	$(BIN)/ruff format --check router schemas graph_controller tests examples load
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -42,6 +42,12 @@ picture: venv
 # several minutes on 2 cores, once; then a no-op.
 envtest:
 	@tools/envtest/build.sh
+
+# The controller at scale: N graphs + N InferenceServices on a fresh envtest control plane;
+# writes load/results/controller_scale.json. A few minutes for the default 500.
+GRAPHS ?= 500
+controller-scale: venv envtest
+	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" $(BIN)/python load/controller_scale.py --graphs $(GRAPHS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -69,7 +69,6 @@ class Reconciler:
         self._lock = threading.Lock()
         self._references: dict[tuple[str, str], frozenset[str]] = {}  # graph -> services
         self._applied: dict[Key, Applied] = {}
-        self.reconciles = 0  # for the scale run's reconciles/s
 
     # --- events (on informer threads) ---
 
@@ -114,7 +113,6 @@ class Reconciler:
     # --- reconcile (on worker threads; one key never on two at once) ---
 
     def reconcile(self, key: Key) -> None:
-        self.reconciles += 1
         kind = ISVC if key.kind == ISVC.kind else GRAPH
         obj = self._stores[kind].get(key.namespace, key.name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from functools import partial
 
 from graph_controller.render import RenderOptions
@@ -73,8 +74,13 @@ class Controller:
                 if self.stop.is_set():
                     return
         while (key := self.queue.get()) is not None:
+            started = time.monotonic()
             try:
                 self.reconciler.reconcile(key)
+                log.debug(
+                    "reconciled",
+                    extra={"object": str(key), "seconds": round(time.monotonic() - started, 4)},
+                )
             except ApiError as error:
                 if not error.retryable:
                     # A 4xx other than 409/429 will not pass by retrying; the object's next
