@@ -52,6 +52,9 @@ class Controller:
                 )
         self._workers: list[threading.Thread] = []
 
+    def live(self) -> tuple[bool, str]:
+        return (not self.stop.is_set(), "stopping")
+
     def synced(self) -> tuple[bool, str]:
         waiting = [f"{i.kind.plural}" for i in self.informers if not i.synced.is_set()]
         return (not waiting, "caches not synced: " + ", ".join(waiting))
@@ -129,8 +132,7 @@ async def main_async(settings: ControllerSettings, stop: asyncio.Event) -> int:
 
     runner = None
     if settings.health_port:
-        live = lambda: (not controller.stop.is_set(), "stopping")  # noqa: E731
-        app = health_app(live, controller.synced)
+        app = health_app(controller.live, controller.synced)
         runner = await serve(app, settings.health_host, settings.health_port)
     controller.start_informers()
     elector = None

@@ -68,16 +68,22 @@ class ControllerProcess:
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text().splitlines()[-n:])
 
-    def ready(self) -> bool:
+    def probe(self, path: str) -> int:
+        """HTTP status of GET `path` on the health port (0: not answering)."""
         import urllib.error
         import urllib.request
 
         try:
-            url = f"http://127.0.0.1:{self.health_port}/readyz"
+            url = f"http://127.0.0.1:{self.health_port}{path}"
             with urllib.request.urlopen(url, timeout=1) as answer:
-                return bool(answer.status == 200)
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
         except (urllib.error.URLError, OSError):
-            return False
+            return 0
+
+    def ready(self) -> bool:
+        return self.probe("/readyz") == 200
 
     def wait_ready(self) -> None:
         wait_for("controller /readyz", self.ready, START_TIMEOUT, self)

@@ -55,7 +55,7 @@ NODE_NAME = "kwok-node-0"
 # The API server's in-cluster name; ServiceAccount tokens carry it as issuer and audience.
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Virtual IPs that exist only as API objects: nothing routes or sends traffic to them.
-SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_CIDR = "10.0.0.0/16"  # virtual; /16 so a scale run (2 Services per graph) fits
 POD_CIDR = "127.1.0.0/16"
 
 # Audit ServiceAccounts only: the control plane's own components act as admin and stay out.
@@ -615,7 +615,8 @@ def _exists(read: Callable[[], object]) -> bool:
 
 def _fake_node(name: str) -> dict[str, Any]:
     """A Node that KWOK (selected by annotation) keeps Ready and whose Pods it runs."""
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    # Pods cost nothing here (KWOK runs none): room for a scale run of 500 graphs.
+    capacity = {"cpu": "32", "memory": "256Gi", "pods": "2000"}
     return {
         "apiVersion": "v1",
         "kind": "Node",

@@ -29,6 +29,8 @@ def test_inference_service_gets_deployment_service_and_ready_status(
     with running(
         cluster.plane, tmp_path / "controller.log", f"--namespace={cluster.namespace}"
     ) as c:
+        c.wait_ready()
+        assert c.probe("/healthz") == 200
         created = cluster.create(isvc("sklearn-iris"))
         ready = wait_for(
             "InferenceService sklearn-iris Ready",
