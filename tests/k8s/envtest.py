@@ -75,6 +75,7 @@ APISERVER_READY_TIMEOUT = 90.0  # cold start: post-start hooks bootstrap RBAC an
 CONTROLLERS_READY_TIMEOUT = 60.0  # the default ServiceAccount appears once KCM's caches sync
 NODE_READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0  # SIGTERM, then SIGKILL
+NODE_MONITOR_GRACE = "1h"  # see _start_controller_manager
 KUBECTL_TIMEOUT = 120.0
 CRD_TIMEOUT = 60.0  # Established follows the CRD's name check, normally within a second
 POLL_INTERVAL = 0.1
@@ -457,6 +458,10 @@ class ControlPlane:
             f"--authorization-kubeconfig={config}",
             "--leader-elect=false",
             f"--controllers={','.join(CONTROLLERS)}",
+            # KWOK's heartbeat for the fake node can come >40 s apart on a loaded machine; with
+            # the default grace the node flaps to NotReady and KCM marks every Pod on it
+            # NotReady for good (KWOK does not set them Ready again). The node cannot die.
+            f"--node-monitor-grace-period={NODE_MONITOR_GRACE}",
             f"--service-account-private-key-file={self.dir / 'sa.key'}",
             f"--root-ca-file={self.ca_file}",
             f"--bind-address={LOOPBACK}",
