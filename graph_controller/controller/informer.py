@@ -102,13 +102,25 @@ class Informer:
                 if error.status == 410:
                     log.info("watch expired, re-listing", extra={"resource": self.kind.plural})
                     continue
-                delay = min(RELIST_MAX, RELIST_BASE * 2**failures) * random.uniform(0.8, 1.2)
+                self._back_off(failures, str(error))
                 failures += 1
-                log.warning(
-                    "list/watch failed",
-                    extra={"resource": self.kind.plural, "error": str(error), "retry_in": delay},
-                )
-                self._stop.wait(delay)
+            except Exception as error:
+                # Whatever else breaks a round (a malformed event, a client bug) must not end
+                # the watch for good: the cache would silently go stale. Log it, list again.
+                log.exception("list/watch failed", extra={"resource": self.kind.plural})
+                self._back_off(failures, repr(error))
+                failures += 1
+
+    def _back_off(self, failures: int, error: str) -> None:
+        delay = min(RELIST_MAX, RELIST_BASE * 2**failures) * random.uniform(0.8, 1.2)
+        log.warning(
+            "list/watch failed",
+            extra={"resource": self.kind.plural, "error": error, "retry_in": round(delay, 3)},
+        )
+        self._stop.wait(delay)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def _list(self) -> str:
         page = self._kube.list(self.kind, self.namespace, self.selector)

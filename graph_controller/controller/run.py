@@ -53,7 +53,12 @@ class Controller:
         self._workers: list[threading.Thread] = []
 
     def live(self) -> tuple[bool, str]:
-        return (not self.stop.is_set(), "stopping")
+        """Alive while every informer and worker thread runs (a dead one means restart me)."""
+        if self.stop.is_set():
+            return (False, "stopping")
+        dead = [i.kind.plural for i in self.informers if not i.alive()]
+        dead += [w.name for w in self._workers if not w.is_alive()]
+        return (not dead, "threads ended: " + ", ".join(dead))
 
     def synced(self) -> tuple[bool, str]:
         waiting = [f"{i.kind.plural}" for i in self.informers if not i.synced.is_set()]
@@ -84,7 +89,12 @@ class Controller:
                     "reconciled",
                     extra={"object": str(key), "seconds": round(time.monotonic() - started, 4)},
                 )
-            except ApiError as error:
+            except Exception as error:
+                if not isinstance(error, ApiError):
+                    # A bug for this one object must not take the worker down with it.
+                    log.exception("reconcile crashed, retrying", extra={"object": str(key)})
+                    self.queue.retry(key)
+                    continue
                 if not error.retryable:
                     # A 4xx other than 409/429 will not pass by retrying; the object's next
                     # change re-queues it.

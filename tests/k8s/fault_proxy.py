@@ -21,6 +21,8 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 from tests.k8s.envtest import ControlPlane, kubeconfig
 
 START_TIMEOUT = 10.0
+# The `reason` the API server puts in a Status with that code.
+REASONS = {409: "Conflict", 410: "Expired", 429: "TooManyRequests", 503: "ServiceUnavailable"}
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Rule:
     status: int
     times: int
     hits: list[str] = field(default_factory=list)
+    # As a watch does: 200 and one ERROR event carrying `status` (410: "too old, re-list").
+    as_watch_event: bool = False
+    omit_reason: bool = False  # a Status without `reason`, which the client's Watch trips on
 
 
 @dataclass(frozen=True)
@@ -106,12 +111,14 @@ class FaultProxy:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _inject(self, method: str, path: str, content_type: str) -> int | None:
+    def _inject(self, request: web.Request) -> Rule | None:
+        content_type = request.headers.get("Content-Type", "")
+        path = request.path_qs if "watch=" in request.query_string else request.path
         with self._lock:
             for rule in self.rules:
-                if len(rule.hits) < rule.times and rule.match(method, path, content_type):
+                if len(rule.hits) < rule.times and rule.match(request.method, path, content_type):
                     rule.hits.append(path)
-                    return rule.status
+                    return rule
         return None
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
@@ -124,19 +131,24 @@ class FaultProxy:
             self._handlers.discard(task)
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
-        content_type = request.headers.get("Content-Type", "")
-        status = self._inject(request.method, request.path, content_type)
-        if status is not None:
+        rule = self._inject(request)
+        if rule is not None:
             with self._lock:
-                self.seen.append(Seen(request.method, request.path, status, True))
+                self.seen.append(Seen(request.method, request.path, rule.status, True))
             body = {
                 "kind": "Status",
                 "apiVersion": "v1",
                 "status": "Failure",
-                "message": f"injected by the test proxy: {status}",
-                "code": status,
+                "message": f"injected by the test proxy: {rule.status}",
+                "reason": REASONS.get(rule.status, "InternalError"),
+                "code": rule.status,
             }
-            return web.json_response(body, status=status)
+            if rule.omit_reason:
+                del body["reason"]
+            if rule.as_watch_event:
+                event = json.dumps({"type": "ERROR", "object": body}) + "\n"
+                return web.Response(text=event, content_type="application/json")
+            return web.json_response(body, status=rule.status)
         assert self._session is not None
         hop = ("host", "connection", "transfer-encoding", "content-length", "accept-encoding")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in hop}

@@ -183,3 +183,46 @@ def test_leader_election_one_reconciles_the_other_takes_over(
     finally:
         if one.alive():
             one.kill()
+
+
+def test_expired_watch_is_relisted_and_changes_are_not_lost(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A watch answered '410 Gone' (its resourceVersion compacted away) makes the informer
+    list again, and a malformed event does not end it; the object is still reconciled."""
+
+    def watch(m: str, p: str, t: str) -> bool:
+        return m == "GET" and "/inferenceservices?" in p and "watch=true" in p
+
+    rules = [
+        Rule(watch, 410, 2, as_watch_event=True),
+        # A malformed ERROR event: the client raises KeyError; the informer must survive it.
+        Rule(watch, 410, 1, as_watch_event=True, omit_reason=True),
+    ]
+    with FaultProxy(cluster.plane, rules) as proxy:
+        config = proxy.kubeconfig(tmp_path / "proxy.kubeconfig")
+        log = tmp_path / "controller.log"
+        with running(
+            cluster.plane, log, f"--namespace={cluster.namespace}", kubeconfig=config
+        ) as c:
+            cluster.create(isvc("late"))
+            wait_for(
+                "InferenceService late Ready after re-lists",
+                lambda: is_true(cluster.get("InferenceService", "late"), "Ready"),
+                controller=c,
+            )
+            wait_for(
+                "three failed watches handled",
+                lambda: (
+                    sum(line["msg"] == "list/watch failed" for line in c.lines()) >= 2
+                    and sum(line["msg"] == "watch expired, re-listing" for line in c.lines()) >= 2
+                ),
+                controller=c,
+            )
+            lines = c.lines()
+    assert [len(rule.hits) for rule in rules] == [2, 1]
+    relists = [line for line in lines if line["msg"] == "watch expired, re-listing"]
+    assert [line["resource"] for line in relists] == ["inferenceservices", "inferenceservices"]
+    failed = [line for line in lines if line["msg"] == "list/watch failed"]
+    assert [line["resource"] for line in failed] == ["inferenceservices"] * 2  # traceback, retry
+    assert "KeyError" in failed[1]["error"]
