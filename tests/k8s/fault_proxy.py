@@ -48,14 +48,14 @@ class Seen:
 
 
 class FaultProxy:
-    def __init__(self, plane: ControlPlane, rules: list[Rule]) -> None:
+    def __init__(self, plane: ControlPlane, rules: list[Rule], port: int = 0) -> None:
         self.plane, self.rules = plane, rules
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.port = 0
+        self.port = port
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
         self._handlers: set[asyncio.Task[object]] = set()
@@ -96,7 +96,7 @@ class FaultProxy:
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         server = site._server
         assert server is not None

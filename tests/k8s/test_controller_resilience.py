@@ -17,6 +17,7 @@ from tests.k8s.controller import (
     running,
     wait_for,
 )
+from tests.k8s.envtest import free_port
 from tests.k8s.fault_proxy import FaultProxy, Rule
 
 APPLY = "application/apply-patch+yaml"
@@ -226,3 +227,33 @@ def test_expired_watch_is_relisted_and_changes_are_not_lost(
     failed = [line for line in lines if line["msg"] == "list/watch failed"]
     assert [line["resource"] for line in failed] == ["inferenceservices"] * 2  # traceback, retry
     assert "KeyError" in failed[1]["error"]
+
+
+def test_unreachable_api_server_is_retried_and_readiness_waits_for_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Connection refused (status 0) is retried with backoff; /readyz says 503 until the
+    caches have listed, /healthz stays 200; once the server answers, it converges."""
+    port = free_port()
+    proxy = FaultProxy(cluster.plane, [], port=port)
+    config = proxy.kubeconfig(tmp_path / "proxy.kubeconfig")  # nothing listens there yet
+    cluster.create(isvc("patient"))
+    log = tmp_path / "controller.log"
+    with running(cluster.plane, log, f"--namespace={cluster.namespace}", kubeconfig=config) as c:
+        wait_for(
+            "a refused connection logged",
+            lambda: any(
+                line["msg"] == "list/watch failed" and "refused" in line["error"].lower()
+                for line in c.lines()
+            ),
+            controller=c,
+        )
+        assert c.probe("/readyz") == 503
+        assert c.probe("/healthz") == 200
+        with proxy:
+            c.wait_ready()
+            wait_for(
+                "InferenceService patient Ready once the server is reachable",
+                lambda: is_true(cluster.get("InferenceService", "patient"), "Ready"),
+                controller=c,
+            )
