@@ -74,7 +74,12 @@ def test_graph_waits_for_its_inference_service_then_routes_to_it(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     ns = cluster.namespace
-    with running(cluster.plane, tmp_path / "controller.log", f"--namespace={ns}") as c:
+    flags = (
+        f"--namespace={ns}",
+        "--router-image=example.invalid/router:2",
+        "--propagate-headers=Authorization,^X-",
+    )
+    with running(cluster.plane, tmp_path / "controller.log", *flags) as c:
         cluster.create(graph("pipeline", ["classifier"]))
         missing = wait_for(
             "graph PredictorReady=False (not found)",
@@ -120,6 +125,9 @@ def test_graph_waits_for_its_inference_service_then_routes_to_it(
         f"http://classifier-predictor.{ns}.svc.cluster.local/v1/models/classifier:predict"
     )
     assert cluster.owned("services", "pipeline") is not None
+    container = router["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "example.invalid/router:2"
+    assert container["env"] == [{"name": "PROPAGATE_HEADERS", "value": "Authorization,^X-"}]
 
 
 def test_update_rolls_out_and_delete_cascades(cluster: Cluster, tmp_path: Path) -> None:
