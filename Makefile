@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo picture envtest bench clean
+.PHONY: venv test lint demo picture envtest controller-scale bench clean
 
 venv: $(STAMP)
 
@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,models]'
 	touch $(STAMP)
 
-test: venv
-	$(BIN)/pytest
+# tests/k8s run against a real control plane: build it first (fast when cached) and hand
+# pytest the directory build.sh prints.
+test: venv envtest
+	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" $(BIN)/pytest
 
 lint: venv
 	$(BIN)/ruff check router schemas graph_controller tests examples load
@@ -36,9 +38,16 @@ picture: venv
 	$(BIN)/infergraph graph examples/digits-pipeline/digits.yaml --format svg > docs/digits-pipeline.svg
 
 # A Kubernetes test control plane built from Go sources (etcd, kube-apiserver,
-# kube-controller-manager), cached in ~/.cache/infergraph; about 7 minutes on 2 cores, once.
+# kube-controller-manager, kube-scheduler, kubectl, KWOK), cached in ~/.cache/infergraph;
+# several minutes on 2 cores, once; then a no-op.
 envtest:
-	tools/envtest/build.sh
+	@tools/envtest/build.sh
+
+# The controller at scale: N graphs + N InferenceServices on a fresh envtest control plane;
+# writes load/results/controller_scale.json. A few minutes for the default 500.
+GRAPHS ?= 500
+controller-scale: venv envtest
+	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" $(BIN)/python load/controller_scale.py --graphs $(GRAPHS)
 
 # The router's overhead against a direct backend, a bare Python proxy and KServe's Go router,
 # side by side (load/bench.py); about 17 minutes, `BENCH_ARGS=--quick` about 3. Installs wrk and

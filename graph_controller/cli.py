@@ -173,6 +173,112 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
+def _controller(args: argparse.Namespace) -> int:
+    """Reconcile InferenceGraphs and InferenceServices until SIGTERM (exit 1: lease lost)."""
+    import os
+    import socket
+    import uuid
+
+    from graph_controller.controller import logs
+    from graph_controller.controller.kube import ConfigError
+    from graph_controller.controller.leader import Timing
+    from graph_controller.controller.run import main_async
+    from graph_controller.controller.settings import ControllerSettings
+
+    logs.configure(args.log_level)
+    try:
+        timing = Timing(args.lease_duration, args.renew_deadline, args.retry_period)
+    except ValueError as error:
+        print(f"infergraph controller: {error}", file=sys.stderr)
+        return 2
+    settings = ControllerSettings(
+        namespaces=tuple(args.namespace or ()),
+        kubeconfig=args.kubeconfig,
+        leader_elect=args.leader_elect,
+        lease_namespace=args.lease_namespace
+        or os.environ.get("POD_NAMESPACE")
+        or "infergraph-system",
+        lease_name=args.lease_name,
+        identity=args.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+        timing=timing,
+        health_host=args.health_host,
+        health_port=args.health_port,
+        router_image=args.router_image,
+        propagate_headers=tuple(p for p in args.propagate_headers.split(",") if p),
+        workers=args.workers,
+    )
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await main_async(settings, stop)
+
+    try:
+        return asyncio.run(run())
+    except ConfigError as error:
+        print(f"infergraph controller: {error}", file=sys.stderr)
+        return 1
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number
+
+
+def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from graph_controller import render
+    from graph_controller.controller import leader, settings
+
+    c = sub.add_parser(
+        "controller", help="reconcile InferenceGraphs and InferenceServices on Kubernetes"
+    )
+    c.add_argument(
+        "--namespace",
+        action="append",
+        metavar="NS",
+        help="watch this namespace (repeatable); default: all namespaces",
+    )
+    c.add_argument("--kubeconfig", help="default: $KUBECONFIG, else the in-cluster account")
+    c.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold a Lease so only one replica reconciles (default: on)",
+    )
+    c.add_argument(
+        "--lease-namespace",
+        help="the Lease's namespace (default: $POD_NAMESPACE or "
+        f"{settings.DEFAULT_LEASE_NAMESPACE})",
+    )
+    c.add_argument("--lease-name", default=settings.DEFAULT_LEASE_NAME)
+    c.add_argument("--identity", help="holder identity in the Lease (default: hostname_random)")
+    c.add_argument("--lease-duration", type=float, default=leader.LEASE_DURATION, metavar="S")
+    c.add_argument("--renew-deadline", type=float, default=leader.RENEW_DEADLINE, metavar="S")
+    c.add_argument("--retry-period", type=float, default=leader.RETRY_PERIOD, metavar="S")
+    c.add_argument(
+        "--health-port",
+        type=int,
+        default=settings.DEFAULT_HEALTH_PORT,
+        help="serve GET /healthz and /readyz here (0: off)",
+    )
+    c.add_argument("--health-host", default="0.0.0.0", help="address for the probes")
+    c.add_argument("--router-image", default=render.ROUTER_IMAGE)
+    c.add_argument(
+        "--propagate-headers",
+        default="",
+        help="PROPAGATE_HEADERS for the routers (regexes, comma-separated)",
+    )
+    c.add_argument(
+        "--workers", type=_positive, default=settings.DEFAULT_WORKERS, help="concurrent reconciles"
+    )
+    c.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    c.set_defaults(run=_controller)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infergraph", description="Build and run InferenceGraphs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -230,6 +336,8 @@ def parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--seed", type=int, default=None, help="seed for Splitter draws")
     explain.set_defaults(run=_explain)
+
+    _add_controller(sub)
     return p
 
 

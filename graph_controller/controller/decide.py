@@ -1,0 +1,279 @@
+"""What the cluster should look like, given what the controller observed (pure).
+
+For an InferenceService: its rendered Deployment/Service(/HPA) and a status whose `Ready` and
+`PredictorReady` follow the predictor Deployment's `Available` condition. For an
+InferenceGraph: its router's objects once every InferenceService it names is Ready (their
+addresses resolved into `--graph-json`), and a status with `PredictorReady`, `RouterReady`,
+`Ready` and `url`. Also which InferenceServices a graph names, so an InferenceService that
+becomes ready (or changes its URL) re-queues the graphs that wait for it.
+
+No I/O, no clock: `now` is passed in. The reconciler feeds this module objects from its caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from graph_controller.plan import resolve_graph
+from graph_controller.render import (
+    Manifest,
+    RenderError,
+    RenderOptions,
+    predictor_name,
+    render_graph,
+    render_service,
+    service_address,
+)
+from graph_controller.runtime_selection import Runtime, RuntimeSelectionError, Scope
+from schemas.graph import InferenceGraph
+from schemas.inference_service import InferenceService
+from schemas.serving_runtime import ServingRuntimeSpec
+
+from .resources import Object
+
+Condition = dict[str, str]
+
+READY = "Ready"
+PREDICTOR_READY = "PredictorReady"
+ROUTER_READY = "RouterReady"
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """Objects to apply (empty: apply nothing yet) and the status to write."""
+
+    manifests: list[Manifest]
+    status: dict[str, Any]
+    prune: frozenset[str] = field(default_factory=frozenset)  # kinds the spec no longer asks for
+
+
+# --- readiness ------------------------------------------------------------------------------
+
+
+def deployment_readiness(deployment: Object | None, what: str) -> Readiness:
+    """Ready when the Deployment has seen its latest spec and reports Available=True."""
+    if deployment is None:
+        return Readiness(False, "DeploymentNotFound", f"{what} Deployment does not exist yet")
+    metadata, status = deployment.get("metadata", {}), deployment.get("status") or {}
+    if status.get("observedGeneration", 0) < metadata.get("generation", 0):
+        return Readiness(False, "RolloutInProgress", f"{what} Deployment spec not observed yet")
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Available":
+            if condition.get("status") == "True":
+                return Readiness(True, condition.get("reason") or "MinimumReplicasAvailable")
+            return Readiness(
+                False, condition.get("reason") or "Unavailable", condition.get("message", "")
+            )
+    return Readiness(False, "DeploymentUnavailable", f"{what} Deployment has no Available yet")
+
+
+def service_url(obj: Object) -> str | None:
+    """Where a Ready InferenceService answers, read from its status (None when not Ready)."""
+    status = obj.get("status") or {}
+    ready = any(
+        c.get("type") == READY and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    if not ready:
+        return None
+    url = (status.get("address") or {}).get("url") or status.get("url")
+    return str(url) if url else None
+
+
+def referenced_services(graph: Object) -> frozenset[str]:
+    """InferenceServices a graph calls by serviceName (steps without a serviceUrl).
+
+    Read from the raw object, so a graph that fails validation still indexes what it names.
+    """
+    names: set[str] = set()
+    nodes = (graph.get("spec") or {}).get("nodes") or {}
+    for node in nodes.values() if isinstance(nodes, dict) else ():
+        for step in (node or {}).get("steps") or []:
+            if isinstance(step, dict) and step.get("serviceName") and not step.get("serviceUrl"):
+                names.add(str(step["serviceName"]))
+    return frozenset(names)
+
+
+# --- conditions -----------------------------------------------------------------------------
+
+
+def condition(kind: str, readiness: Readiness) -> Condition:
+    out = {"type": kind, "status": "True" if readiness.ready else "False"}
+    out["reason"] = readiness.reason
+    if readiness.message:
+        out["message"] = readiness.message
+    return out
+
+
+def with_transition_times(
+    new: Sequence[Condition], old: Sequence[Mapping[str, Any]], now: str
+) -> list[Condition]:
+    """Keep a condition's lastTransitionTime while its status is unchanged (Knative rules)."""
+    previous = {c.get("type"): c for c in old}
+    out = []
+    for c in new:
+        before = previous.get(c["type"])
+        same = before is not None and before.get("status") == c["status"]
+        stamp = str(before.get("lastTransitionTime", now)) if same and before else now
+        out.append({**c, "lastTransitionTime": stamp})
+    return out
+
+
+def status_differs(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """Whether writing `desired` would change anything but transition times."""
+
+    def strip(status: Mapping[str, Any] | None) -> dict[str, Any]:
+        status = dict(status or {})
+        status["conditions"] = [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"}
+            for c in status.get("conditions") or []
+        ]
+        return status
+
+    return strip(current) != strip(desired)
+
+
+def _status(
+    obj: Object, conditions: Sequence[Condition], now: str, **fields: Any
+) -> dict[str, Any]:
+    old = (obj.get("status") or {}).get("conditions") or []
+    status: dict[str, Any] = {
+        "observedGeneration": obj.get("metadata", {}).get("generation", 0),
+        "conditions": with_transition_times(conditions, old, now),
+    }
+    status.update({k: v for k, v in fields.items() if v is not None})
+    return status
+
+
+def _overall(*parts: Readiness) -> Readiness:
+    for part in parts:
+        if not part.ready:
+            return Readiness(False, part.reason, part.message)
+    return Readiness(True, "Ready")
+
+
+# --- InferenceServices ----------------------------------------------------------------------
+
+
+def runtimes_from(cluster: Sequence[Object], namespaced: Sequence[Object]) -> list[Runtime]:
+    """Runtime records for selection; one that fails validation is skipped (not selectable)."""
+    out = []
+    for scope, objects in ((Scope.CLUSTER, cluster), (Scope.NAMESPACE, namespaced)):
+        for obj in objects:
+            try:
+                spec = ServingRuntimeSpec.model_validate(obj.get("spec") or {})
+            except ValidationError:
+                continue
+            metadata = obj.get("metadata", {})
+            out.append(Runtime(metadata["name"], scope, spec, metadata.get("annotations") or {}))
+    return out
+
+
+def plan_service(
+    obj: Object,
+    runtimes: Sequence[Runtime],
+    deployment: Object | None,
+    options: RenderOptions,
+    now: str,
+) -> Desired:
+    name = obj["metadata"]["name"]
+    try:
+        service = InferenceService.model_validate(obj)
+        manifests = render_service(name, service, runtimes, options)
+    except ValidationError as error:
+        failed = Readiness(False, "InvalidSpec", _first_error(error))
+        return _failed(obj, failed, now)
+    except RuntimeSelectionError as error:
+        return _failed(obj, Readiness(False, "NoSupportingRuntime", str(error)), now)
+    except RenderError as error:
+        return _failed(obj, Readiness(False, "InvalidSpec", str(error)), now)
+    predictor = deployment_readiness(deployment, f"predictor {predictor_name(name)}")
+    url = service_address(name, options)
+    conditions = [condition(PREDICTOR_READY, predictor), condition(READY, _overall(predictor))]
+    status = _status(obj, conditions, now, url=url, address={"url": url})
+    rendered = {m["kind"] for m in manifests}
+    return Desired(manifests, status, frozenset({"HorizontalPodAutoscaler"} - rendered))
+
+
+def _failed(obj: Object, why: Readiness, now: str) -> Desired:
+    conditions = [condition(PREDICTOR_READY, why), condition(READY, why)]
+    return Desired([], _status(obj, conditions, now))
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}"
+
+
+# --- InferenceGraphs ------------------------------------------------------------------------
+
+
+def graph_url(name: str, options: RenderOptions) -> str:
+    return f"http://{name}.{options.namespace}.svc.{options.cluster_domain}"
+
+
+def plan_graph(
+    obj: Object,
+    services: Mapping[str, Object],
+    router: Object | None,
+    options: RenderOptions,
+    now: str,
+) -> Desired:
+    """`services`: the InferenceServices of the graph's namespace that it names, by name."""
+    name = obj["metadata"]["name"]
+    try:
+        graph = InferenceGraph.model_validate(obj)
+    except ValidationError as error:
+        why = Readiness(False, "InvalidSpec", _first_error(error))
+        conditions = [condition(kind, why) for kind in (PREDICTOR_READY, ROUTER_READY, READY)]
+        return Desired([], _status(obj, conditions, now))
+    parsed = {}
+    invalid = []
+    for service_name, service in services.items():
+        try:
+            parsed[service_name] = InferenceService.model_validate(service)
+        except ValidationError:
+            invalid.append(service_name)  # it exists but can never become ready as it is
+    resolution = resolve_graph(graph.spec, parsed)
+    if resolution.missing:
+        predictors = Readiness(
+            False, "InferenceServiceNotFound", _names("not found", resolution.missing)
+        )
+    elif resolution.unready or invalid:
+        waiting = (*resolution.unready, *invalid)
+        predictors = Readiness(False, "InferenceServiceNotReady", _names("not ready", waiting))
+    else:
+        predictors = Readiness(True, "AllInferenceServicesReady")
+    manifests: list[Manifest] = []
+    if predictors.ready:
+        manifests = render_graph(name, graph, parsed, options)
+    if router is None and not predictors.ready:
+        routed = Readiness(False, "WaitingForInferenceServices", "router not created yet")
+    else:
+        routed = deployment_readiness(router, f"router {name}")
+    conditions = [
+        condition(PREDICTOR_READY, predictors),
+        condition(ROUTER_READY, routed),
+        condition(READY, _overall(predictors, routed)),
+    ]
+    url = graph_url(name, options) if (manifests or router is not None) else None
+    status = _status(obj, conditions, now, url=url)
+    rendered = {m["kind"] for m in manifests}
+    prune = frozenset({"HorizontalPodAutoscaler"} - rendered) if manifests else frozenset()
+    return Desired(manifests, status, prune)
+
+
+def _names(what: str, names: Sequence[str]) -> str:
+    quoted = ", ".join(f"InferenceService '{n}'" for n in names)
+    return f"{quoted} {what}"

@@ -1,0 +1,184 @@
+"""The controller against a real control plane: InferenceServices and InferenceGraphs become
+Deployments/Services/HPAs through server-side apply, statuses follow readiness, updates roll
+out, deletes cascade through ownerReferences. The controller runs as a subprocess."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.k8s.controller import (
+    Cluster,
+    condition,
+    graph,
+    graph_json,
+    is_true,
+    isvc,
+    running,
+    wait_for,
+)
+
+
+def _apply_manager(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(m["manager"], m["operation"]) for m in obj["metadata"].get("managedFields", [])]
+
+
+def test_inference_service_gets_deployment_service_and_ready_status(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    with running(
+        cluster.plane, tmp_path / "controller.log", f"--namespace={cluster.namespace}"
+    ) as c:
+        c.wait_ready()
+        assert c.probe("/healthz") == 200
+        created = cluster.create(isvc("sklearn-iris"))
+        ready = wait_for(
+            "InferenceService sklearn-iris Ready",
+            lambda: (
+                (o := cluster.get("InferenceService", "sklearn-iris")) and is_true(o, "Ready") and o
+            ),
+            controller=c,
+            describe=lambda: str(cluster.get("InferenceService", "sklearn-iris")),
+        )
+        url = f"http://sklearn-iris-predictor.{cluster.namespace}.svc.cluster.local"
+        assert ready["status"]["url"] == url
+        assert ready["status"]["address"] == {"url": url}
+        assert is_true(ready, "PredictorReady")
+        assert ready["status"]["observedGeneration"] == created["metadata"]["generation"]
+        for resource in ("deployments", "services"):
+            owned = cluster.owned(resource, "sklearn-iris-predictor")
+            assert owned is not None, resource
+            (owner,) = owned["metadata"]["ownerReferences"]
+            assert owner == {
+                "apiVersion": "serving.kserve.io/v1beta1",
+                "kind": "InferenceService",
+                "name": "sklearn-iris",
+                "uid": created["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+            assert ("infergraph", "Apply") in _apply_manager(owned)
+        deployment = cluster.owned("deployments", "sklearn-iris-predictor")
+        assert deployment is not None
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+            "example.invalid/sklearn-iris:1"
+        )
+        assert cluster.owned("horizontalpodautoscalers", "sklearn-iris-predictor") is None
+
+
+def _graph_state(cluster: Cluster, name: str) -> str:
+    return f"graph status: {(cluster.get('InferenceGraph', name) or {}).get('status')}"
+
+
+def test_graph_waits_for_its_inference_service_then_routes_to_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    ns = cluster.namespace
+    flags = (
+        f"--namespace={ns}",
+        "--router-image=example.invalid/router:2",
+        "--propagate-headers=Authorization,^X-",
+    )
+    with running(cluster.plane, tmp_path / "controller.log", *flags) as c:
+        cluster.create(graph("pipeline", ["classifier"]))
+        missing = wait_for(
+            "graph PredictorReady=False (not found)",
+            lambda: condition(cluster.get("InferenceGraph", "pipeline"), "PredictorReady"),
+            controller=c,
+        )
+        assert missing["status"] == "False"
+        assert missing["reason"] == "InferenceServiceNotFound"
+        assert "InferenceService 'classifier'" in missing["message"]
+        # It exists but cannot be scheduled (no node has this label): not ready.
+        stuck = isvc("classifier")
+        stuck["spec"]["predictor"]["nodeSelector"] = {"example.invalid/none": "x"}
+        cluster.create(stuck)
+
+        def waiting_reason() -> str | None:
+            found = condition(cluster.get("InferenceGraph", "pipeline"), "PredictorReady")
+            return (
+                found["reason"] if found and found["reason"] == "InferenceServiceNotReady" else None
+            )
+
+        wait_for("graph PredictorReady reason NotReady", waiting_reason, controller=c)
+        graph_now = cluster.get("InferenceGraph", "pipeline")
+        assert condition(graph_now, "Ready")["status"] == "False"  # type: ignore[index]
+        assert cluster.owned("deployments", "pipeline") is None  # no router before resolution
+        # Now it can run: the graph resolves it and gets a router.
+        cluster.patch(
+            "InferenceService", "classifier", {"spec": {"predictor": {"nodeSelector": None}}}
+        )
+        ready = wait_for(
+            "graph Ready",
+            lambda: (g := cluster.get("InferenceGraph", "pipeline")) and is_true(g, "Ready") and g,
+            controller=c,
+            describe=lambda: _graph_state(cluster, "pipeline"),
+        )
+    assert is_true(ready, "PredictorReady")
+    assert is_true(ready, "RouterReady")
+    assert ready["status"]["url"] == f"http://pipeline.{ns}.svc.cluster.local"
+    router = cluster.owned("deployments", "pipeline")
+    assert router is not None
+    step = graph_json(router)["nodes"]["root"]["steps"][0]
+    assert step["serviceName"] == "classifier"
+    assert step["serviceUrl"] == (
+        f"http://classifier-predictor.{ns}.svc.cluster.local/v1/models/classifier:predict"
+    )
+    assert cluster.owned("services", "pipeline") is not None
+    container = router["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "example.invalid/router:2"
+    assert container["env"] == [{"name": "PROPAGATE_HEADERS", "value": "Authorization,^X-"}]
+
+
+def test_update_rolls_out_and_delete_cascades(cluster: Cluster, tmp_path: Path) -> None:
+    with running(
+        cluster.plane, tmp_path / "controller.log", f"--namespace={cluster.namespace}"
+    ) as c:
+        cluster.create(isvc("a", max_replicas=3))
+        cluster.create(isvc("b"))
+        cluster.create(graph("g", ["a"]))
+        wait_for(
+            "graph g Ready",
+            lambda: is_true(cluster.get("InferenceGraph", "g"), "Ready"),
+            controller=c,
+            describe=lambda: _graph_state(cluster, "g"),
+        )
+        hpa = cluster.owned("horizontalpodautoscalers", "a-predictor")
+        assert hpa is not None
+        assert hpa["spec"]["maxReplicas"] == 3
+        # Graph spec change: the router's --graph-json follows.
+        cluster.patch(
+            "InferenceGraph",
+            "g",
+            {"spec": {"nodes": {"root": {"steps": [{"name": "b", "serviceName": "b"}]}}}},
+        )
+
+        def routes_to_b() -> bool:
+            router = cluster.owned("deployments", "g")
+            steps = graph_json(router)["nodes"]["root"]["steps"] if router else []
+            return [s.get("serviceName") for s in steps] == ["b"]
+
+        wait_for("router Deployment routes to b", routes_to_b, controller=c)
+        # A spec that no longer asks for an HPA: the controller deletes the one it made.
+        cluster.patch(
+            "InferenceService",
+            "a",
+            {"spec": {"predictor": {"minReplicas": None, "maxReplicas": None}}},
+        )
+        wait_for(
+            "HPA a-predictor deleted",
+            lambda: cluster.owned("horizontalpodautoscalers", "a-predictor") is None,
+            controller=c,
+        )
+        # Deletes: the cluster's garbage collector follows our ownerReferences.
+        cluster.delete("InferenceGraph", "g")
+        cluster.delete("InferenceService", "a")
+        wait_for(
+            "objects of g and a garbage-collected",
+            lambda: (
+                cluster.names("deployments") == ["b-predictor"]
+                and cluster.names("services") == ["b-predictor"]
+            ),
+            controller=c,
+            describe=lambda: f"{cluster.names('deployments')} {cluster.names('services')}",
+        )
