@@ -39,11 +39,17 @@ def worker_argv(argv: Sequence[str]) -> list[str]:
 
 def supervise(argv: Sequence[str], workers: int) -> int:
     children = [subprocess.Popen(worker_argv(argv)) for _ in range(workers)]
+    stop_signals: set[int] = set()  # stop signals the supervisor was sent
 
-    def forward(signum: int, frame: FrameType | None) -> None:
+    def send(signum: int) -> None:
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stop_signals.add(signum)
+        send(signum)
 
     for sig in FORWARDED:
         signal.signal(sig, forward)
@@ -55,8 +61,12 @@ def supervise(argv: Sequence[str], workers: int) -> int:
             if children[index].pid == pid:
                 remaining.discard(index)
                 exit_code = os.waitstatus_to_exitcode(code)
+                if -exit_code in stop_signals:
+                    # Still starting when the stop came (its handlers not yet installed): the
+                    # signal's default action ended it, which is the stop that was asked for.
+                    exit_code = 0
                 children[index].returncode = exit_code
                 if exit_code != 0 and status == 0:
                     status = exit_code if exit_code > 0 else 1
-                    forward(signal.SIGTERM, None)  # one worker failed: stop the pool
+                    send(signal.SIGTERM)  # one worker failed: stop the pool
     return status

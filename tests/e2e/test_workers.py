@@ -49,3 +49,26 @@ async def test_two_workers_share_the_port_and_drain_together(backend: Backend) -
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_stop_while_workers_are_starting_is_a_clean_exit(backend: Backend) -> None:
+    # The workers are still importing when the stop arrives, before their own handlers exist:
+    # the signal's default action ends them, and that is the stop that was asked for (exit 0).
+    spec = {"nodes": {"root": {"routerType": "Sequence", "steps": [
+        {"serviceUrl": backend.at("/echo/a")}]}}}  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "--graph-json", orjson.dumps(spec).decode(),
+        "--host", LOOPBACK, "--port", str(free_port()), "--workers", "2",
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(10):
+            while len(children_of(process.pid)) < 2:  # noqa: ASYNC110 - polling /proc
+                await asyncio.sleep(0.005)
+        workers = children_of(process.pid)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
