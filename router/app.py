@@ -195,6 +195,11 @@ async def run_graph(request: web.Request) -> web.Response:
                 trace_id = current_trace_id()
     finally:
         state.in_flight -= 1
+    if state.shutting_down:
+        # Draining: close each keep-alive connection after its answer, so none is left idle
+        # when the listener closes. Otherwise a client writing its next request on one just
+        # as the router closes it gets a reset and cannot know whether the request ran.
+        response.force_close()
     seconds = time.perf_counter() - started
     if state.metrics is not None:
         state.metrics.request_finished(response.status, seconds)
