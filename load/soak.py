@@ -278,6 +278,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             "--host", LOOPBACK, "--port", str(router_port), "--drain-seconds", "0",
             cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
+    began = datetime.now(UTC)
     tally, samples, stop = Tally(), list[RssSample](), asyncio.Event()
     seconds = args.minutes * 60
     try:
@@ -306,7 +307,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     lost = tally.sent - tally.answered  # every request was awaited: answered or failed
     faults = {k: v for k, v in backend_stats.items() if k != "calls"}
     return {
-        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "started": began.strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join(["python", "load/soak.py", *sys.argv[1:]]),
         "seconds": round(elapsed, 1),
         "rate": args.rate,
@@ -350,7 +351,7 @@ def main() -> int:
         asyncio.run(run_backends(args.serve_backends, seed=7))
         return 0
     report = asyncio.run(soak(args))
-    stem = args.out / f"soak-{datetime.now(UTC):%Y-%m-%d}"
+    stem = args.out / f"soak-{report['started'][:10]}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     stem.with_suffix(".md").write_text(render_markdown(report))
     print(render_markdown(report))
