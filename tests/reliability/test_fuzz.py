@@ -462,9 +462,9 @@ def test_router_survives_fuzzed_http(loop: asyncio.Runner, tmp_path: Path) -> No
             max_examples=EXAMPLES,
             deadline=None,
             database=None,
-            derandomize=True,  # the same inputs on every run: a failure reproduces
+            derandomize=True,  # a fixed seed and no example database: no run depends on the last
             # No shrinking: a hang costs IO_TIMEOUT per shrink step, and the failing input is
-            # printed whole (derandomized, it reproduces on the next run).
+            # printed whole, ready to pin as an @example.
             phases=[Phase.explicit, Phase.generate],
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
