@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo picture envtest controller-scale bench clean
+.PHONY: venv test lint demo picture envtest controller-scale bench soak clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ lint: venv
 demo: venv
 	$(BIN)/python examples/train.py
 	$(BIN)/python examples/demo.py
+
+# 10 minutes of load with 1% backend faults; writes load/results/soak-<date>.{json,md} and
+# fails if any request got no response or the router's RSS grew > 10%. SOAK_ARGS="--minutes 1".
+soak: venv
+	$(BIN)/python load/soak.py $(SOAK_ARGS)
 
 # SVG pictures of the example graphs; installs Graphviz from Debian's packages when missing.
 picture: venv

@@ -20,8 +20,10 @@ from aiohttp import web
 from router.auth import authorized
 from router.calls import HttpStepCaller, new_session
 from router.errors import (
+    BadRequest,
     BodyTooLarge,
     CircuitOpen,
+    ExpectationFailed,
     GraphTimeout,
     MethodNotAllowed,
     RequestTimeout,
@@ -106,9 +108,9 @@ def build_app(
     app = web.Application(client_max_size=max_body_bytes + 1)
     app[STATE] = state
     app.cleanup_ctx.append(_client_session)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_route("*", "/{tail:.*}", run_graph)
+    app.router.add_get("/readyz", readyz, expect_handler=_expect)
+    app.router.add_get("/metrics", metrics, expect_handler=_expect)
+    app.router.add_route("*", "/{tail:.*}", run_graph, expect_handler=_expect)
     return app
 
 
@@ -128,6 +130,20 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*state.background, return_exceptions=True)
         await session.close()
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """aiohttp's Expect handling, but an unknown expectation gets the router's error body."""
+    if request.version != (1, 1):
+        return None  # HTTP/1.0 has no Expect semantics
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue":
+        return error_response(
+            ExpectationFailed(f"Expect: {expect!r} is not supported; only 100-continue is")
+        )
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # as aiohttp's own: the 100 is not part of the response
+    return None
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -179,6 +195,11 @@ async def run_graph(request: web.Request) -> web.Response:
                 trace_id = current_trace_id()
     finally:
         state.in_flight -= 1
+    if state.shutting_down:
+        # Draining: close each keep-alive connection after its answer, so none is left idle
+        # when the listener closes. Otherwise a client writing its next request on one just
+        # as the router closes it gets a reset and cannot know whether the request ran.
+        response.force_close()
     seconds = time.perf_counter() - started
     if state.metrics is not None:
         state.metrics.request_finished(response.status, seconds)
@@ -294,3 +315,8 @@ async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
         ) from None
     except web.HTTPRequestEntityTooLarge:
         raise BodyTooLarge(f"request body exceeds {limit} bytes") from None
+    except web.RequestPayloadError as error:
+        # The body arrived but cannot be decoded as framed: bad chunking, or a Content-Encoding
+        # (gzip, deflate, br) the bytes do not follow. The client's mistake, not ours.
+        reason = " ".join(str(error).split()).removeprefix("400, message: ")
+        raise BadRequest(f"request body cannot be read: {reason}") from None

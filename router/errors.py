@@ -45,6 +45,12 @@ class RequestTimeout(RouterError):
     status = 408
 
 
+class ExpectationFailed(RouterError):
+    """An `Expect` header other than 100-continue, the only expectation HTTP/1.1 defines."""
+
+    status = 417
+
+
 class BodyTooLarge(RouterError):
     status = 413
 

@@ -178,6 +178,9 @@ class Execution:
                     else InvalidStepResponse
                 )
                 raise error(f"{step.label}: data {missing}") from None
+            except InvalidJSON as too_deep:
+                error = BadRequest if request is self.request else InvalidStepResponse
+                raise error(f"{step.label}: data: {too_deep}") from None
         if step.map_predictions:
             body = map_predictions_to_instances(step, body, body is self.request)
         elif step.map_outputs:

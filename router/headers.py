@@ -28,6 +28,9 @@ NEVER_FORWARDED = frozenset(
         "upgrade",
         "host",
         "content-length",
+        # The router sends the body as it decoded it (aiohttp inflates gzip/deflate/br request
+        # bodies), so the client's Content-Encoding would mislabel the outbound bytes.
+        "content-encoding",
         "expect",
     }
 )

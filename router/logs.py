@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any, Final, TextIO, cast
 
 import orjson
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from router.graph import Node, Step
 from router.recording import Recorder
@@ -51,10 +53,33 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+class ClientMistakes(logging.Filter):
+    """Turns aiohttp's ERROR-with-traceback for a client's malformed request into one INFO line.
+
+    aiohttp logs every request its HTTP parser refuses (bad request line, header or chunking)
+    and every body it cannot decode (a lying Content-Encoding) as an error with a traceback.
+    The client already got its 400; a traceback per bad request would let any client flood
+    the log and bury real faults. Errors that are not the client's stay as they are.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        client_fault = (isinstance(error, HttpProcessingError) and 400 <= error.code < 500) or (
+            isinstance(error, web.RequestPayloadError)
+        )
+        if client_fault:
+            record.msg = "client sent a malformed request: %s"
+            record.args = (" ".join(str(error).split()),)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
     """JSON lines on `stream` (stderr by default) for every logger, at `level` and above."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(ClientMistakes())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -7,6 +7,7 @@ free of JSON work, the router's main cost beyond the HTTP hop itself.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -27,7 +28,8 @@ class Payload:
 
     @classmethod
     def from_json(cls, value: Any) -> Payload:
-        return cls(orjson.dumps(value), value)
+        """A body the router built; raises InvalidJSON when even the fallback cannot write it."""
+        return cls(encode(value), value)
 
     def json(self) -> Any:
         """The parsed body; raises InvalidJSON (once per call, never cached as valid)."""
@@ -44,6 +46,23 @@ class Payload:
         except InvalidJSON:
             return False
         return True
+
+
+def encode(value: Any) -> bytes:
+    """JSON bytes for a value parsed from JSON, however deeply it nests.
+
+    orjson reads documents nested up to 1024 levels but writes only 254, so a client's deep
+    (valid) body that a mapping or an Ensemble re-encodes would otherwise fail with a 500.
+    Past orjson's limit the standard library writes it (the same compact JSON, slower); past
+    Python's recursion limit nothing can, and the caller answers with the router's error.
+    """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        except RecursionError:
+            raise InvalidJSON("JSON nested too deeply to re-encode") from None
 
 
 class Reply:

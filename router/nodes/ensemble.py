@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from router import aggregation
 from router.errors import InvalidStepResponse, RouterError
 from router.graph import Node, Step
@@ -242,4 +240,7 @@ def _reason(reply: Reply) -> Any:
 
 
 def _json_reply(body: dict[str, Any], status: int = 200) -> Reply:
-    return Reply(status, Payload(orjson.dumps(body), body), json_content=True)
+    try:
+        return Reply(status, Payload.from_json(body), json_content=True)
+    except InvalidJSON as error:
+        raise InvalidStepResponse(f"the step answers cannot be merged: {error}") from None

@@ -187,3 +187,25 @@ async def test_a_real_request_logs_its_steps_and_itself(
         ("INFO", None, 200),
     ]
     assert [line.get("url") for line in ours[:2]] == [backend.at("/echo/a"), backend.at("/echo/b")]
+
+
+def test_a_clients_malformed_request_is_one_info_line_not_a_traceback(
+    configured: Callable[[str], Lines],
+) -> None:
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    lines = configured("INFO")
+    server = logging.getLogger("aiohttp.server")
+    for error in (BadHttpMessage("Duplicate 'Content-Length' header found."), ValueError("ours")):
+        try:
+            raise error
+        except Exception as caught:
+            server.error("Error handling request from %s", "127.0.0.1", exc_info=caught)
+    client, ours = lines()
+    assert client["level"] == "INFO"
+    assert client["msg"] == (
+        "client sent a malformed request: 400, message: Duplicate 'Content-Length' header found."
+    )
+    assert "exc" not in client
+    assert ours["level"] == "ERROR"  # the router's own faults keep their traceback
+    assert "ValueError: ours" in ours["exc"]
