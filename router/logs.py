@@ -13,44 +13,17 @@ import logging
 import sys
 import time
 from collections.abc import MutableMapping
-from datetime import UTC, datetime
-from typing import Any, Final, TextIO, cast
+from typing import Final, TextIO, cast
 
-import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from router.graph import Node, Step
+from router.jsonlog import JsonFormatter
 from router.recording import Recorder
 from router.tracing import current_trace_id
 
 REQUESTS_LOGGER: Final = "router.requests"
-
-# What every LogRecord has; anything else on a record came from `extra=` and is logged.
-_RECORD_ATTRIBUTES: Final = frozenset(
-    (*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "taskName")
-)
-
-
-class JsonFormatter(logging.Formatter):
-    """A record as one JSON object: ts, level, logger, msg, then the record's `extra` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRIBUTES and key not in out:
-                out[key] = value
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            out["stack"] = self.formatStack(record.stack_info)
-        # default=str: a log line must never fail because an extra is not JSON (a URL object).
-        return orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class ClientMistakes(logging.Filter):

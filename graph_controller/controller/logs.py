@@ -6,34 +6,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import UTC, datetime
-from typing import Any
 
-import orjson
-
-_STANDARD = frozenset(
-    (*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "taskName")
-)
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "thread": record.threadName,
-            "msg": record.getMessage(),
-        }
-        out.update((k, v) for k, v in record.__dict__.items() if k not in _STANDARD)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+from router.jsonlog import JsonFormatter
 
 
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(thread=True))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
