@@ -56,11 +56,17 @@ class Store:
         with self._lock:
             return self._objects.pop(_key(obj), None)
 
-    def _missing_from(self, objects: list[Object]) -> list[Object]:
-        """Cached objects absent from a fresh list: deleted while no watch was open."""
+    def _missing_from(self, objects: list[Object], namespace: str | None) -> list[Object]:
+        """Cached objects of `namespace` (None: all) absent from a fresh list of it: deleted
+        while no watch was open. With several `--namespace`s, one store holds the objects of
+        every namespace's informer, and a list of one says nothing about the others."""
         fresh = {_key(o) for o in objects}
         with self._lock:
-            return [o for k, o in self._objects.items() if k not in fresh]
+            return [
+                o
+                for k, o in self._objects.items()
+                if k not in fresh and (namespace is None or k[0] == namespace)
+            ]
 
 
 def _key(obj: Object) -> StoreKey:
@@ -125,7 +131,7 @@ class Informer:
     def _list(self) -> str:
         page = self._kube.list(self.kind, self.namespace, self.selector)
         items: list[Object] = page["items"]
-        for obj in self.store._missing_from(items):
+        for obj in self.store._missing_from(items, self.namespace):
             self.store._remove(obj)
             self._handler("DELETED", obj, obj)
         for obj in items:

@@ -63,6 +63,10 @@ def load_configuration(kubeconfig: str | None, pool_size: int) -> Any:
         raise ConfigError(f"no Kubernetes configuration: {error}") from error
     # Each watch holds a connection for minutes; workers need their own on top.
     configuration.connection_pool_maxsize = pool_size
+    # One reconnect (a pooled connection the server closed), never a re-sent read: urllib3's
+    # default of 3 retries would multiply a stalled call's timeout, and every caller (work
+    # queue, informers, leader election) already retries on its own schedule.
+    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, redirect=0)
     return configuration
 
 
@@ -100,6 +104,10 @@ class Kube:
             answer = self._api.call_api(*request, _request_timeout=timeout)
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise ApiError(0, f"{method} {path}: {error}") from error
+        except client.ApiException as error:
+            # The client raises its own exception for some failures (TLS, a Retry-After it
+            # gave up on); a caller must see them as the same ApiError as the rest.
+            raise ApiError(error.status or 0, f"{method} {path}: {error.reason}") from error
         return answer
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Object:
@@ -110,7 +118,10 @@ class Kube:
             raise ApiError(0, f"{method} {path}: {error}") from error
         if not 200 <= answer.status < 300:
             raise ApiError(answer.status, f"{method} {path}: {answer.status} {_message(data)}")
-        parsed: Object = orjson.loads(data) if data else {}
+        try:
+            parsed: Object = orjson.loads(data) if data else {}
+        except orjson.JSONDecodeError as error:
+            raise ApiError(0, f"{method} {path}: unreadable answer: {error}") from error
         return parsed
 
     # --- reads ---
@@ -200,23 +211,32 @@ class Kube:
 
     # --- leader Lease ---
 
-    def get_lease(self, namespace: str, name: str) -> Object | None:
+    # Lease calls take the caller's time budget: a renewal must fail within the renew
+    # deadline, never hang past the Lease (urllib3's own retries would multiply the wait).
+
+    def get_lease(self, namespace: str, name: str, timeout: float) -> Object | None:
         try:
-            return self._call("GET", LEASE.object_path(namespace, name))
+            return self._call("GET", LEASE.object_path(namespace, name), timeout=_once(timeout))
         except ApiError as error:
             if error.status == 404:
                 return None
             raise
 
-    def create_lease(self, lease: Object) -> Object:
+    def create_lease(self, lease: Object, timeout: float) -> Object:
         namespace = lease["metadata"]["namespace"]
-        return self._call("POST", LEASE.collection_path(namespace), body=lease)
+        path = LEASE.collection_path(namespace)
+        return self._call("POST", path, body=lease, timeout=_once(timeout))
 
-    def update_lease(self, lease: Object) -> Object:
+    def update_lease(self, lease: Object, timeout: float) -> Object:
         """A PUT carrying metadata.resourceVersion: 409 when someone else wrote it first."""
         metadata = lease["metadata"]
         path = LEASE.object_path(metadata["namespace"], metadata["name"])
-        return self._call("PUT", path, body=lease)
+        return self._call("PUT", path, body=lease, timeout=_once(timeout))
+
+
+def _once(seconds: float) -> float:
+    """A whole-call budget (the client makes it urllib3's `total`), at least 0.1 s."""
+    return max(0.1, seconds)
 
 
 def _message(data: bytes | None) -> str:

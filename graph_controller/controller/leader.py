@@ -96,7 +96,10 @@ class LeaderElector:
         self._observed: tuple[Any, ...] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
         self.leading = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="leader election", daemon=True)
+        # Cleared by a stop that could not drain every worker: the Lease then expires rather
+        # than being handed to a standby while one of ours may still write.
+        self.release = True
+        self._thread = threading.Thread(target=self._guarded, name="leader election", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -115,28 +118,54 @@ class LeaderElector:
         self.leading.set()
         log.info("became leader", extra=self._where())
         self._on_started()
+        # Renewals count from when they were sent, not answered, and each gets only what is
+        # left of the renew deadline: a stalled call cannot keep us leading past the Lease.
         last_renewed = self._clock()
         while not self._stop.wait(self.timing.retry_period):
-            if self._try():
-                last_renewed = self._clock()
+            sent = self._clock()
+            budget = self.timing.renew_deadline - (sent - last_renewed)
+            if budget > 0 and self._try(budget):
+                last_renewed = sent
             elif self._clock() - last_renewed > self.timing.renew_deadline:
                 self.leading.clear()
                 log.error("lost the leader lease", extra=self._where())
                 self._on_lost()
                 return
-        self._release()
+        if self.release:
+            self._release()
+
+    def _guarded(self) -> None:
+        """`_run`, where any unexpected failure counts as losing the Lease: a dead elector
+        thread with workers still running would let a standby lead beside us."""
+        try:
+            self._run()
+        except Exception:
+            log.exception("leader election failed", extra=self._where())
+            if self.leading.is_set():
+                self.leading.clear()
+                self._on_lost()
 
     def _where(self) -> dict[str, str]:
         return {"lease": f"{self.namespace}/{self.name}", "identity": self.identity}
 
-    def _try(self) -> bool:
-        """One acquire-or-renew attempt; False on any failure (logged)."""
+    def alive(self) -> bool:
+        return self._thread.is_alive() or self._stop.is_set()
+
+    def _try(self, budget: float | None = None) -> bool:
+        """One acquire-or-renew attempt within `budget` seconds (default: the renew
+        deadline); False on any failure (logged)."""
         now = datetime.now(UTC)
+        started = self._clock()
+        budget = self.timing.renew_deadline if budget is None else budget
+
+        def left() -> float:
+            return budget - (self._clock() - started)
+
         try:
-            current = self._kube.get_lease(self.namespace, self.name)
+            current = self._kube.get_lease(self.namespace, self.name, left())
             if current is None:
                 body = lease_body(self._new_lease(), self.identity, self.timing.lease_duration, now)
-                self._kube.create_lease(body)
+                self._kube.create_lease(body, left())
                 return True
             spec = current.get("spec") or {}
             record = (spec.get("holderIdentity"), spec.get("renewTime"))
@@ -146,7 +175,7 @@ class LeaderElector:
             if not should_take(spec, self.identity, unchanged_for, self.timing.lease_duration):
                 return False
             body = lease_body(current, self.identity, self.timing.lease_duration, now)
-            self._kube.update_lease(body)
+            self._kube.update_lease(body, left())
             return True
         except ApiError as error:
             if error.status != 409:  # 409: another candidate wrote first; normal
@@ -166,7 +195,7 @@ class LeaderElector:
         if not self.leading.is_set():
             return
         try:
-            current = self._kube.get_lease(self.namespace, self.name)
+            current = self._kube.get_lease(self.namespace, self.name, self.timing.retry_period)
             if (
                 current is None
                 or (current.get("spec") or {}).get("holderIdentity") != self.identity
@@ -174,7 +203,7 @@ class LeaderElector:
                 return
             spec = {**current["spec"], "holderIdentity": None, "leaseDurationSeconds": 1}
             spec["renewTime"] = micro_time(datetime.now(UTC))
-            self._kube.update_lease({**current, "spec": spec})
+            self._kube.update_lease({**current, "spec": spec}, self.timing.retry_period)
             log.info("released the leader lease", extra=self._where())
         except ApiError as error:
             log.warning("could not release the lease", extra={**self._where(), "error": str(error)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from functools import partial
@@ -27,7 +28,9 @@ from .workqueue import WorkQueue
 
 log = logging.getLogger("graph_controller.controller")
 
-DRAIN_TIMEOUT = 10.0  # seconds in-flight reconciles get on SIGTERM (a Pod's grace is 30 s)
+# Seconds in-flight reconciles get on SIGTERM; with the Lease release it fits the 30 s
+# terminationGracePeriodSeconds of config/manager/deployment.yaml.
+DRAIN_TIMEOUT = 10.0
 
 
 class Controller:
@@ -51,6 +54,7 @@ class Controller:
                     Informer(kube, kind, namespace, selector, self.stores[kind], handler, self.stop)
                 )
         self._workers: list[threading.Thread] = []
+        self.elector: LeaderElector | None = None  # set by main_async when electing
 
     def live(self) -> tuple[bool, str]:
         """Alive while every informer and worker thread runs (a dead one means restart me)."""
@@ -58,6 +62,8 @@ class Controller:
             return (False, "stopping")
         dead = [i.kind.plural for i in self.informers if not i.alive()]
         dead += [w.name for w in self._workers if not w.is_alive()]
+        if self.elector is not None and not self.elector.alive():
+            dead.append("leader election")
         return (not dead, "threads ended: " + ", ".join(dead))
 
     def synced(self) -> tuple[bool, str]:
@@ -120,25 +126,29 @@ class Controller:
             finally:
                 self.queue.done(key)
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> bool:
+        """Stop taking keys and wait (bounded) for in-flight reconciles; True when all ended."""
         self.queue.shutdown()
+        deadline = time.monotonic() + DRAIN_TIMEOUT
         for worker in self._workers:
-            worker.join(DRAIN_TIMEOUT / max(1, len(self._workers)))
+            worker.join(max(0.0, deadline - time.monotonic()))
         self.stop.set()
+        return not any(worker.is_alive() for worker in self._workers)
 
 
 async def main_async(settings: ControllerSettings, stop: asyncio.Event) -> int:
-    """Run until `stop` is set (SIGTERM) or leadership is lost (status 1)."""
-    loop = asyncio.get_running_loop()
+    """Run until `stop` is set (SIGTERM: 0); losing leadership ends the process (status 1)."""
     pool = len(WATCHED) * max(1, len(settings.namespaces)) + settings.workers + 2
     configuration = load_configuration(settings.kubeconfig, pool)
     kube = Kube(configuration)
     controller = Controller(kube, settings)
-    lost = threading.Event()
 
     def on_lost() -> None:
-        lost.set()
-        loop.call_soon_threadsafe(stop.set)
+        # Another replica may lead from now on: stop at once, in-flight reconciles included
+        # (no drain), as controller-runtime does. A restart starts again from the caches.
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(1)
 
     runner = None
     if settings.health_port:
@@ -158,6 +168,7 @@ async def main_async(settings: ControllerSettings, stop: asyncio.Event) -> int:
             on_lost=on_lost,
             stop=election_stop,
         )
+        controller.elector = elector
         elector.start()
     else:
         controller.start_workers()
@@ -171,11 +182,13 @@ async def main_async(settings: ControllerSettings, stop: asyncio.Event) -> int:
     )
     await stop.wait()
     log.info("stopping")
-    await asyncio.to_thread(controller.shutdown)
+    drained = await asyncio.to_thread(controller.shutdown)
     if elector is not None:
+        # A worker still writing: let the Lease expire instead of handing it over now.
+        elector.release = drained
         election_stop.set()
         await asyncio.to_thread(elector.join, DRAIN_TIMEOUT)
     if runner is not None:
         await runner.cleanup()
     kube.close()
-    return 1 if lost.is_set() else 0
+    return 0

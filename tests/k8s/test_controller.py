@@ -182,3 +182,27 @@ def test_update_rolls_out_and_delete_cascades(cluster: Cluster, tmp_path: Path) 
             controller=c,
             describe=lambda: f"{cluster.names('deployments')} {cluster.names('services')}",
         )
+
+
+def test_several_namespaces_each_keep_their_objects(cluster: Cluster, tmp_path: Path) -> None:
+    # Two --namespace flags: one cache per kind fed by one informer per namespace. Objects that
+    # exist before the controller starts are listed by both informers; neither list may make
+    # the other namespace's objects look deleted (its graphs would never become Ready).
+    other_name = f"{cluster.namespace}b"
+    cluster.plane.kubectl("create", "namespace", other_name)
+    other = Cluster(cluster.plane, other_name)
+    try:
+        for place in (cluster, other):
+            place.create(isvc("classifier"))
+            place.create(graph("pipeline", ["classifier"]))
+        flags = (f"--namespace={cluster.namespace}", f"--namespace={other_name}")
+        with running(cluster.plane, tmp_path / "controller.log", *flags) as c:
+            for place in (cluster, other):
+                wait_for(
+                    f"graph Ready in {place.namespace}",
+                    lambda place=place: is_true(place.get("InferenceGraph", "pipeline"), "Ready"),
+                    controller=c,
+                )
+    finally:
+        other.close()
+        cluster.plane.kubectl("delete", "namespace", other_name, "--wait=false")
