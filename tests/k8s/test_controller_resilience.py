@@ -112,9 +112,14 @@ def test_restart_mid_reconcile_converges_without_duplicates(
     for name in expected_deployments:
         deployment = cluster.owned("deployments", name)
         assert deployment is not None
-        assert len(deployment["metadata"]["ownerReferences"]) == 1
-        managers = [m["manager"] for m in deployment["metadata"]["managedFields"]]
-        assert managers.count("infergraph") == 1, managers
+        (owner_ref,) = deployment["metadata"]["ownerReferences"]
+        # Owned by the live object of that name (not a stale uid from before the kill), and
+        # written by our server-side apply.
+        owner = cluster.get(owner_ref["kind"], owner_ref["name"])
+        assert owner is not None
+        assert owner_ref["uid"] == owner["metadata"]["uid"]
+        managers = [(m["manager"], m["operation"]) for m in deployment["metadata"]["managedFields"]]
+        assert ("infergraph", "Apply") in managers, managers
 
 
 def _lease(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:

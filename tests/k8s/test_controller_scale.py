@@ -30,4 +30,5 @@ def test_scale_run_small(crds: ControlPlane, tmp_path: Path) -> None:
     assert result["applies"] >= 4 * GRAPHS
     assert result["status_writes"] >= 2 * GRAPHS
     assert result["reconciles"] >= 2 * GRAPHS
-    assert result["controller_peak_rss_mib"] > 0
+    # Read from /proc while it ran: a controller that died early would show no figure.
+    assert 20 < result["controller_peak_rss_mib"] < 1024
