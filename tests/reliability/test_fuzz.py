@@ -17,7 +17,8 @@ What counts as what:
   exception is aiohttp's HTTP parser refusing bytes that are not a well-formed HTTP request
   (a plain-text 400 that closes the connection: no application code ran);
 - aiohttp answers CONNECT (whose target is host:port, matching no route) with its own text
-  404: a 4xx, but not the router's body; known and left alone;
+  404: a 4xx, but not the router's body; known and left alone; a CONNECT with neither target
+  nor version is not sent (aiohttp's C parser leaves it unanswered; see raw_requests);
 - a request whose client hangs up before its body is complete may get no answer;
 - the backends never receive a request they cannot read (the router forwards nothing that
   corrupts the outbound request);
@@ -249,6 +250,12 @@ def raw_requests(draw: st.DrawFn) -> RawRequest:
     if malformed and draw(st.booleans()):
         version = draw(st.sampled_from(["HTTP/1.0", "HTTP/2.0", "HTTP/9", "XYZ", ""]))
         method = draw(st.sampled_from([method, "CONNECT", "G ET", ""]))
+        if method == "CONNECT" and not path.strip() and version == "":
+            # aiohttp 3.14's C parser accepts `CONNECT ` with no target and no version, then its
+            # request factory fails on the missing URL inside aiohttp's own connection task: the
+            # client gets no answer until it hangs up (the pure-Python parser answers 400). The
+            # router never sees the request; known upstream bug, listed in the README.
+            version = "HTTP/1.1"
     body = draw(bodies())
     encoding = None
     if body.startswith(b"GZIP:"):
