@@ -5,7 +5,6 @@ the largest sample, per worker process. A leak of even a few bytes per request s
 5-minute run at ~6k req/s is ~2 million requests).
 """
 
-import json
 import subprocess
 import time
 from pathlib import Path
@@ -25,8 +24,7 @@ def run(
     try:
         wrk.run(router.url(), CONNECTIONS, WARMUP_SECONDS, script, loadgen_core)
         pids = procstat.tree(router.proc.pid)
-        cmd = ["taskset", "-c", loadgen_core, "wrk", "-t1", f"-c{CONNECTIONS}"]
-        cmd += [f"-d{seconds}s", "--timeout", "5s", "-s", str(script), router.url()]
+        cmd = wrk.command(router.url(), CONNECTIONS, seconds, script, loadgen_core)
         load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         samples: list[tuple[float, float]] = []
         started = time.monotonic()
@@ -34,8 +32,7 @@ def run(
             samples.append((time.monotonic() - started, procstat.rss_mb(pids)))
             time.sleep(SAMPLE_SECONDS)
         output = load.communicate()[0]
-        lines = [line for line in output.splitlines() if line.startswith("WRKJSON ")]
-        requests = json.loads(lines[0][len("WRKJSON ") :])["requests"] if lines else 0
+        requests = wrk.figures(output)["requests"]
     finally:
         router.stop()
     rss = [mb for _, mb in samples]

@@ -29,19 +29,28 @@ def lua_script(body: bytes, directory: Path) -> Path:
     return path
 
 
-def run(url: str, connections: int, seconds: int, script: Path, core: str | None) -> dict[str, Any]:
-    """One wrk run; `core` pins wrk (taskset), its one thread driving all connections."""
+def command(url: str, connections: int, seconds: int, script: Path, core: str | None) -> list[str]:
+    """wrk's command line; `core` pins wrk (taskset), its one thread driving all connections."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s"]
     cmd += [str(script), url]
-    if core is not None:
-        cmd = ["taskset", "-c", core, *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True)
-    for line in out.stdout.splitlines():
+    return cmd if core is None else ["taskset", "-c", core, *cmd]
+
+
+def figures(stdout: str) -> dict[str, Any]:
+    """The figures the Lua script printed, plus requests/s."""
+    for line in stdout.splitlines():
         if line.startswith("WRKJSON "):
             result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
             result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
             return result
-    raise RuntimeError(f"wrk printed no figures: {out.stdout} {out.stderr}")
+    raise RuntimeError(f"wrk printed no figures: {stdout}")
+
+
+def run(url: str, connections: int, seconds: int, script: Path, core: str | None) -> dict[str, Any]:
+    """One wrk run, waited for."""
+    cmd = command(url, connections, seconds, script, core)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True)
+    return figures(out.stdout)
 
 
 def scratch() -> Path:

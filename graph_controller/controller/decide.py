@@ -40,6 +40,8 @@ Condition = dict[str, str]
 READY = "Ready"
 PREDICTOR_READY = "PredictorReady"
 ROUTER_READY = "RouterReady"
+SERVICE_CONDITIONS = (PREDICTOR_READY, READY)  # an InferenceService's, in status order
+GRAPH_CONDITIONS = (PREDICTOR_READY, ROUTER_READY, READY)  # an InferenceGraph's
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +194,12 @@ def plan_service(
         manifests = render_service(name, service, runtimes, options)
     except ValidationError as error:
         failed = Readiness(False, "InvalidSpec", _first_error(error))
-        return _failed(obj, failed, now)
+        return _failed(obj, failed, now, SERVICE_CONDITIONS)
     except RuntimeSelectionError as error:
-        return _failed(obj, Readiness(False, "NoSupportingRuntime", str(error)), now)
+        failed = Readiness(False, "NoSupportingRuntime", str(error))
+        return _failed(obj, failed, now, SERVICE_CONDITIONS)
     except RenderError as error:
-        return _failed(obj, Readiness(False, "InvalidSpec", str(error)), now)
+        return _failed(obj, Readiness(False, "InvalidSpec", str(error)), now, SERVICE_CONDITIONS)
     predictor = deployment_readiness(deployment, f"predictor {predictor_name(name)}")
     url = service_address(name, options)
     conditions = [condition(PREDICTOR_READY, predictor), condition(READY, _overall(predictor))]
@@ -205,9 +208,9 @@ def plan_service(
     return Desired(manifests, status, frozenset({"HorizontalPodAutoscaler"} - rendered))
 
 
-def _failed(obj: Object, why: Readiness, now: str) -> Desired:
-    conditions = [condition(PREDICTOR_READY, why), condition(READY, why)]
-    return Desired([], _status(obj, conditions, now))
+def _failed(obj: Object, why: Readiness, now: str, kinds: Sequence[str]) -> Desired:
+    """Nothing to apply; every condition of `kinds` False for the same reason."""
+    return Desired([], _status(obj, [condition(kind, why) for kind in kinds], now))
 
 
 def _first_error(error: ValidationError) -> str:
@@ -235,9 +238,8 @@ def plan_graph(
     try:
         graph = InferenceGraph.model_validate(obj)
     except ValidationError as error:
-        why = Readiness(False, "InvalidSpec", _first_error(error))
-        conditions = [condition(kind, why) for kind in (PREDICTOR_READY, ROUTER_READY, READY)]
-        return Desired([], _status(obj, conditions, now))
+        failed = Readiness(False, "InvalidSpec", _first_error(error))
+        return _failed(obj, failed, now, GRAPH_CONDITIONS)
     parsed = {}
     invalid = []
     for service_name, service in services.items():

@@ -21,14 +21,19 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-async def test_two_workers_share_the_port_and_drain_together(backend: Backend) -> None:
-    port = free_port()
+async def _start_pool(backend: Backend, port: int, *flags: str) -> asyncio.subprocess.Process:
+    """`python -m router --workers 2` with a 1-step Sequence to the backend's echo."""
     spec = {"nodes": {"root": {"routerType": "Sequence", "steps": [
         {"serviceUrl": backend.at("/echo/a")}]}}}  # fmt: skip
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "router", "--graph-json", orjson.dumps(spec).decode(),
-        "--host", LOOPBACK, "--port", str(port), "--workers", "2", "--drain-seconds", "0.2",
+        "--host", LOOPBACK, "--port", str(port), "--workers", "2", *flags,
     )  # fmt: skip
+
+
+async def test_two_workers_share_the_port_and_drain_together(backend: Backend) -> None:
+    port = free_port()
+    process = await _start_pool(backend, port, "--drain-seconds", "0.2")
     url = f"http://{LOOPBACK}:{port}"
     try:
         await wait_ready(url, process)
@@ -54,12 +59,7 @@ async def test_two_workers_share_the_port_and_drain_together(backend: Backend) -
 async def test_a_stop_while_workers_are_starting_is_a_clean_exit(backend: Backend) -> None:
     # The workers are still importing when the stop arrives, before their own handlers exist:
     # the signal's default action ends them, and that is the stop that was asked for (exit 0).
-    spec = {"nodes": {"root": {"routerType": "Sequence", "steps": [
-        {"serviceUrl": backend.at("/echo/a")}]}}}  # fmt: skip
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "router", "--graph-json", orjson.dumps(spec).decode(),
-        "--host", LOOPBACK, "--port", str(free_port()), "--workers", "2",
-    )  # fmt: skip
+    process = await _start_pool(backend, free_port())
     try:
         async with asyncio.timeout(10):
             while len(children_of(process.pid)) < 2:  # noqa: ASYNC110 - polling /proc
