@@ -5,10 +5,12 @@ Public API, for users' pytest suites:
 - `graphs(...)`: random valid InferenceGraph specs (size, node types, depth are knobs);
 - `payloads()`: v1 `{"instances": ...}` and v2 `{"inputs": [...]}` request bodies;
 - `from_schema(schema)`: request bodies matching a JSON Schema you give for a model;
-- `GraphHarness(spec, models)`: runs a graph through the router's real executor and nodes,
-  with each InferenceService played by a plain Python callable (sync or async) that returns a
-  body, a `(status, body)` pair, or raises `ModelFailure(status, body)`; `run(body)` returns
-  the answer and a record of which nodes and steps ran and what was decided.
+- `GraphHarness(graph, models)`: runs a graph (a `ValidGraph`, e.g. from
+  `schemas.loading.load_graph_file`, or a spec/resource as a dict, validated here) through
+  the router's real executor and nodes, with each InferenceService played by a plain Python
+  callable (sync or async) that returns a body, a `(status, body)` pair, or raises
+  `ModelFailure(status, body)`; `run(body)` returns the answer and a record of which nodes
+  and steps ran and what was decided.
 
 Only HTTP is replaced (by calling your functions); conditions, data mapping, aggregation,
 retries and errors run exactly as in the router.
@@ -33,8 +35,8 @@ from router.executor import Execution
 from router.graph import CompiledGraph, Step, compile_graph
 from router.payload import InvalidJSON, Payload, Reply
 from router.recording import Trace
-from schemas.graph import InferenceGraphSpec
-from schemas.loading import validate_graph_spec
+from schemas.graph import InferenceStep
+from schemas.valid_graph import ValidGraph, validate_graph
 
 ROUTER_TYPES = ("Sequence", "Switch", "Ensemble", "Splitter")
 Model = Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]
@@ -230,13 +232,14 @@ class GraphHarness:
 
     def __init__(
         self,
-        spec: Mapping[str, Any] | InferenceGraphSpec,
+        graph: ValidGraph | Mapping[str, Any],
         models: Mapping[str, Model],
         seed: int = 0,
     ) -> None:
-        parsed = spec if isinstance(spec, InferenceGraphSpec) else validate_graph_spec(spec)
-        self.spec, names = _with_fake_urls(parsed)
-        self.graph: CompiledGraph = compile_graph(self.spec)
+        valid = graph if isinstance(graph, ValidGraph) else validate_graph(graph)
+        self.valid, names = _with_fake_urls(valid)
+        self.spec = self.valid.spec
+        self.graph: CompiledGraph = compile_graph(self.valid)
         self._caller = _ModelCaller(models, names)
         self._rng = random.Random(seed)
 
@@ -266,20 +269,17 @@ class GraphHarness:
         return asyncio.run(self.run_async(body, headers))
 
 
-def _with_fake_urls(spec: InferenceGraphSpec) -> tuple[InferenceGraphSpec, dict[str, str]]:
+def _with_fake_urls(graph: ValidGraph) -> tuple[ValidGraph, dict[str, str]]:
+    """Every service step pointed at a URL of its own, so calls can be told apart by URL."""
     names: dict[str, str] = {}
-    nodes = {}
-    for node_name, node in spec.nodes.items():
-        steps = []
-        for index, step in enumerate(node.steps):
-            service = step.service_name or step.name or f"{node_name}.{index}"
-            if step.node_name is None:
-                url = f"http://{service}.harness.invalid/{node_name}/{index}"
-                names[url] = service
-                step = step.model_copy(update={"service_url": url})
-            steps.append(step)
-        nodes[node_name] = node.model_copy(update={"steps": steps})
-    return spec.model_copy(update={"nodes": nodes}), names
+
+    def url_for(node: str, index: int, step: InferenceStep) -> str:
+        service = step.service_name or step.name or f"{node}.{index}"
+        url = f"http://{service}.harness.invalid/{node}/{index}"
+        names[url] = service
+        return url
+
+    return graph.with_step_urls(url_for), names
 
 
 def _parsed(payload: Payload) -> Any:

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 
 import orjson
 
-from graph_controller.render import Manifest, RenderOptions, predictor_name
+from graph_controller.controller.render import Manifest, RenderOptions
+from graph_controller.planning.addressing import predictor_name
 
 from . import decide
 from .informer import Store

@@ -15,7 +15,7 @@ import threading
 import time
 from functools import partial
 
-from graph_controller.render import RenderOptions
+from graph_controller.controller.render import RenderOptions
 
 from .health import health_app, serve
 from .informer import Informer, Store

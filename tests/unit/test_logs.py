@@ -21,7 +21,7 @@ from router.graph import CompiledGraph, compile_graph
 from router.logs import REQUESTS_LOGGER, JsonFormatter, RequestLog, configure
 from router.payload import Payload
 from router.tracing import Tracing, current_trace_id
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 from tests.support import Backend
 
 Lines = Callable[[], list[dict[str, Any]]]
@@ -51,7 +51,7 @@ def two_step_graph(url: str = "http://127.0.0.1:9") -> CompiledGraph:
         {"name": "a", "serviceUrl": f"{url}/a"},
         {"name": "b", "serviceUrl": f"{url}/b"},
     ]}}}  # fmt: skip
-    return compile_graph(validate_graph_spec(spec))
+    return compile_graph(validate_graph(spec))
 
 
 def test_the_formatter_renders_one_json_object_with_the_extras() -> None:

@@ -17,7 +17,7 @@ from router.metrics import Metrics
 from router.payload import Payload
 from router.resilience import Breakers
 from schemas.graph import CircuitBreakerPolicy
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 from tests.support import Backend
 
 
@@ -26,7 +26,7 @@ def two_step_graph(url: str = "http://127.0.0.1:9") -> CompiledGraph:
         {"name": "a", "serviceUrl": f"{url}/a"},
         {"name": "b", "serviceUrl": f"{url}/b"},
     ]}}}  # fmt: skip
-    return compile_graph(validate_graph_spec(spec))
+    return compile_graph(validate_graph(spec))
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -141,7 +141,7 @@ async def test_a_real_request_through_the_executor(backend: Backend) -> None:
         ]}},
         "circuitBreaker": {"failureThreshold": 5, "cooldownSeconds": 30},
     }  # fmt: skip
-    graph = compile_graph(validate_graph_spec(spec))
+    graph = compile_graph(validate_graph(spec))
     breakers = Breakers()
     metrics = Metrics("demo", breakers, lambda: 1)
     started = time.perf_counter()

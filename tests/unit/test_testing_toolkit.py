@@ -20,13 +20,13 @@ from router.testing import (
     graphs,
     payloads,
 )
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 
 
 @settings(derandomize=True, max_examples=100)
 @given(graphs(max_nodes=5))
 def test_generated_graphs_are_valid(spec: dict[str, Any]) -> None:
-    validate_graph_spec(spec)
+    validate_graph(spec)
 
 
 @settings(derandomize=True, max_examples=100)

@@ -20,7 +20,7 @@ from router.executor import Execution
 from router.graph import CompiledGraph, Step, compile_graph
 from router.payload import Payload
 from router.tracing import Tracing, current_trace_id
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 from tests.support import Backend
 
 INCOMING_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -41,7 +41,7 @@ def tracing(exporter: InMemorySpanExporter) -> Iterator[Tracing]:
 
 
 def compiled(spec: dict[str, Any]) -> CompiledGraph:
-    return compile_graph(validate_graph_spec(spec))
+    return compile_graph(validate_graph(spec))
 
 
 def two_step_graph() -> CompiledGraph:

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from router.testing import GraphHarness, Model, Run, payloads
 from schemas.graph import InferenceGraphSpec, RouterType
+from schemas.valid_graph import ValidGraph
 
 SPLIT_SIGMAS = 5.0  # a share further than this many binomial deviations is a finding
 
@@ -64,13 +65,14 @@ def load_models(path: str | None, services: list[str]) -> dict[str, Model]:
 
 
 def check(
-    spec: InferenceGraphSpec,
+    graph: ValidGraph,
     models: Mapping[str, Model],
     examples: int = 200,
     inputs: st.SearchStrategy[Any] | None = None,
     seed: int = 0,
 ) -> list[Finding]:
-    harness = GraphHarness(spec, models, seed=seed)
+    spec = graph.spec
+    harness = GraphHarness(graph, models, seed=seed)
     runs: list[tuple[Any, Run]] = []
 
     @settings(
