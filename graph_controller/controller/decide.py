@@ -195,13 +195,13 @@ def plan_service(
         service = InferenceService.model_validate(obj)
         manifests = render_service(name, service, runtimes, options)
     except ValidationError as error:
-        failed = Readiness(False, "InvalidSpec", _every_error(InferenceService, error))
-        return _failed(obj, failed, now, SERVICE_CONDITIONS)
+        why = Readiness(False, "InvalidSpec", _every_error(InferenceService, error))
+        return failed(obj, why, now, SERVICE_CONDITIONS)
     except RuntimeSelectionError as error:
-        failed = Readiness(False, "NoSupportingRuntime", str(error))
-        return _failed(obj, failed, now, SERVICE_CONDITIONS)
+        why = Readiness(False, "NoSupportingRuntime", str(error))
+        return failed(obj, why, now, SERVICE_CONDITIONS)
     except RenderError as error:
-        return _failed(obj, Readiness(False, "InvalidSpec", str(error)), now, SERVICE_CONDITIONS)
+        return failed(obj, Readiness(False, "InvalidSpec", str(error)), now, SERVICE_CONDITIONS)
     predictor = deployment_readiness(deployment, f"predictor {predictor_name(name)}")
     url = service_address(name, options)
     conditions = [condition(PREDICTOR_READY, predictor), condition(READY, _overall(predictor))]
@@ -210,7 +210,7 @@ def plan_service(
     return Desired(manifests, status, frozenset({"HorizontalPodAutoscaler"} - rendered))
 
 
-def _failed(obj: Object, why: Readiness, now: str, kinds: Sequence[str]) -> Desired:
+def failed(obj: Object, why: Readiness, now: str, kinds: Sequence[str]) -> Desired:
     """Nothing to apply; every condition of `kinds` False for the same reason."""
     return Desired([], _status(obj, [condition(kind, why) for kind in kinds], now))
 
@@ -237,8 +237,8 @@ def plan_graph(
     name = obj["metadata"]["name"]
     graph = valid_graph(obj)
     if isinstance(graph, SpecError):
-        failed = Readiness(False, "InvalidSpec", "; ".join(str(e) for e in graph.errors))
-        return _failed(obj, failed, now, GRAPH_CONDITIONS)
+        why = Readiness(False, "InvalidSpec", "; ".join(str(e) for e in graph.errors))
+        return failed(obj, why, now, GRAPH_CONDITIONS)
     parsed = {}
     invalid = []
     for service_name, service in services.items():

@@ -42,7 +42,9 @@ class Controller:
         options = RenderOptions(
             router_image=settings.router_image, propagate_headers=settings.propagate_headers
         )
-        self.reconciler = Reconciler(kube, self.stores, options, self.queue.add)
+        self.reconciler = Reconciler(
+            kube, self.stores, options, self.queue.add, identity=settings.identity
+        )
         self.informers: list[Informer] = []
         namespaces: tuple[str | None, ...] = settings.namespaces or (None,)
         for kind in WATCHED:
