@@ -32,7 +32,7 @@ from router.nodes.splitter import run_splitter
 from router.nodes.switch import run_switch
 from router.payload import InvalidJSON, Payload, Reply
 from router.recording import Recorder
-from router.resilience import Breakers, backoff_seconds
+from router.resilience import Breakers, BreakerState, backoff_seconds
 from schemas.graph import RouterType
 from schemas.mapping import REQUEST, RESPONSE, MissingValue
 
@@ -230,23 +230,37 @@ class Execution:
             remaining = self.deadline - now
             if remaining <= 0:
                 raise GraphTimeout(f"{step.label}: the request's deadline passed before the call")
-            if breaker is not None and not breaker.allow(now):
-                raise CircuitOpen(
-                    f"{step.label}: circuit open for {step.url} after {breaker.failures} "
-                    f"consecutive failures; next probe in {breaker.retry_after(now):.1f}s",
-                    retry_after=breaker.retry_after(now),
-                )
+            probe = False
+            if breaker is not None:
+                probe = breaker.state(now) is BreakerState.HALF_OPEN
+                if not breaker.allow(now):
+                    raise CircuitOpen(
+                        f"{step.label}: circuit open for {step.url} after {breaker.failures} "
+                        f"consecutive failures; next probe in {breaker.retry_after(now):.1f}s",
+                        retry_after=breaker.retry_after(now),
+                    )
             attempts[0] += 1
             timeout = min(step.timeout or self.service_client_timeout, remaining)
             error: RouterError | None = None
             reply: Reply | None = None
+            succeeded: bool | None = None  # stays None when the call is cancelled
             try:
                 reply = await self.caller(step, raw, headers, timeout)
+                succeeded = reply.status < 500
             except (StepUnreachable, StepTimeout) as failure:
                 error = failure
-            failed = error is not None or (reply is not None and reply.status >= 500)
-            if breaker is not None:
-                breaker.record(not failed, self.clock.now())
+                succeeded = False
+            except RouterError:  # an answer the router cannot take (too large): the target's fault
+                succeeded = False
+                raise
+            finally:
+                # Every way out of the call settles the breaker, so a probe never keeps the
+                # half-open slot: a cancelled one gives it back with no verdict.
+                if breaker is not None:
+                    if succeeded is not None:
+                        breaker.record(succeeded, self.clock.now())
+                    elif probe:
+                        breaker.release()
             retryable = error is not None and not isinstance(error, StepTimeout)
             if reply is not None and policy is not None:
                 retryable = reply.status in policy.retryable_status_codes

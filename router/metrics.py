@@ -225,9 +225,8 @@ class _ScrapeTimeGauges(Collector):
         if self._breakers is not None:
             # Breakers judge time on the executor's clock, which is `time.monotonic` in service.
             now = time.monotonic()
-            # A copy: a request may add a breaker while a scrape runs in another thread.
-            for target, breaker in list(self._breakers.by_target.items()):
-                breakers.add_metric((self._graph, target), BREAKER_VALUES[breaker.state(now)])
+            for target, state in self._breakers.states(now).items():
+                breakers.add_metric((self._graph, target), BREAKER_VALUES[state])
         yield breakers
         if self._in_flight is not None:
             in_flight.add_metric((self._graph,), self._in_flight())
