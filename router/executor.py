@@ -10,6 +10,7 @@ including the request's deadline: no step call waits past it, and no retry start
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -55,6 +56,7 @@ class Clock:
 
 
 SYSTEM_CLOCK = Clock()
+log = logging.getLogger("router")
 NodeRunner = Callable[[Node, Payload, "Execution"], Awaitable[Reply]]
 
 _RUNNERS: dict[RouterType, NodeRunner] = {
@@ -281,22 +283,30 @@ class Execution:
                 self.recorder.decision(step.owner, step.key, what)
             await self.clock.sleep(delay)
 
-    def spawn_shadow(self, step: Step, body: Payload) -> None:
-        """Send a copy to a shadow step; its answer and failure never reach the response."""
+    def spawn_shadow(self, step: Step, node_input: Payload) -> None:
+        """Send a copy to a shadow step; its answer and failure never reach the response.
+
+        Even its body is built in the background task: a `data` path that matches nothing on
+        the shadow must not turn the live answer into an error.
+        """
         if self.background is None:
             return
-        task = asyncio.ensure_future(self._shadow(step, body))
+        task = asyncio.ensure_future(self._shadow(step, node_input))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    async def _shadow(self, step: Step, body: Payload) -> None:
+    async def _shadow(self, step: Step, node_input: Payload) -> None:
         try:
-            if step.node is not None:
-                await self.run_node(step.node, body)
-            else:
-                await self.call_service(step, body)
-        except RouterError:
-            pass  # shadow traffic must never affect anything; its failures are its own
+            await self.run_step(step, node_input)
+        except RouterError as error:
+            # Shadow traffic must never affect the answer; its failures are logged (and its step
+            # calls counted by the metrics recorder like any other).
+            log.warning(
+                "shadow %s failed: %s",
+                step.label,
+                error.cause,
+                extra={"node": step.owner, "step": step.key, "status": error.status},
+            )
 
 
 def map_predictions_to_instances(step: Step, payload: Payload, from_request: bool) -> Payload:

@@ -42,5 +42,5 @@ async def run_splitter(node: Node, request: Payload, execution: Execution) -> Re
     execution.note(node, step, f"{how} {point} of {total}: route")
     for shadow in node.shadows:
         execution.note(node, shadow, "shadow copy")
-        execution.spawn_shadow(shadow, execution.step_body(shadow, request, request))
+        execution.spawn_shadow(shadow, request)
     return await execution.run_step(step, request)

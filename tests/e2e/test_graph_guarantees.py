@@ -170,3 +170,32 @@ async def test_steps_with_different_policies_on_one_url_keep_separate_breakers(
     )
     assert headers["Retry-After"] == "30"
     assert len(target.calls) == 4  # the third request was refused before calling anything
+
+
+# --- shadows --------------------------------------------------------------------------------
+
+
+async def test_a_shadow_whose_data_path_matches_nothing_never_touches_the_answer(
+    backend: Backend, graph_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = node(
+        "Splitter",
+        {"serviceUrl": backend.at("/echo/live"), "weight": 100},
+        {"serviceUrl": backend.at("/echo/broken"), "shadow": True, "name": "broken",
+         "data": "$request.nope"},
+        {"serviceUrl": backend.at("/echo/mirror"), "shadow": True},
+    )  # fmt: skip
+    async with graph_server(spec) as url:
+        with caplog.at_level("WARNING", logger="router"):
+            status, body, _ = await post(url)
+            for _ in range(100):  # shadows run in the background; wait for them, boundedly
+                if len(backend.calls) >= 2 and caplog.records:
+                    break
+                await asyncio.sleep(0.02)
+    assert (status, body["model"]) == (200, "live")
+    assert sorted(c["path"] for c in backend.calls) == ["/echo/live", "/echo/mirror"]
+    [record] = [r for r in caplog.records if r.name == "router"]
+    assert record.getMessage() == (
+        "shadow node 'root' step 'broken' failed: "
+        "node 'root' step 'broken': data $request.nope matched nothing in the request"
+    )
