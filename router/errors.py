@@ -73,6 +73,12 @@ class InvalidStepResponse(RouterError):
     status = 502
 
 
+class QuorumUnreachable(RouterError):
+    """An Ensemble's failed steps leave too few that could succeed to meet its quorum."""
+
+    status = 502
+
+
 class StepTimeout(RouterError):
     """A step did not answer within its time budget."""
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from router import aggregation
-from router.errors import InvalidStepResponse, RouterError
+from router.errors import InvalidStepResponse, QuorumUnreachable, RouterError
 from router.graph import Node, Step
 from router.payload import InvalidJSON, Payload, Reply
 from schemas.graph import Aggregation
@@ -103,6 +103,9 @@ async def _extended(node: Node, request: Payload, execution: Execution) -> Reply
             assert outcome.reply is not None
             return outcome.reply
     successes = [o for o in outcomes if o.ok]
+    needed = _quorum_size(node)
+    if len(successes) < needed:
+        raise QuorumUnreachable(_quorum_failed(node, outcomes, needed))
     if node.aggregation is Aggregation.FIRST:
         if not successes:
             raise InvalidStepResponse(_none_succeeded(node, outcomes))
@@ -153,6 +156,10 @@ async def _collect(node: Node, request: Payload, execution: Execution) -> list[_
             if pending and _settled(node, list(finished.values())):
                 execution.note(node, None, f"settled with {len(finished)} of {len(tasks)} steps")
                 break
+            if pending and _quorum_impossible(node, list(finished.values()), len(pending)):
+                # However the rest answer, too few can succeed: waiting only delays the error.
+                execution.note(node, None, f"quorum impossible after {len(finished)} steps")
+                break
     finally:
         await _cancel(list(tasks))
     return [finished[s] for s in node.steps if s in finished]
@@ -173,6 +180,32 @@ def _settled(node: Node, outcomes: list[_Outcome]) -> bool:
         except aggregation.NotAggregatable:
             return False  # decided (and reported) once every answer is in
     return False
+
+
+def _quorum_size(node: Node) -> int:
+    """How many steps must succeed: the node's quorum, or more than half for `majority`."""
+    if isinstance(node.quorum, int):
+        return node.quorum
+    if node.quorum == "majority":
+        return len(node.steps) // 2 + 1
+    return 0
+
+
+def _quorum_impossible(node: Node, outcomes: list[_Outcome], pending: int) -> bool:
+    successes = sum(1 for o in outcomes if o.ok)
+    return successes + pending < _quorum_size(node)
+
+
+def _quorum_failed(node: Node, outcomes: list[_Outcome], needed: int) -> str:
+    failed = ", ".join(
+        f"'{o.step.key}' ({o.error.cause if o.error else _reply(o).status})"
+        for o in outcomes
+        if not o.ok
+    )
+    return (
+        f"Ensemble node '{node.name}' cannot reach its quorum of {needed} successful steps: "
+        f"{failed} failed"
+    )
 
 
 def _partial(node: Node, outcomes: list[_Outcome]) -> Reply:

@@ -199,3 +199,35 @@ async def test_a_shadow_whose_data_path_matches_nothing_never_touches_the_answer
         "shadow node 'root' step 'broken' failed: "
         "node 'root' step 'broken': data $request.nope matched nothing in the request"
     )
+
+
+# --- quorum ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "needed"),
+    [({"quorum": 2}, 2), ({"quorum": "majority", "aggregation": "majority"}, 2)],
+    ids=["k", "majority"],
+)
+async def test_a_quorum_that_failures_make_impossible_fails_at_once_naming_them(
+    backend: Backend, graph_server: Any, options: dict[str, Any], needed: int
+) -> None:
+    spec = node(
+        "Ensemble",
+        {"name": "m0", "serviceUrl": backend.at("/status/503")},
+        {"name": "m1", "serviceUrl": backend.at("/status/500")},
+        {"name": "m2", "serviceUrl": backend.at("/watch/3000")},
+        **options,
+    )
+    async with graph_server(spec) as url:
+        status, body, _ = await post(url)
+        for _ in range(100):  # the backend notices the hang-up a moment later
+            if backend.abandoned:
+                break
+            await asyncio.sleep(0.02)
+    assert status == 502
+    assert body["cause"] == (
+        f"Ensemble node 'root' cannot reach its quorum of {needed} successful steps: "
+        "'m0' (503), 'm1' (500) failed"
+    )
+    assert backend.abandoned == ["/watch/3000"]  # the slow step was cancelled, not awaited
