@@ -202,7 +202,11 @@ async def test_weighted_mean_uses_step_weights(backend: Backend, graph_server: A
     ("paths", "options", "message"),
     [
         (["/num/1,2", "/num/1"], {"aggregation": "mean"}, "different numbers of predictions"),
-        (["/vote/cat", "/vote/dog"], {"aggregation": "mean"}, "a mean needs numbers"),
+        (
+            ["/num/1", "/vote/dog", "/num/2"],
+            {"aggregation": "mean"},
+            "a mean needs numbers; step 'm1' answered \"dog\" at predictions[0]",
+        ),
         (["/status/503", "/status/500"], {"aggregation": "mean"}, "no step of Ensemble node"),
     ],
     ids=["shapes-differ", "non-numeric", "nothing-succeeded"],
