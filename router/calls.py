@@ -56,7 +56,8 @@ class HttpStepCaller:
                 self._url(url), data=body, headers=headers, timeout=self._timeout(seconds)
             ) as response:
                 data = await self._read(step, url, response)
-                return Reply(response.status, Payload(data), _is_json(response))
+                content_type = response.headers.get("Content-Type")
+                return Reply(response.status, Payload(data), _is_json(content_type), content_type)
         except TimeoutError:
             raise StepTimeout(f"{step.label}: {url} did not answer within {seconds:.3g}s") from None
         except aiohttp.ClientError as error:
@@ -85,10 +86,9 @@ class HttpStepCaller:
         return b"".join(chunks)
 
 
-def _is_json(response: aiohttp.ClientResponse) -> bool:
+def _is_json(value: str | None) -> bool:
     # The media type without parameters, as `response.content_type` gives, but without its
     # full parse of the parameters (about 1% of the router's CPU in the 2-step profile).
-    value = response.headers.get("Content-Type")
     return value is not None and value.partition(";")[0].strip().lower() == "application/json"
 
 

@@ -30,8 +30,9 @@ async def run_sequence(node: Node, request: Payload, execution: Execution) -> Re
             if not step.condition.holds(document):
                 execution.note(node, step, f"condition {step.condition.source!r} failed: stop")
                 # KServe answers 200 here even when the previous (Soft) step had failed.
-                json_content = previous.json_content if previous is not None else False
-                return Reply(200, last, json_content)
+                if previous is None:
+                    return Reply(200, last)
+                return Reply(200, last, previous.json_content, previous.content_type)
             execution.note(node, step, f"condition {step.condition.source!r} held")
         reply = await execution.run_step(step, request, last)
         if step.hard and not reply.ok:

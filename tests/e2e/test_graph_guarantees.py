@@ -231,3 +231,25 @@ async def test_a_quorum_that_failures_make_impossible_fails_at_once_naming_them(
         "'m0' (503), 'm1' (500) failed"
     )
     assert backend.abandoned == ["/watch/3000"]  # the slow step was cancelled, not awaited
+
+
+# --- Content-Type ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("router_type", "step"),
+    [
+        ("Sequence", {}),
+        ("Switch", {"condition": "instances"}),
+        ("Splitter", {"weight": 100}),
+    ],
+    ids=["sequence", "switch", "splitter"],
+)
+async def test_a_non_json_answer_keeps_its_content_type(
+    backend: Backend, graph_server: Any, router_type: str, step: dict[str, Any]
+) -> None:
+    spec = node(router_type, {"serviceUrl": backend.at("/text"), **step})
+    async with graph_server(spec) as url:
+        status, body, headers = await post(url)
+    assert (status, body) == (200, b"plain text, not JSON")
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
