@@ -26,13 +26,14 @@ from router.errors import (
     StepTimeout,
     StepUnreachable,
 )
+from router.execution import NodeRunner
 from router.graph import Node, Step
 from router.nodes.ensemble import run_ensemble
 from router.nodes.sequence import run_sequence
 from router.nodes.splitter import run_splitter
 from router.nodes.switch import run_switch
 from router.payload import InvalidJSON, Payload, Reply
-from router.recording import Recorder
+from router.recording import Decision, DecisionKind, Outcome, Recorder
 from router.resilience import Breakers, BreakerState, backoff_seconds
 from schemas.graph import RouterType
 from schemas.mapping import REQUEST, RESPONSE, MissingValue
@@ -57,8 +58,6 @@ class Clock:
 
 SYSTEM_CLOCK = Clock()
 log = logging.getLogger("router")
-NodeRunner = Callable[[Node, Payload, "Execution"], Awaitable[Reply]]
-
 _RUNNERS: dict[RouterType, NodeRunner] = {
     RouterType.SEQUENCE: run_sequence,
     RouterType.SWITCH: run_switch,
@@ -68,7 +67,7 @@ _RUNNERS: dict[RouterType, NodeRunner] = {
 
 
 class Execution:
-    """One request's run through the graph."""
+    """One request's run through the graph; implements `router.execution.NodeExecution`."""
 
     __slots__ = (
         "background",
@@ -126,7 +125,7 @@ class Execution:
         try:
             reply = await _RUNNERS[node.kind](node, payload, self)
         except RouterError as error:
-            recorder.node_finished(token, error.status, error.cause)
+            recorder.node_finished(token, error.status, error.explanation)
             raise
         except asyncio.CancelledError:  # quorum/first/disconnect: recorders close what they opened
             recorder.node_finished(token, None, "cancelled")
@@ -134,9 +133,12 @@ class Execution:
         recorder.node_finished(token, reply.status, None)
         return reply
 
-    def note(self, node: Node, step: Step | None, what: str) -> None:
+    def decide(
+        self, kind: DecisionKind, node: Node, step: Step | None, outcome: Outcome, detail: str
+    ) -> None:
         if self.recorder is not None:
-            self.recorder.decision(node.name, step.key if step is not None else None, what)
+            key = step.key if step is not None else None
+            self.recorder.decision(Decision(kind, node.name, key, outcome, detail))
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -212,7 +214,7 @@ class Execution:
         try:
             reply = await self._call_with_retries(step, body.raw, headers, attempts)
         except RouterError as error:
-            recorder.step_finished(token, error.status, error.cause, attempts[0])
+            recorder.step_finished(token, error.status, error.explanation, attempts[0])
             raise
         except asyncio.CancelledError:
             recorder.step_finished(token, None, "cancelled", attempts[0])
@@ -231,7 +233,12 @@ class Execution:
             now = self.clock.now()
             remaining = self.deadline - now
             if remaining <= 0:
-                raise GraphTimeout(f"{step.label}: the request's deadline passed before the call")
+                raise GraphTimeout(
+                    f"{step.label}: the request's deadline passed before the call",
+                    node=step.owner,
+                    step=step.key,
+                    url=step.url,
+                )
             probe = False
             if breaker is not None:
                 probe = breaker.state(now) is BreakerState.HALF_OPEN
@@ -240,6 +247,9 @@ class Execution:
                         f"{step.label}: circuit open for {step.url} after {breaker.failures} "
                         f"consecutive failures; next probe in {breaker.retry_after(now):.1f}s",
                         retry_after=breaker.retry_after(now),
+                        node=step.owner,
+                        step=step.key,
+                        url=step.url,
                     )
             attempts[0] += 1
             timeout = min(step.timeout or self.service_client_timeout, remaining)
@@ -280,7 +290,9 @@ class Execution:
                 return reply
             if self.recorder is not None:
                 what = f"retry {attempts[0]} in {delay * 1000:.0f} ms"
-                self.recorder.decision(step.owner, step.key, what)
+                self.recorder.decision(
+                    Decision(DecisionKind.RETRY, step.owner, step.key, Outcome.SCHEDULED, what)
+                )
             await self.clock.sleep(delay)
 
     def spawn_shadow(self, step: Step, node_input: Payload) -> None:
@@ -304,7 +316,7 @@ class Execution:
             log.warning(
                 "shadow %s failed: %s",
                 step.label,
-                error.cause,
+                error.explanation,
                 extra={"node": step.owner, "step": step.key, "status": error.status},
             )
 

@@ -30,7 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from router.graph import Node, Step
-from router.recording import Recorder
+from router.recording import Decision, Recorder
 from router.resilience import Breakers, BreakerState
 
 # From a fast local model (1 ms) to KServe's default serverWrite (60 s).
@@ -189,7 +189,7 @@ class _MetricsRecorder:
         if attempts > 1:
             self._metrics._retry_counter(step).inc(attempts - 1)
 
-    def decision(self, node: str, step: str | None, what: str) -> None:
+    def decision(self, decision: Decision) -> None:
         pass  # retries are counted from `attempts`; other decisions are not metrics
 
 
