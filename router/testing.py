@@ -10,7 +10,9 @@ Public API, for users' pytest suites:
   the router's real executor and nodes, with each InferenceService played by a plain Python
   callable (sync or async) that returns a body, a `(status, body)` pair, or raises
   `ModelFailure(status, body)`; `run(body)` returns the answer and a record of which nodes
-  and steps ran and what was decided.
+  and steps ran and what was decided;
+- the values a `Run` carries: `Decision` (with `DecisionKind` and `Outcome`), and the router's
+  errors (`RouterError` and its subclasses such as `NoRouteMatched`, `AnswersNotAggregatable`).
 
 Only HTTP is replaced (by calling your functions); conditions, data mapping, aggregation,
 retries and errors run exactly as in the router.
@@ -30,13 +32,36 @@ from typing import Any
 import orjson
 from hypothesis import strategies as st
 
-from router.errors import RouterError, StepUnreachable
+from router.errors import (
+    AnswersNotAggregatable,
+    NoRouteMatched,
+    RouterError,
+    StepUnreachable,
+)
 from router.executor import Execution
 from router.graph import CompiledGraph, Step, compile_graph
 from router.payload import InvalidJSON, Payload, Reply
-from router.recording import Trace
+from router.recording import Decision, DecisionKind, Outcome, Trace
 from schemas.graph import InferenceStep
 from schemas.valid_graph import ValidGraph, validate_graph
+
+__all__ = [
+    "ROUTER_TYPES",
+    "AnswersNotAggregatable",
+    "Decision",
+    "DecisionKind",
+    "GraphHarness",
+    "Model",
+    "ModelFailure",
+    "ModelUnreachable",
+    "NoRouteMatched",
+    "Outcome",
+    "RouterError",
+    "Run",
+    "from_schema",
+    "graphs",
+    "payloads",
+]
 
 ROUTER_TYPES = ("Sequence", "Switch", "Ensemble", "Splitter")
 Model = Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]
@@ -171,11 +196,18 @@ class ModelUnreachable(Exception):
 
 @dataclass
 class Run:
-    """One request through the graph: the answer, and what ran."""
+    """One request through the graph: the answer, and what ran.
+
+    `events` is the trace as JSON (what `X-InferGraph-Trace` carries); `decisions` are the
+    executor's decisions as values; `error` is the router's own error when it answered one
+    (None when the answer came from the graph's steps, whatever its status).
+    """
 
     status: int
     body: Any
     events: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    error: RouterError | None = None
 
     @property
     def steps(self) -> list[tuple[str, str]]:
@@ -185,10 +217,6 @@ class Run:
     @property
     def nodes(self) -> list[str]:
         return [e["node"] for e in self.events if e["kind"] == "node"]
-
-    @property
-    def decisions(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["kind"] == "decision"]
 
 
 class _ModelCaller:
@@ -257,12 +285,14 @@ class GraphHarness:
             recorder=trace,
             incoming_headers=headers or {},
         )
+        error: RouterError | None = None
         try:
             reply = await execution.run_node(self.graph.root, payload)
             status, answer = reply.status, _parsed(reply.payload)
-        except RouterError as error:
-            status, answer = error.status, orjson.loads(error.body())
-        return Run(status, answer, trace.as_json())
+        except RouterError as raised:
+            error = raised
+            status, answer = raised.status, orjson.loads(raised.body())
+        return Run(status, answer, trace.as_json(), list(trace.decisions), error)
 
     def run(self, body: Any, headers: Mapping[str, str] | None = None) -> Run:
         """Synchronous `run_async`, for plain (non-async) tests."""

@@ -202,7 +202,11 @@ async def test_weighted_mean_uses_step_weights(backend: Backend, graph_server: A
     ("paths", "options", "message"),
     [
         (["/num/1,2", "/num/1"], {"aggregation": "mean"}, "different numbers of predictions"),
-        (["/vote/cat", "/vote/dog"], {"aggregation": "mean"}, "a mean needs numbers"),
+        (
+            ["/num/1", "/vote/dog", "/num/2"],
+            {"aggregation": "mean"},
+            "a mean needs numbers; step 'm1' answered \"dog\" at predictions[0]",
+        ),
         (["/status/503", "/status/500"], {"aggregation": "mean"}, "no step of Ensemble node"),
     ],
     ids=["shapes-differ", "non-numeric", "nothing-succeeded"],
@@ -330,7 +334,12 @@ async def test_step_timeout_is_per_step(backend: Backend, graph_server: Any) -> 
         status, body, _ = await post(url)
     assert status == 504
     assert time.monotonic() - started < 1.5
-    assert "node 'root' step 'slow'" in body["cause"]
+    assert body["cause"] == (
+        f'Post "{backend.at("/slow/2000")}": context deadline exceeded '
+        "(Client.Timeout exceeded while awaiting headers)"
+    )
+    assert (body["node"], body["step"]) == ("root", "slow")
+    assert body["detail"].endswith("did not answer within 0.3s")
 
 
 async def test_request_deadline_bounds_every_later_step(
@@ -347,7 +356,8 @@ async def test_request_deadline_bounds_every_later_step(
         status, body, _ = await post(url)
         elapsed = time.monotonic() - started
     assert status == 504
-    assert "step 'late'" in body["cause"]
+    assert body["step"] == "late"
+    assert "context deadline exceeded" in body["cause"]
     assert 0.9 < elapsed < 1.6
 
 
@@ -471,4 +481,12 @@ async def test_trace_header_lists_nodes_steps_and_decisions(
     kinds = [(e["kind"], e.get("step")) for e in trace]
     assert kinds == [("node", None), ("step", "cls"), ("decision", "breed")]
     assert trace[1]["status"] == 200
-    assert "failed: stop" in trace[2]["detail"]
+    decision = {k: v for k, v in trace[2].items() if k != "startMs"}
+    assert decision == {
+        "kind": "decision",
+        "node": "root",
+        "step": "breed",
+        "decision": "condition",
+        "outcome": "failed",
+        "detail": "condition 'predictions.#(label==\"dog\")' failed: stop",
+    }

@@ -15,6 +15,7 @@ from router.executor import Execution
 from router.graph import CompiledGraph, compile_graph
 from router.metrics import Metrics
 from router.payload import Payload
+from router.recording import Decision, DecisionKind, Outcome
 from router.resilience import Breakers
 from schemas.graph import CircuitBreakerPolicy
 from schemas.valid_graph import validate_graph
@@ -52,7 +53,9 @@ def test_a_sequence_records_nodes_steps_errors_and_retries() -> None:
     recorder.step_finished(token, 200, None, 1)
     token = recorder.step_started(b, {})
     recorder.step_finished(token, 503, None, 3)
-    recorder.decision("root", "b", "retry 1 in 10 ms")
+    recorder.decision(
+        Decision(DecisionKind.RETRY, "root", "b", Outcome.SCHEDULED, "retry 1 in 10 ms")
+    )
     recorder.node_finished(node, 503, None)
     metrics.request_finished(503, 0.02)
 
