@@ -15,33 +15,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-import orjson
 import pytest
 from aiohttp import web
 
-from tests.support import LOOPBACK, Backend
+from tests.support import LOOPBACK, Backend, post_json, root_graph
 
 REQUEST = {"instances": [[1.0, 2.0]]}
 
 
-def node(router_type: str, *steps: dict[str, Any], **options: Any) -> dict[str, Any]:
-    return {"nodes": {"root": {"routerType": router_type, "steps": list(steps), **options}}}
+node = root_graph
 
 
 async def post(
     url: str, body: Any = REQUEST, headers: dict[str, str] | None = None
 ) -> tuple[int, Any, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=orjson.dumps(body), headers=headers) as response,
-    ):
-        raw = await response.read()
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            parsed = raw
-        return response.status, parsed, response.headers
+    return await post_json(url, body, headers)
 
 
 class FakeClock:

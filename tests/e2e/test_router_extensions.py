@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.support import Backend
+from tests.support import Backend, post_json, root_graph
 
 REQUEST = {"instances": [[1.0, 2.0]], "meta": {"user": "u1"}}
 
@@ -25,23 +25,13 @@ def seq(*steps: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"nodes": {"root": {"routerType": "Sequence", "steps": list(steps)}}, **extra}
 
 
-def node(router_type: str, *steps: dict[str, Any], **options: Any) -> dict[str, Any]:
-    return {"nodes": {"root": {"routerType": router_type, "steps": list(steps), **options}}}
+node = root_graph
 
 
 async def post(
     url: str, body: Any = REQUEST, headers: dict[str, str] | None = None
 ) -> tuple[int, Any, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=orjson.dumps(body), headers=headers) as response,
-    ):
-        raw = await response.read()
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            parsed = raw
-        return response.status, parsed, response.headers
+    return await post_json(url, body, headers)
 
 
 # --- data between steps ---------------------------------------------------------------------
