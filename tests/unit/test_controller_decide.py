@@ -72,6 +72,7 @@ def test_service_ready_follows_its_deployment() -> None:
     waiting = decide.plan_service(isvc(), [], deployment("False"), OPTIONS, NOW)
     assert conditions(waiting.status) == {
         "PredictorReady": ("False", "R"),
+        "Stopped": ("False", "NotStopped"),
         "Ready": ("False", "R"),
     }
     ready = decide.plan_service(isvc(), [], deployment("True"), OPTIONS, NOW)
