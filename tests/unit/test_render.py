@@ -75,7 +75,11 @@ def test_router_gets_kserve_flags_resolved_urls_and_probe() -> None:
     ]
     router = next(m for m in manifests if m["metadata"]["name"] == "digits-pipeline")
     container = router["spec"]["template"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8080, "scheme": "HTTP"}
+    assert container["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": 8080,
+        "scheme": "HTTP",
+    }
     assert container["env"] == [{"name": "PROPAGATE_HEADERS", "value": "Authorization"}]
 
 
