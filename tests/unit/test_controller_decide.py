@@ -81,7 +81,9 @@ def test_service_ready_follows_its_deployment() -> None:
     assert ready.status["observedGeneration"] == 2
     kinds = [m["kind"] for m in ready.manifests]
     assert kinds == ["Deployment", "Service", "HorizontalPodAutoscaler"]  # KServe: always an HPA
-    assert ready.prune == frozenset({"HorizontalPodAutoscaler"})
+    assert ready.prune == frozenset(
+        (kind, "m-transformer") for kind in ("Deployment", "Service", "HorizontalPodAutoscaler")
+    )
     owner = ready.manifests[0]["metadata"]["ownerReferences"][0]
     assert owner["uid"] == "uid-m"
     assert owner["controller"] is True
