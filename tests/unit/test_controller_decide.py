@@ -253,7 +253,7 @@ def test_stop_annotation_removes_everything_and_says_stopped() -> None:
             {},
             "Knative, which InferGraph does not support",
             id="serverless",
-        ),  # fmt: skip
+        ),
         pytest.param({}, {"logger": {"mode": "all"}}, "spec.predictor.logger", id="logger"),
         pytest.param({}, {"batcher": {}}, "spec.predictor.batcher", id="batcher"),
         pytest.param({"serving.kserve.io/autoscalerClass": "keda"}, {}, "KEDA", id="keda"),

@@ -290,10 +290,10 @@ def test_labels_and_annotations_propagate_with_kserve_priority() -> None:
             False,
             None,
             id="external",
-        ),  # fmt: skip
+        ),
         pytest.param(
             {"serving.kserve.io/autoscalerClass": "none"}, {"minReplicas": 2}, False, 2, id="none"
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_replicas_belong_to_the_hpa_or_whoever_scales(
@@ -363,13 +363,13 @@ PREDICTOR = "http://m-predictor.ns.svc.cluster.local"
         pytest.param(model("sklearn"), f"{PREDICTOR}/v1/models/m:predict", id="v1"),
         pytest.param(
             model("sklearn", protocolVersion="v2"), f"{PREDICTOR}/v2/models/m/infer", id="v2"
-        ),  # fmt: skip
+        ),
         pytest.param(model("triton"), f"{PREDICTOR}/v2/models/m/infer", id="triton-defaults-v2"),
         pytest.param(
             model("sklearn", args=["--model_name", "iris"]),
             f"{PREDICTOR}/v1/models/iris:predict",
             id="model-name-arg",
-        ),  # fmt: skip
+        ),
         pytest.param(
             model(
                 "sklearn",
@@ -379,7 +379,7 @@ PREDICTOR = "http://m-predictor.ns.svc.cluster.local"
             ),
             f"{PREDICTOR}/v2/models/iris/infer",
             id="mlserver-model-name",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_graph_url_follows_protocol_and_model_name(predictor: dict[str, Any], url: str) -> None:
@@ -435,7 +435,7 @@ def test_transformer_gets_its_own_workload_and_the_address() -> None:
         (
             {"transformer": {"containers": [{"image": "t"}], "logger": {}}},
             "spec.transformer.logger",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_fields_not_implemented_are_refused_by_name(change: dict[str, Any], path: str) -> None:
