@@ -220,7 +220,7 @@ def plan_service(
         return _failed(obj, why, now, SERVICE_CONDITIONS)
     if is_stopped(service.metadata.annotations):
         # As KServe: every object of the service removed, PredictorReady False, Stopped True.
-        stopped = Readiness(False, STOPPED, "serving.kserve.io/stop is \"true\"")
+        stopped = Readiness(False, STOPPED, 'serving.kserve.io/stop is "true"')
         conditions = [
             condition(PREDICTOR_READY, stopped),
             condition(STOPPED, Readiness(True, "StopAnnotationSet")),

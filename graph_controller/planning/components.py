@@ -196,9 +196,15 @@ def protocol(service: InferenceService) -> ProtocolVersion:
 
 
 def transformer_args(
-    args: Sequence[str], service: str, namespace: str, concurrency: int | None
+    args: Sequence[str],
+    service: str,
+    namespace: str,
+    concurrency: int | None,
+    predictor_host: str | None = None,
+    http_port: str = DEFAULT_HTTP_PORT,
 ) -> list[str]:
-    """KServe's CustomTransformer.GetContainer: each flag added unless an arg starts with it."""
+    """KServe's CustomTransformer.GetContainer: each flag added unless an arg starts with it.
+    `predictor_host` defaults to the predictor's Service in `namespace`."""
 
     def given(flag: str) -> bool:
         return any(a == flag or a.startswith(flag) for a in args)
@@ -207,9 +213,10 @@ def transformer_args(
     if not given(MODEL_NAME_ARG):
         out += [MODEL_NAME_ARG, service]
     if not given(PREDICTOR_HOST_ARG):
-        out += [PREDICTOR_HOST_ARG, f"{predictor_name(service)}.{namespace}"]
+        host = predictor_host or f"{predictor_name(service)}.{namespace}"
+        out += [PREDICTOR_HOST_ARG, host]
     if not given(HTTP_PORT_ARG):
-        out += [HTTP_PORT_ARG, DEFAULT_HTTP_PORT]
+        out += [HTTP_PORT_ARG, http_port]
     if not given(WORKERS_ARG) and concurrency is not None:
         out += [WORKERS_ARG, str(concurrency)]
     return out

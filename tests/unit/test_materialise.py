@@ -455,3 +455,78 @@ def test_serverless_annotation_is_refused_in_raw_mode_only() -> None:
     with pytest.raises(RenderError, match="needs Knative"):
         render({}, {"m": service}, runtimes(), RenderOptions())
     assert render({}, {"m": service}, runtimes(), RenderOptions(mode=Mode.SERVERLESS))
+
+
+# --- the README table: every refused row is refused --------------------------------------------
+
+README = Path(__file__).parents[2] / "README.md"
+# For each refused row of the README table: an InferenceService change that uses it.
+REFUSED_SAMPLES: dict[str, dict[str, Any]] = {
+    "`explainer`": {"spec": {"explainer": {"containers": [{"image": "x"}]}}},
+    "`logger`": {"spec": {"predictor": {"logger": {"mode": "all"}}}},
+    "`batcher`": {"spec": {"predictor": {"batcher": {"maxBatchSize": 8}}}},
+    "`canaryTrafficPercent`": {"spec": {"predictor": {"canaryTrafficPercent": 10}}},
+    "`containerConcurrency`": {"spec": {"predictor": {"containerConcurrency": 4}}},
+    "`timeout`": {"spec": {"predictor": {"timeout": 30}}},
+    "`autoScaling`": {"spec": {"predictor": {"autoScaling": {"metrics": []}}}},
+    "`scaleMetricType`": {"spec": {"predictor": {"scaleMetricType": "Utilization"}}},
+    "`workerSpec`": {"spec": {"predictor": {"workerSpec": {}}}},
+    "`model.storage`": {"spec": {"predictor": {"model": {"storage": {"key": "k"}}}}},
+    "`scaleMetric: concurrency` / `rps`": {"spec": {"predictor": {"scaleMetric": "rps"}}},
+    "`serving.kserve.io/deploymentMode: Serverless`": {
+        "metadata": {"annotations": {"serving.kserve.io/deploymentMode": "Serverless"}}
+    },
+    "`serving.kserve.io/deploymentMode: ModelMesh`": {
+        "metadata": {"annotations": {"serving.kserve.io/deploymentMode": "ModelMesh"}}
+    },
+    "`serving.kserve.io/autoscalerClass: keda`": {
+        "metadata": {"annotations": {"serving.kserve.io/autoscalerClass": "keda"}}
+    },
+    "`serving.kserve.io/autoscalerClass: kpa`": {
+        "metadata": {"annotations": {"serving.kserve.io/autoscalerClass": "kpa"}}
+    },
+}
+
+
+def refused_rows() -> list[str]:
+    text = README.read_text()
+    table = text.split("### InferenceService fields and annotations: KServe vs InferGraph")[1]
+    rows = [line for line in table.split("\n\n")[2].splitlines() if line.startswith("| `")]
+    return [r.split(" | ")[0].removeprefix("| ") for r in rows if "| refused" in r]
+
+
+def deep_merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = deep_merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def test_readme_lists_exactly_the_refused_fields() -> None:
+    assert sorted(refused_rows()) == sorted(REFUSED_SAMPLES)
+
+
+@pytest.mark.parametrize("row", sorted(REFUSED_SAMPLES))
+def test_every_refused_readme_row_is_refused(row: str) -> None:
+    base = isvc(**model("sklearn")).model_dump(by_alias=True, exclude_none=True)
+    service = InferenceService.model_validate(deep_merge(base, REFUSED_SAMPLES[row]))
+    with pytest.raises(RenderError):
+        render({}, {"m": service}, runtimes(), RenderOptions())
+
+
+def test_validate_and_up_refuse_what_is_not_implemented(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from graph_controller.cli.main import main as infergraph
+    from graph_controller.planning.local_plan import LocalPlanError, plan_local
+
+    base = isvc(**model("sklearn")).model_dump(by_alias=True, exclude_none=True)
+    service = deep_merge(base, {"spec": {"predictor": {"batcher": {"maxBatchSize": 8}}}})
+    path = tmp_path / "m.json"
+    path.write_text(orjson.dumps(service).decode())
+    assert infergraph(["validate", str(path)]) == 1
+    assert (
+        "spec.predictor.batcher: request batching needs KServe's agent" in capsys.readouterr().err
+    )
+    with pytest.raises(LocalPlanError, match=r"spec.predictor.batcher: request batching"):
+        plan_local({"m": InferenceService.model_validate(service)}, runtimes(), tmp_path, "py")

@@ -21,7 +21,13 @@ from schemas.valid_graph import ValidGraph, validate_graph
 
 K8S = "1.37.0"
 EXAMPLES = Path(__file__).parents[2] / "examples"
-BUNDLES = ["digits-pipeline", "iris-ensemble", "wine-canary", "iris-transformer"]
+BUNDLES = [
+    "digits-pipeline",
+    "iris-ensemble",
+    "wine-canary",
+    "iris-transformer",
+    "iris-kserve-transformer",
+]
 
 
 def validate(manifest: dict[str, Any]) -> None:
