@@ -16,7 +16,7 @@ from router import logs
 from router.app import STATE, build_app
 from router.auth import TokenFileError, read_token
 from router.graph import CompiledGraph, compile_graph
-from router.headers import HeaderPatternError, HeaderPropagator
+from router.headers import HeaderPropagator
 from router.logs import RequestLog
 from router.reload import GraphReloader
 from router.server import serve
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracing = (
             Tracing.from_env(os.environ) if settings.workers == 1 or settings.reuse_port else None
         )
-    except (SpecError, HeaderPatternError, UnsupportedFlag, TokenFileError, ValueError) as error:
+    except (SpecError, UnsupportedFlag, TokenFileError, ValueError) as error:
         print(f"router: {error}", file=sys.stderr)
         return 1
     app = build_app(

@@ -141,6 +141,16 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
         return error_response(
             ExpectationFailed(f"Expect: {expect!r} is not supported; only 100-continue is")
         )
+    limit = request.app[STATE].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        # The point of Expect: refuse before the client sends a body we would not read.
+        response = error_response(
+            BodyTooLarge(f"request body of {request.content_length} bytes exceeds {limit} bytes")
+        )
+        # RFC 9110 10.1.1: a final answer before the content says whether the connection stays;
+        # it cannot, as the client may still send the body on it.
+        response.force_close()
+        return response
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0  # as aiohttp's own: the 100 is not part of the response
     return None
