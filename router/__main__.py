@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,9 @@ def _load_file(path: Path) -> CompiledGraph:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Until `serve` handles SIGHUP (reload, or a logged no-op), one arriving while we start must
+    # not end the process; workers inherit the disposition through exec for the same window.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         settings = from_args(sys.argv[1:] if argv is None else argv, os.environ)
         logs.configure(settings.log_level)

@@ -72,6 +72,10 @@ async def serve(
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader.reload)
         watcher = asyncio.ensure_future(reloader.watch())
+    else:
+        # SIGHUP's default action would end the process and every request in flight; a pool's
+        # supervisor forwards it to all workers, and scripts send it to "reload" any router.
+        loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
     _tune_gc()
     try:
         await site.start()
@@ -81,9 +85,14 @@ async def serve(
         app[STATE].shutting_down = True
         await asyncio.sleep(drain_seconds)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
         if watcher is not None:
             watcher.cancel()
         await runner.cleanup()
+        # Only now: until the last in-flight request is answered, no signal may end the process.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
     log.info("router stopped")
+
+
+def _nothing_to_reload() -> None:
+    log.warning("SIGHUP ignored: the graph came from --graph-json, there is no file to reload")

@@ -8,9 +8,11 @@ controller's command line works unchanged.
 from __future__ import annotations
 
 import argparse
+from importlib import metadata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+DISTRIBUTION = "infergraph"  # pyproject.toml's project name
 DEFAULT_PORT = 8080  # KServe's router port
 DEFAULT_DRAIN_SECONDS = 30.0  # KServe's drainSleepDuration
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # generous for tensors; bounds memory per request
@@ -41,6 +43,9 @@ class RouterSettings:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m router", description="Run an InferenceGraph behind one HTTP endpoint."
+    )
+    p.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--graph-json", help="the graph spec as JSON (what KServe passes)")
@@ -103,6 +108,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-auth", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--inferencegraph-name", help="name of the InferenceGraph resource")
     return p
+
+
+def _version() -> str:
+    """The installed distribution's version: one number, kept in pyproject.toml."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "(unknown: the infergraph package is not installed, so it has no metadata)"
 
 
 class UnsupportedFlag(ValueError):
