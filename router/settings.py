@@ -8,9 +8,9 @@ controller's command line works unchanged.
 from __future__ import annotations
 
 import argparse
-from importlib import metadata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 
 DISTRIBUTION = "infergraph"  # pyproject.toml's project name
 DEFAULT_PORT = 8080  # KServe's router port

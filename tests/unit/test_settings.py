@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-
-import pytest
-
-from router.settings import parser
 
 README = Path(__file__).parents[2] / "README.md"
 
