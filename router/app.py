@@ -38,6 +38,7 @@ from router.headers import HeaderPropagator
 from router.logs import RequestLog
 from router.metrics import Metrics
 from router.payload import Payload, Reply
+from router.protocol import read_deadline
 from router.recording import Recorder, Recorders, Trace
 from router.resilience import Breakers
 from router.tracing import Tracing, current_trace_id
@@ -317,7 +318,8 @@ async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
             # The whole body came with the headers (the usual small request): reading cannot
             # wait, so no serverRead timer is armed.
             return await request.read()
-        async with asyncio.timeout(seconds):
+        # serverRead bounds the whole request, from its first byte (router.protocol).
+        async with asyncio.timeout_at(read_deadline(request, seconds)):
             return await request.read()
     except TimeoutError:
         raise RequestTimeout(

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from router.app import STATE
 from router.graph import CompiledGraph
+from router.protocol import ReadBoundSite
 from router.reload import GraphReloader
 
 log = logging.getLogger("router")
@@ -48,11 +49,10 @@ async def serve(
     reloader: GraphReloader | None = None,
     reuse_port: bool = False,
 ) -> None:
+    state = app[STATE]
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log=None,
-        keepalive_timeout=graph.timeouts.server_idle,
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
         # A client that goes away cancels its request's handler, and with it every step call
         # still in flight (KServe's router keeps calling models for nobody).
@@ -63,7 +63,16 @@ async def serve(
     if enable_tls:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(TLS_CERT, TLS_KEY)
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None)
+    site = ReadBoundSite(
+        runner,
+        host,
+        port,
+        lambda: state.graph.timeouts.server_read,
+        ssl_context=ssl_context,
+        reuse_port=reuse_port,
+        access_log=None,
+        keepalive_timeout=graph.timeouts.server_idle,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,7 +91,7 @@ async def serve(
         log.info("router listening on %s:%d", host, port)
         await stop.wait()
         log.info("shutting down: /readyz is 503, draining for %gs", drain_seconds)
-        app[STATE].shutting_down = True
+        state.shutting_down = True
         await asyncio.sleep(drain_seconds)
     finally:
         if watcher is not None:
