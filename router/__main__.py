@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from router import logs
@@ -30,6 +30,18 @@ from schemas.loading import load_graph_file, load_graph_spec
 
 def _load_file(path: Path) -> CompiledGraph:
     return compile_graph(load_graph_file(path))
+
+
+def _readiness(fd: int | None) -> Callable[[], None] | None:
+    """What tells a pool's supervisor this worker listens: one byte on the inherited pipe."""
+    if fd is None:
+        return None
+
+    def ready() -> None:
+        with os.fdopen(fd, "wb") as pipe:
+            pipe.write(b"\n")
+
+    return ready
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.enable_tls,
         reloader,
         settings.reuse_port,
+        settings.metrics_port,
+        _readiness(settings.ready_fd),
     )
     try:
         import uvloop

@@ -157,6 +157,30 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
     return None
 
 
+def _unauthorized(request: web.Request, state: ServingState) -> web.Response | None:
+    """The 401 for a request without the --auth-token-file token, or None when it may pass."""
+    if state.auth_token is None or authorized(
+        request.headers.get("Authorization"), state.auth_token
+    ):
+        return None
+    response = error_response(Unauthorized("a valid 'Authorization: Bearer <token>' is required"))
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def metrics_app(app: web.Application) -> web.Application:
+    """`GET /metrics` of `app`'s router, unauthenticated, for a separate port (--metrics-port).
+
+    With --auth-token-file, Prometheus would otherwise need the clients' token; a port of its
+    own, reachable only where the operator exposes it, is the usual answer (controller-runtime
+    managers, such as KServe's controller, have a metrics address of their own too).
+    """
+    side = web.Application()
+    side[STATE] = app[STATE]
+    side.router.add_get("/metrics", open_metrics)
+    return side
+
+
 async def readyz(request: web.Request) -> web.Response:
     if request.app[STATE].shutting_down:
         return web.Response(status=503, text="shutting down\n")
@@ -164,6 +188,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """`/metrics` on the main port: behind --auth-token-file like the graph (see metrics_app)."""
+    refused = _unauthorized(request, request.app[STATE])
+    return refused if refused is not None else await open_metrics(request)
+
+
+async def open_metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     assert state.metrics is not None  # build_app always creates it
     body, content_type = state.metrics.render()
@@ -182,14 +212,9 @@ def error_response(error: RouterError) -> web.Response:
 
 async def run_graph(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    if state.auth_token is not None and not authorized(
-        request.headers.get("Authorization"), state.auth_token
-    ):
-        response = error_response(
-            Unauthorized("a valid 'Authorization: Bearer <token>' is required")
-        )
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+    refused = _unauthorized(request, state)
+    if refused is not None:
+        return refused
     if state.max_in_flight and state.in_flight >= state.max_in_flight:
         # Refuse at once rather than queue: a queue only turns overload into timeouts.
         return error_response(TooBusy(f"{state.in_flight} requests in flight, the limit"))

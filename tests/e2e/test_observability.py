@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,6 +39,33 @@ async def test_metrics_endpoint_counts_requests_steps_and_errors(
         'infergraph_step_errors_total{graph="demo",node="root",status="503",step="s1"} 3.0' in text
     )
     assert "infergraph_in_flight_requests" in text
+
+
+async def test_metrics_follow_the_token_on_the_main_port_and_are_open_on_metrics_port(
+    backend: Backend, router: StartRouter, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    metrics_port = free_port()
+    args = ["--auth-token-file", str(token), "--metrics-port", str(metrics_port)]
+    bearer = {"Authorization": "Bearer s3cret"}
+    async with router(seq(backend.at("/echo/a")), args=args) as r:
+        assert (await r.post({"instances": [1]}, headers=bearer))[0] == 200
+        async with aiohttp.ClientSession() as s:
+            async with s.get(r.url + "/metrics") as anonymous:
+                refused = anonymous.status, await anonymous.json()
+            async with s.get(r.url + "/metrics", headers=bearer) as with_token:
+                assert with_token.status == 200
+            side = f"http://{LOOPBACK}:{metrics_port}"
+            async with s.get(side + "/metrics") as scrape:
+                assert scrape.status == 200
+                text = await scrape.text()
+            async with s.post(side + "/", json={"instances": [1]}, headers=bearer) as graph:
+                assert graph.status in (404, 405)  # the metrics port never runs the graph
+    assert refused[0] == 401
+    assert "Bearer" in refused[1]["cause"]
+    assert 'infergraph_requests_total{graph="graph",status="200"} 1.0' in text
+    assert len(backend.calls) == 1
 
 
 async def run_router(
