@@ -128,3 +128,29 @@ async def test_request_log_lines_are_json_and_opt_in(backend: Backend) -> None:
     (line,) = request_lines(logged)
     assert line["level"] == "INFO"
     assert (line["status"], line["method"], line["path"]) == (200, "POST", "/")
+
+
+async def test_no_deprecation_warning_per_request(backend: Backend, router: StartRouter) -> None:
+    # Every warning shown, every time (PYTHONWARNINGS reaches the router process): the request
+    # paths below (graph, trace and explain headers, tracing, request log, metrics, 413, 100)
+    # must not use anything deprecated in aiohttp, OpenTelemetry or prometheus_client.
+    env = {"PYTHONWARNINGS": "always", "OTEL_TRACES_EXPORTER": "console"}
+    args = ["--request-log", "--log-level", "DEBUG", "--max-body-bytes", "100"]
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with router(seq(backend.at("/echo/a")), env=env, args=args) as r:
+        for headers in (
+            {"traceparent": traceparent},
+            {"X-InferGraph-Trace": "1"},
+            {"X-InferGraph-Explain": "1"},
+            {"Expect": "100-continue"},
+        ):
+            assert (await r.post({"instances": [1]}, headers=headers))[0] == 200
+        assert (await r.post(b"x" * 200))[0] == 413
+        async with aiohttp.ClientSession() as s, s.get(r.url + "/metrics") as response:
+            assert response.status == 200
+        r.process.terminate()
+        await asyncio.wait_for(r.process.wait(), 15)
+        assert r.process.stderr is not None
+        log = (await r.process.stderr.read()).decode()
+    assert '"status":200' in log  # the request log ran
+    assert "Warning" not in log, log
