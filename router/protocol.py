@@ -38,7 +38,14 @@ from router.errors import RequestTimeout
 class ReadBoundHandler(RequestHandler):
     """aiohttp's connection handler, with serverRead over the request line and headers."""
 
-    __slots__ = ("_read_seconds", "_read_started", "_read_timer", "_received", "_request_started")
+    __slots__ = (
+        "_read_seconds",
+        "_read_started",
+        "_read_timer",
+        "_reading",
+        "_received",
+        "_request_started",
+    )
 
     def __init__(
         self, manager: web.Server, read_seconds: Callable[[], float], **kwargs: Any
@@ -46,9 +53,13 @@ class ReadBoundHandler(RequestHandler):
         """`read_seconds` is read per request: a hot reload may change serverRead."""
         super().__init__(manager, **kwargs)
         self._read_seconds = read_seconds
+        # One timer per connection, left pending when a request's headers arrive in time and
+        # moved on when it fires early (as aiohttp's keep-alive timer): a timer per request
+        # costs measurably at thousands of requests a second.
         self._read_timer: asyncio.TimerHandle | None = None
         self._read_started = 0.0
-        self._received = False  # any byte of the request being timed
+        self._reading = False  # a request's headers are being waited for
+        self._received = False  # any byte of that request came
         self._request_started: float | None = None  # the headers are in: for read_deadline
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -56,16 +67,17 @@ class ReadBoundHandler(RequestHandler):
         self._start_clock()
 
     def data_received(self, data: bytes) -> None:
-        if self._read_timer is None and self._between_requests():
+        if not self._reading and self._between_requests():
             self._start_clock()
-        if self._read_timer is not None:
+        if self._reading:
             self._received = True
-        super().data_received(data)
-        if self._read_timer is not None and self._messages:
-            # A request's headers are in (or the parser refused them and aiohttp answers 400).
-            self._read_timer.cancel()
-            self._read_timer = None
-            self._request_started = self._read_started
+            super().data_received(data)
+            if self._messages:
+                # The headers are in (or the parser refused them and aiohttp answers 400).
+                self._reading = False
+                self._request_started = self._read_started
+        else:
+            super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._read_timer is not None:
@@ -88,14 +100,20 @@ class ReadBoundHandler(RequestHandler):
 
     def _start_clock(self) -> None:
         self._read_started = self._loop.time()
+        self._reading = True
         self._received = False
-        self._read_timer = self._loop.call_at(
-            self._read_started + self._read_seconds(), self._headers_timed_out
-        )
+        if self._read_timer is None:
+            self._read_timer = self._loop.call_at(
+                self._read_started + self._read_seconds(), self._check_read
+            )
 
-    def _headers_timed_out(self) -> None:
+    def _check_read(self) -> None:
         self._read_timer = None
-        if self.transport is None or self._messages:
+        if not self._reading or self.transport is None:
+            return
+        deadline = self._read_started + self._read_seconds()
+        if self._loop.time() < deadline:  # a later request's clock: wait for its deadline
+            self._read_timer = self._loop.call_at(deadline, self._check_read)
             return
         if self._received:
             error = RequestTimeout(
