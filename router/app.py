@@ -110,8 +110,8 @@ def build_app(
     app[STATE] = state
     app.cleanup_ctx.append(_client_session)
     app.router.add_get("/readyz", readyz, expect_handler=_expect)
-    app.router.add_get("/metrics", metrics, expect_handler=_expect)
-    app.router.add_route("*", "/{tail:.*}", run_graph, expect_handler=_expect)
+    app.router.add_get("/metrics", metrics, expect_handler=_expect_with_token)
+    app.router.add_route("*", "/{tail:.*}", run_graph, expect_handler=_expect_with_token)
     return app
 
 
@@ -145,7 +145,7 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
     limit = request.app[STATE].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         # The point of Expect: refuse before the client sends a body we would not read.
-        response = error_response(
+        response: web.Response = error_response(
             BodyTooLarge(f"request body of {request.content_length} bytes exceeds {limit} bytes")
         )
         # RFC 9110 10.1.1: a final answer before the content says whether the connection stays;
@@ -155,6 +155,16 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0  # as aiohttp's own: the 100 is not part of the response
     return None
+
+
+async def _expect_with_token(request: web.Request) -> web.StreamResponse | None:
+    """As `_expect`, and a request without the --auth-token-file token gets its 401 first."""
+    if request.version == (1, 1):
+        refused = _unauthorized(request, request.app[STATE])
+        if refused is not None:
+            refused.force_close()  # as for the 413: the unsent body may still follow
+            return refused
+    return await _expect(request)
 
 
 def _unauthorized(request: web.Request, state: ServingState) -> web.Response | None:

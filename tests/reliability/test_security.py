@@ -157,3 +157,22 @@ async def test_kserve_documented_invalid_pattern_is_logged_not_fatal(
     [line] = [line for line in log.splitlines() if "*Trace-Id*" in line]
     assert orjson.loads(line)["level"] == "ERROR"
     assert "skipped" in line
+
+
+async def test_expect_continue_without_the_token_gets_401_and_no_100(
+    backend: Backend, router: StartRouter, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    async with router(seq(backend.at("/echo/a")), args=["--auth-token-file", str(token)]) as r:
+        reader, writer = await asyncio.open_connection(*host_port(r.url))
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+        )
+        answer = await asyncio.wait_for(read_answer(reader), 10)
+        writer.close()
+    assert answer.status == 401  # no "100 Continue" invited a body that would be refused
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert "Bearer" in orjson.loads(answer.body)["cause"]
+    assert backend.calls == []
