@@ -45,6 +45,17 @@ class Scenario:
     spec: Callable[[str], graphs.Spec] | None = None
     workers: int = 1
     src: Path | None = None  # router source tree; None: this checkout
+    stack: tuple[str, str] | None = None  # a bare proxy's (server, client); None: the baseline
+
+
+# Candidate HTTP stacks for the router's hop (issue 15), each a bare proxy (load/proxy_stacks.py).
+STACKS = (
+    ("aiohttp", "pyreqwest"),
+    ("aiohttp", "rnet"),
+    ("granian", "aiohttp"),
+    ("granian", "pyreqwest"),
+    ("granian", "rnet"),
+)
 
 
 def scenarios(before: Path | None, kserve: Path | None) -> list[Scenario]:
@@ -52,6 +63,10 @@ def scenarios(before: Path | None, kserve: Path | None) -> list[Scenario]:
         Scenario("direct-nginx", "direct", "nginx", 1),
         Scenario("direct-delay20ms", "direct", "delay", 1),
         Scenario("proxy-baseline", "proxy", "nginx", 1),
+        *(
+            Scenario(f"proxy-{server}-{client}", "proxy", "nginx", 1, stack=(server, client))
+            for server, client in STACKS
+        ),
     ]
     if kserve is not None:
         out += [
@@ -76,6 +91,8 @@ def start(scenario: Scenario, backend_url: str, kserve: Path | None) -> servers.
     if scenario.kind == "direct":
         return None
     if scenario.kind == "proxy":
+        if scenario.stack is not None:
+            return servers.proxy_stack(*scenario.stack, backend_url, SERVER_CORE)
         return servers.proxy_baseline(backend_url, SERVER_CORE)
     assert scenario.spec is not None
     spec = scenario.spec(backend_url)

@@ -127,6 +127,21 @@ def proxy_baseline(upstream: str, core: str | None) -> Server:
     return _spawn("proxy-baseline", port, cmd, core, cwd=REPO)
 
 
+def proxy_stack(server: str, client: str, upstream: str, core: str | None) -> Server:
+    """A bare proxy of load/proxy_stacks.py: `server` aiohttp or granian, `client` as named."""
+    port = free_port()
+    if server == "aiohttp":
+        cmd = [sys.executable, "-m", "load.proxy_stacks", server, client, str(port), upstream]
+        return _spawn(f"proxy-{server}-{client}", port, cmd, core, cwd=REPO)
+    # One worker, the single-threaded runtime: the whole server on the one core it is given.
+    cmd = [sys.executable, "-m", "granian", "--interface", "rsgi", "--runtime-mode", "st"]
+    cmd += ["--workers", "1", "--loop", "uvloop", "--no-ws", "--log-level", "warning"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--factory"]
+    cmd += ["load.proxy_stacks:rsgi_app"]
+    env = {**os.environ, "PROXY_CLIENT": client, "PROXY_UPSTREAM": upstream}
+    return _spawn(f"proxy-{server}-{client}", port, cmd, core, cwd=REPO, env=env)
+
+
 def router(spec: dict[str, Any], core: str | None, workers: int = 1, src: Path = REPO) -> Server:
     """`python -m router` from the source tree `src` (another checkout measures 'before')."""
     port = free_port()
