@@ -120,8 +120,8 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     if state.caller is not None:
         yield
         return
-    session = new_session(state.connection_limit)
-    state.caller = HttpStepCaller(session, state.max_body_bytes)
+    caller = HttpStepCaller(new_session(state.connection_limit), state.max_body_bytes)
+    state.caller = caller
     try:
         yield
     finally:
@@ -130,7 +130,7 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         for task in list(state.background):
             task.cancel()
         await asyncio.gather(*state.background, return_exceptions=True)
-        await session.close()
+        caller.close()
 
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:

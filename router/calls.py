@@ -1,16 +1,27 @@
 """The only outbound HTTP of the router: POST a step's body to its service, pooled.
 
-One `aiohttp.ClientSession` (keep-alive pool) serves every step of every request. Failures to
-get an answer become RouterErrors naming the step and URL; any answer, whatever its status, is
-returned for the graph's Hard/Soft rules to judge.
+One rnet `Client` (Rust's hyper through wreq, a reqwest fork: a keep-alive pool per target,
+connections driven outside the Python interpreter) serves every step of every request. It
+replaced aiohttp's client because the client was most of the cost of a hop; `make bench`
+measures the candidates as bare proxies (README, Performance). pyreqwest measured the same, but
+cancelling its call leaves the request running in Rust until the model answers, and the router
+must hang up on a model whose answer nobody wants (a client gone, a quorum reached).
+
+Failures to get an answer become RouterErrors naming the step and URL; any answer, whatever its
+status, is returned for the graph's Hard/Soft rules to judge. What the client does besides the
+POST is set here, once, as aiohttp's client did it, so nothing surprises a model service: no
+cookies, no Referer, no User-Agent; answers in gzip or deflate decoded (and only those asked
+for); redirects followed (at most 10).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
-import aiohttp
-from yarl import URL
+import rnet
+from rnet import exceptions
 
 from router.errors import (
     GO_CLIENT_TIMEOUT,
@@ -22,48 +33,66 @@ from router.errors import (
 from router.graph import Step
 from router.payload import Payload, Reply
 
+# Everything rnet raises for a call that got no usable answer (its exceptions share no base).
+CLIENT_ERRORS: tuple[type[Exception], ...] = (
+    exceptions.BodyError,
+    exceptions.ConnectionError,
+    exceptions.ConnectionResetError,
+    exceptions.DNSResolverError,
+    exceptions.DecodingError,
+    exceptions.RedirectError,
+    exceptions.RequestError,
+    exceptions.StatusError,
+    exceptions.TimeoutError,
+    exceptions.URLParseError,
+    exceptions.BuilderError,
+)
+MAX_REDIRECTS = 10  # aiohttp's and Go's default, which the router had before
+
 
 class HttpStepCaller:
-    """A `StepCaller` over a shared session; each call is bounded by the seconds it is given."""
+    """A `StepCaller` over a shared client; each call is bounded by the seconds it is given."""
 
-    __slots__ = ("_max_bytes", "_session", "_timeouts", "_urls")
+    __slots__ = ("_client", "_headers", "_max_bytes", "_wire_headers")
 
-    def __init__(self, session: aiohttp.ClientSession, max_response_bytes: int) -> None:
-        self._session = session
+    def __init__(self, client: rnet.Client, max_response_bytes: int) -> None:
+        self._client: rnet.Client | None = client
         # A step's answer is held in memory; a runaway backend must not exhaust the router.
         self._max_bytes = max_response_bytes
-        # ClientTimeout objects by duration: most calls use one of a few fixed budgets.
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-        # Parsed once per target rather than on every call; `encoded=True` uses the URL exactly
-        # as the graph spells it, with no re-quoting, as KServe's Go client does.
-        self._urls: dict[str, URL] = {}
+        # The last headers converted for the wire, with the mapping they came from (held, so
+        # its identity cannot be reused): every step of a request shares one mapping, and
+        # requests that propagate nothing share one constant.
+        self._headers: Mapping[str, str] | None = None
+        self._wire_headers = rnet.HeaderMap()
 
-    def _url(self, raw: str) -> URL:
-        url = self._urls.get(raw)
-        if url is None:
-            url = self._urls[raw] = URL(raw, encoded=True)
-        return url
-
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        timeout = self._timeouts.get(seconds)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=seconds)
-            if len(self._timeouts) < 256:  # deadlines make odd budgets; cache the common ones
-                self._timeouts[seconds] = timeout
-        return timeout
+    def _wire(self, headers: Mapping[str, str]) -> rnet.HeaderMap:
+        if headers is not self._headers:
+            self._wire_headers = _header_map(headers)
+            self._headers = headers
+        return self._wire_headers
 
     async def __call__(
         self, step: Step, body: bytes, headers: Mapping[str, str], seconds: float
     ) -> Reply:
         url = step.url
         assert url is not None  # the executor only calls service steps
+        client = self._client
+        if client is None:
+            raise StepUnreachable(
+                go_post_error(url, "the router is shutting down"),
+                node=step.owner,
+                step=step.key,
+                url=url,
+                detail=f"{step.label}: not called: the router's client is closed",
+            )
         try:
-            async with self._session.post(
-                self._url(url), data=body, headers=headers, timeout=self._timeout(seconds)
-            ) as response:
+            # The budget covers connecting, sending and the whole answer, as Go's
+            # Client.Timeout does. rnet takes whole seconds only, so the bound is asyncio's;
+            # its cancellation, like any other (a client that hung up, a quorum reached), drops
+            # the call in Rust, which closes its connection.
+            async with asyncio.timeout(seconds):
+                response = await client.post(url, body=body, headers=self._wire(headers))
                 data = await self._read(step, url, response)
-                content_type = response.headers.get("Content-Type")
-                return Reply(response.status, Payload(data), _is_json(content_type), content_type)
         except TimeoutError:
             raise StepTimeout(
                 go_post_error(url, GO_CLIENT_TIMEOUT),
@@ -72,83 +101,117 @@ class HttpStepCaller:
                 url=url,
                 detail=f"{step.label}: {url} did not answer within {seconds:.3g}s",
             ) from None
-        except aiohttp.ClientError as error:
+        except CLIENT_ERRORS as error:
+            if isinstance(error, exceptions.TimeoutError):  # none set, but a socket may say so
+                reason = GO_CLIENT_TIMEOUT
+            else:
+                reason = _go_reason(url, error)
             raise StepUnreachable(
-                go_post_error(url, _go_reason(error)),
+                go_post_error(url, reason),
                 node=step.owner,
                 step=step.key,
                 url=url,
                 detail=f"{step.label}: calling {url} failed: {_describe(error)}",
             ) from None
+        raw_type = response.headers.get("Content-Type")
+        content_type = raw_type.decode("latin-1") if raw_type is not None else None
+        return Reply(response.status, Payload(data), _is_json(content_type), content_type)
 
-    async def _read(self, step: Step, url: str, response: aiohttp.ClientResponse) -> bytes:
+    def close(self) -> None:
+        """Drop the client: rnet has no close, its pool's connections close when it goes."""
+        self._client = None
+
+    async def _read(self, step: Step, url: str, response: rnet.Response) -> bytes:
+        # rnet's content_length is the Content-Length header; 0 when there is none, or when the
+        # answer was decoded from gzip or deflate (its length is then unknown until read).
         declared = response.content_length
-        if declared is not None:
-            if declared > self._max_bytes:
-                raise InvalidStepResponse(
-                    f"{step.label}: {url} answered {declared} bytes, more than {self._max_bytes}",
-                    node=step.owner,
-                    step=step.key,
-                    url=url,
-                )
-            return await response.read()  # aiohttp reads exactly the declared length
-        # Chunked, no length given: count as it arrives and stop at the cap.
+        if declared > self._max_bytes:
+            await response.close()
+            raise InvalidStepResponse(
+                f"{step.label}: {url} answered {declared} bytes, more than {self._max_bytes}",
+                node=step.owner,
+                step=step.key,
+                url=url,
+            )
+        if declared > 0:
+            return await response.bytes()  # hyper reads exactly the declared length
+        # Chunked or decoded: count as it arrives and stop at the cap. The stream is closed on
+        # the way out, whatever ends the read: its connection must not live on as long as a
+        # traceback holding this frame does.
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > self._max_bytes:
-                raise InvalidStepResponse(
-                    f"{step.label}: {url} answered more than {self._max_bytes} bytes",
-                    node=step.owner,
-                    step=step.key,
-                    url=url,
-                )
-            chunks.append(chunk)
+        async with response.stream() as stream:
+            async for chunk in stream:
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise InvalidStepResponse(
+                        f"{step.label}: {url} answered more than {self._max_bytes} bytes",
+                        node=step.owner,
+                        step=step.key,
+                        url=url,
+                    )
+                chunks.append(chunk)
         return b"".join(chunks)
 
 
+def _header_map(headers: Mapping[str, str]) -> rnet.HeaderMap:
+    """`headers` as rnet sends them: every value of a repeated header, in order."""
+    out = rnet.HeaderMap()
+    for name, value in headers.items():
+        out.append(name, value if value.isascii() else _utf8(value))
+    return out
+
+
+def _utf8(value: str) -> str:
+    # aiohttp decodes incoming header bytes as UTF-8, keeping invalid bytes as surrogates;
+    # rnet sends a str as UTF-8 and cannot carry those bytes: they become U+FFFD.
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _is_json(value: str | None) -> bool:
-    # The media type without parameters, as `response.content_type` gives, but without its
-    # full parse of the parameters (about 1% of the router's CPU in the 2-step profile).
+    # The media type without parameters, without a full parse of the parameters (about 1% of
+    # the router's CPU in the 2-step profile).
     return value is not None and value.partition(";")[0].strip().lower() == "application/json"
 
 
-def _go_reason(error: aiohttp.ClientError) -> str:
+def _go_reason(url: str, error: Exception) -> str:
     """What Go's HTTP client says for this failure, where the two clients see the same thing.
 
     KServe's `cause` is Go's text; clients matching on it (a refused connection, a connection
-    closed before any answer) find the same words here. Other failures keep aiohttp's account.
+    closed before any answer) find the same words here. Other failures keep rnet's account.
     """
-    if isinstance(error, aiohttp.ClientConnectorError) and isinstance(
-        error.os_error, ConnectionRefusedError
-    ):
-        host = f"[{error.host}]" if ":" in error.host else error.host
-        return f"dial tcp {host}:{error.port}: connect: connection refused"
-    if isinstance(error, aiohttp.ServerDisconnectedError):
+    text = str(error)
+    if isinstance(error, exceptions.ConnectionError) and "ConnectionRefused" in text:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"dial tcp {host}:{port}: connect: connection refused"
+    if "IncompleteMessage" in text:
         return "EOF"  # Go: the server closed the connection before answering
     return _describe(error)
 
 
-def _describe(error: aiohttp.ClientError) -> str:
+def _describe(error: Exception) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def new_session(connection_limit: int) -> aiohttp.ClientSession:
-    """The shared client session; created inside the running loop by the app's cleanup_ctx."""
-    connector = aiohttp.TCPConnector(
-        limit=connection_limit,
-        limit_per_host=connection_limit,
-        # Step services are few and long-lived; caching DNS avoids a lookup per new connection.
-        ttl_dns_cache=300,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        # Headers are exactly what the graph propagates plus Content-Type; no cookies kept.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent",),
-        auto_decompress=True,
+def new_session(connection_limit: int) -> rnet.Client:
+    """The shared client and its pool; created inside the running loop by the app's cleanup_ctx.
+
+    `connection_limit` bounds the connections the pool keeps.
+    """
+    return rnet.Client(
+        pool_max_size=connection_limit,
+        cookie_store=False,
+        referer=False,
+        allow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        gzip=True,
+        deflate=True,
+        brotli=False,
+        zstd=False,
     )
 
 

@@ -10,12 +10,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from router.calls import HttpStepCaller
+from router.calls import HttpStepCaller, new_session
 from router.executor import Execution
 from router.graph import CompiledGraph, compile_graph
 from router.logs import REQUESTS_LOGGER, JsonFormatter, RequestLog, configure
@@ -170,17 +169,16 @@ async def test_a_real_request_logs_its_steps_and_itself(
     recorder = log.recorder()
     assert recorder is not None
     started = time.perf_counter()
-    async with aiohttp.ClientSession() as session:
-        execution = Execution(
-            HttpStepCaller(session, 1 << 20),
-            Payload(b'{"instances": [1]}'),
-            {"Content-Type": "application/json"},
-            random.Random(0),
-            deadline=time.monotonic() + 30,
-            service_client_timeout=30,
-            recorder=recorder,
-        )
-        reply = await execution.run_node(graph.root, execution.request)
+    execution = Execution(
+        HttpStepCaller(new_session(8), 1 << 20),
+        Payload(b'{"instances": [1]}'),
+        {"Content-Type": "application/json"},
+        random.Random(0),
+        deadline=time.monotonic() + 30,
+        service_client_timeout=30,
+        recorder=recorder,
+    )
+    reply = await execution.run_node(graph.root, execution.request)
     log.request_finished("POST", "/", reply.status, time.perf_counter() - started, None)
 
     ours = [line for line in lines() if line["logger"] == REQUESTS_LOGGER]

@@ -6,11 +6,10 @@ import random
 import time
 from typing import Any
 
-import aiohttp
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.calls import HttpStepCaller
+from router.calls import HttpStepCaller, new_session
 from router.executor import Execution
 from router.graph import CompiledGraph, compile_graph
 from router.metrics import Metrics
@@ -148,18 +147,17 @@ async def test_a_real_request_through_the_executor(backend: Backend) -> None:
     breakers = Breakers()
     metrics = Metrics("demo", breakers, lambda: 1)
     started = time.perf_counter()
-    async with aiohttp.ClientSession() as session:
-        execution = Execution(
-            HttpStepCaller(session, 1 << 20),
-            Payload(b'{"instances": [1]}'),
-            {"Content-Type": "application/json"},
-            random.Random(0),
-            deadline=time.monotonic() + 30,
-            service_client_timeout=30,
-            breakers=breakers,
-            recorder=metrics.recorder(),
-        )
-        reply = await execution.run_node(graph.root, execution.request)
+    execution = Execution(
+        HttpStepCaller(new_session(8), 1 << 20),
+        Payload(b'{"instances": [1]}'),
+        {"Content-Type": "application/json"},
+        random.Random(0),
+        deadline=time.monotonic() + 30,
+        service_client_timeout=30,
+        breakers=breakers,
+        recorder=metrics.recorder(),
+    )
+    reply = await execution.run_node(graph.root, execution.request)
     metrics.request_finished(reply.status, time.perf_counter() - started)
 
     assert reply.status == 200

@@ -8,14 +8,13 @@ import time
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-import aiohttp
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from router.calls import HttpStepCaller
+from router.calls import HttpStepCaller, new_session
 from router.executor import Execution
 from router.graph import CompiledGraph, Step, compile_graph
 from router.payload import Payload
@@ -321,18 +320,17 @@ async def test_a_real_request_with_a_nested_ensemble(
             {"name": "fast", "serviceUrl": backend.at("/echo/fast")},
         ]},
     }})  # fmt: skip
-    async with aiohttp.ClientSession() as session:
-        with tracing.request({"traceparent": INCOMING}, "demo"):
-            execution = Execution(
-                HttpStepCaller(session, 1 << 20),
-                Payload(b'{"instances": [1]}'),
-                {"Content-Type": "application/json"},
-                random.Random(0),
-                deadline=time.monotonic() + 30,
-                service_client_timeout=30,
-                recorder=tracing.recorder(),
-            )
-            reply = await execution.run_node(graph.root, execution.request)
+    with tracing.request({"traceparent": INCOMING}, "demo"):
+        execution = Execution(
+            HttpStepCaller(new_session(8), 1 << 20),
+            Payload(b'{"instances": [1]}'),
+            {"Content-Type": "application/json"},
+            random.Random(0),
+            deadline=time.monotonic() + 30,
+            service_client_timeout=30,
+            recorder=tracing.recorder(),
+        )
+        reply = await execution.run_node(graph.root, execution.request)
     assert reply.status == 200
 
     spans = by_name(exporter.get_finished_spans())
