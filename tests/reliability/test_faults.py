@@ -110,6 +110,16 @@ FAULTS = ["refused", "reset", "slow", "5xx", "invalid-json", "huge", "hang"]
 TYPES = ["Sequence", "Switch", "Ensemble", "Splitter"]
 
 
+# An Ensemble cancels its other calls when one fails. A call whose answer had fully arrived
+# when it was cancelled leaves a healthy connection, which the router's client (hyper, in rnet)
+# keeps in its pool for reuse, where aiohttp's client closed it; so after a request the pool
+# holds the warm-up's idle connection to each of the 2 targets, or one more. Each is 2
+# descriptors (both ends are in this process) and the backend's task serving it. A leak of one
+# connection per request is more than that after MEASURED_REQUESTS.
+POOLED = 2
+MEASURED_REQUESTS = 3
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -131,10 +141,13 @@ async def test_backend_faults(
                 await _post(session, router_url)  # warm-up: pools and caches exist first
                 await settle()
                 fds, tasks = open_fds(), len(asyncio.all_tasks())
-                status, body = await _post(session, router_url)
+                for _ in range(MEASURED_REQUESTS):
+                    status, body = await _post(session, router_url)
                 await settle()
-                assert open_fds() <= fds, "file descriptors leaked"
-                assert len(asyncio.all_tasks()) <= tasks, "asyncio tasks leaked"
+                # A leak grows with every request; the pool may end up holding one more idle
+                # keep-alive connection per target than after the warm-up (see POOLED).
+                assert open_fds() <= fds + 2 * POOLED, "file descriptors leaked"
+                assert len(asyncio.all_tasks()) <= tasks + POOLED, "asyncio tasks leaked"
             expected = ROUTER_ERRORS.get(fault) or PASSED_THROUGH[(fault, router_type)]
             assert status == expected[0], body
             if expected[1] is not None:
