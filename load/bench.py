@@ -34,6 +34,7 @@ SERVER_CORE = "1"  # the router (or proxy, or KServe's router) under test
 BOTH_CORES = "0,1"
 CONCURRENCY = (1, 16, 64)
 FANOUT_DELAY_MS = 20.0
+GRAPHS = ("1step", "2step", "switch", "ensemble4x20ms", "nested10")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ STACKS = (
 
 
 def scenarios(before: Path | None, kserve: Path | None) -> list[Scenario]:
+    """Every scenario, each graph's KServe, router and before rows next to each other, so
+    that the ones compared are measured minutes apart, under the same conditions."""
     out = [
         Scenario("direct-nginx", "direct", "nginx", 1),
         Scenario("direct-delay20ms", "direct", "delay", 1),
@@ -68,11 +71,6 @@ def scenarios(before: Path | None, kserve: Path | None) -> list[Scenario]:
             for server, client in STACKS
         ),
     ]
-    if kserve is not None:
-        out += [
-            Scenario("kserve-1step", "kserve", "nginx", 1, graphs.one_step),
-            Scenario("kserve-2step", "kserve", "nginx", 2, graphs.two_steps),
-        ]
     routers = [
         ("1step", "nginx", 1, graphs.one_step),
         ("2step", "nginx", 2, graphs.two_steps),
@@ -80,10 +78,17 @@ def scenarios(before: Path | None, kserve: Path | None) -> list[Scenario]:
         ("ensemble4x20ms", "delay", 4, graphs.ensemble),
         ("nested10", "nginx", 1, graphs.nested),
     ]
-    out += [Scenario(f"router-{n}", "router", b, h, s) for n, b, h, s in routers]
-    out.insert(len(out) - 4, Scenario("router-1step-w2", "router", "nginx", 1, graphs.one_step, 2))
-    if before is not None:
-        out += [Scenario(f"before-{n}", "router", b, h, s, src=before) for n, b, h, s in routers]
+    for n, b, h, s in routers:
+        # Every graph here uses only what KServe's router supports, so it runs the same spec.
+        if kserve is not None:
+            out.append(Scenario(f"kserve-{n}", "kserve", b, h, s))
+        out.append(Scenario(f"router-{n}", "router", b, h, s))
+        if before is not None:
+            out.append(Scenario(f"before-{n}", "router", b, h, s, src=before))
+    # N workers against KServe's router given the same N cores (GOMAXPROCS=N, same pinning).
+    if kserve is not None:
+        out.append(Scenario("kserve-1step-2cores", "kserve", "nginx", 1, graphs.one_step, 2))
+    out.append(Scenario("router-1step-w2", "router", "nginx", 1, graphs.one_step, 2))
     return out
 
 
@@ -96,11 +101,16 @@ def start(scenario: Scenario, backend_url: str, kserve: Path | None) -> servers.
         return servers.proxy_baseline(backend_url, SERVER_CORE)
     assert scenario.spec is not None
     spec = scenario.spec(backend_url)
+    core = BOTH_CORES if scenario.workers > 1 else SERVER_CORE
     if scenario.kind == "kserve":
         assert kserve is not None
-        return servers.kserve_router(kserve, spec, SERVER_CORE)
-    core = BOTH_CORES if scenario.workers > 1 else SERVER_CORE
+        return servers.kserve_router(kserve, spec, core, scenario.workers)
     return servers.router(spec, core, scenario.workers, scenario.src or servers.REPO)
+
+
+def loadavg() -> float:
+    """The 1-minute load average now."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -145,6 +155,8 @@ def run_scenario(
     try:
         result: dict[str, Any] = {"kind": scenario.kind, "hops": scenario.hops}
         result["workers"] = scenario.workers
+        # Other work on the machine makes figures noise: each row says how busy it was.
+        result["loadavg_before"] = loadavg()
         for c in CONCURRENCY:
             result[f"c{c}"] = measure(url, pid, c, args, script)
             line = result[f"c{c}"]
@@ -159,9 +171,12 @@ def run_scenario(
                 + (f"  ERRORS {line['errors']}" if line["errors"] else ""),
                 flush=True,
             )
+        result["loadavg_after"] = loadavg()
         if pid is not None:
             pids = procstat.tree(pid)
-            workers = pids[1:] if scenario.workers > 1 else pids
+            # A router pool's first process only supervises; KServe's is one Go process.
+            pooled = scenario.workers > 1 and scenario.kind == "router"
+            workers = pids[1:] if pooled else pids
             result["peak_rss_mb"] = procstat.peak_rss_mb(workers)
         return result
     finally:
@@ -188,28 +203,80 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
     def ratio(a: float | None, b: float | None) -> float | None:
         return a / b if a is not None and b else None
 
-    for prefix in ("router", "before"):
-        for c in CONCURRENCY:
-            for steps in ("1step", "2step"):
-                out[f"{prefix}_{steps}_cpu_vs_proxy_c{c}"] = ratio(
-                    med(f"{prefix}-{steps}", c, "cpu_s_per_1k"),
-                    med("proxy-baseline", c, "cpu_s_per_1k"),
+    for name, result in results.items():
+        if result["kind"] == "proxy":
+            for c in (16, 64):
+                out[f"{name}_rps_vs_kserve_c{c}"] = ratio(
+                    med(name, c, "rps"), med("kserve-1step", c, "rps")
                 )
-        for c in (16, 64):
-            out[f"{prefix}_1step_rps_vs_kserve_c{c}"] = ratio(
-                med(f"{prefix}-1step", c, "rps"), med("kserve-1step", c, "rps")
+            out[f"{name}_cpu_vs_kserve_c64"] = ratio(
+                med(name, 64, "cpu_s_per_1k"), med("kserve-1step", 64, "cpu_s_per_1k")
             )
-            out[f"{prefix}_2step_rps_vs_kserve_c{c}"] = ratio(
-                med(f"{prefix}-2step", c, "rps"), med("kserve-2step", c, "rps")
+    for prefix in ("router", "before"):
+        for graph in GRAPHS:
+            for c in (16, 64):
+                out[f"{prefix}_{graph}_rps_vs_kserve_c{c}"] = ratio(
+                    med(f"{prefix}-{graph}", c, "rps"), med(f"kserve-{graph}", c, "rps")
+                )
+            out[f"{prefix}_{graph}_cpu_vs_kserve_c64"] = ratio(
+                med(f"{prefix}-{graph}", 64, "cpu_s_per_1k"),
+                med(f"kserve-{graph}", 64, "cpu_s_per_1k"),
             )
     for c in (16, 64):
-        out[f"router_1step_w2_rps_vs_kserve_c{c}"] = ratio(
-            med("router-1step-w2", c, "rps"), med("kserve-1step", c, "rps")
+        out[f"router_1step_w2_rps_vs_kserve_2cores_c{c}"] = ratio(
+            med("router-1step-w2", c, "rps"), med("kserve-1step-2cores", c, "rps")
         )
         out[f"router_w2_scaling_c{c}"] = ratio(
             med("router-1step-w2", c, "rps"), med("router-1step", c, "rps")
         )
     return {k: v for k, v in out.items() if v is not None and v != {}}
+
+
+# Issue 15's targets: (figure in `derived`, or a scenario's median, and the bound it must meet).
+PREVIOUS_ENSEMBLE_RPS = {16: 469.0, 64: 1215.0}  # the router before issue 15, last full run
+HOP_P50_US = 180.0
+RSS_MB = 80.0
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each of issue 15's targets with the measured value and whether this run meets it."""
+    derived = report.get("derived", {})
+    scenarios_ = report.get("scenarios", {})
+    rows: list[dict[str, Any]] = []
+
+    def check(what: str, value: float | None, bound: float, at_least: bool) -> None:
+        if value is None:
+            return
+        met = value >= bound if at_least else value <= bound
+        sign = ">=" if at_least else "<="
+        rows.append({"target": f"{what} {sign} {bound:g}", "value": value, "met": met})
+
+    def med(name: str, c: int, key: str) -> float | None:
+        entry = scenarios_.get(name, {}).get(f"c{c}", {}).get(key)
+        return entry["median"] if entry else None
+
+    check("1step req/s vs KServe, c=16", derived.get("router_1step_rps_vs_kserve_c16"), 1.1, True)
+    check("1step req/s vs KServe, c=64", derived.get("router_1step_rps_vs_kserve_c64"), 1.5, True)
+    for graph in ("2step", "switch"):
+        for c in (16, 64):
+            key = f"router_{graph}_rps_vs_kserve_c{c}"
+            check(f"{graph} req/s vs KServe, c={c}", derived.get(key), 1.0, True)
+    for c in (16, 64):
+        rps = med("router-ensemble4x20ms", c, "rps")
+        check(f"ensemble4x20ms req/s, c={c}", rps, PREVIOUS_ENSEMBLE_RPS[c], True)
+        key = f"router_ensemble4x20ms_rps_vs_kserve_c{c}"
+        check(f"ensemble4x20ms req/s vs KServe, c={c}", derived.get(key), 1.0, True)
+    hop = derived.get("overhead_per_hop_us_c1", {}).get("router-1step")
+    check("1step added p50 per hop at c=1, µs", hop, HOP_P50_US, False)
+    cpu = derived.get("router_1step_cpu_vs_kserve_c64")
+    check("1step CPU s/1k vs KServe, c=64", cpu, 1.0, False)
+    rss = scenarios_.get("router-1step", {}).get("peak_rss_mb")
+    check("1step peak RSS per worker, MB", rss, RSS_MB, False)
+    endurance = report.get("endurance")
+    if endurance and endurance.get("rss_max_mb") is not None:
+        check("RSS over the endurance run, max MB", endurance["rss_max_mb"], RSS_MB, False)
+        check("RSS growth over the endurance run", endurance["growth"], 0.10, False)
+    return rows
 
 
 def profile(backend_url: str, seconds: float, script: Path) -> dict[str, Any]:
@@ -277,6 +344,7 @@ def environment(kserve: Path | None) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "aiohttp": aiohttp.__version__,
+        "http_stacks": {name: _version(name) for name in ("rnet", "pyreqwest", "granian")},
         "uvloop": uvloop.__version__,
         "wrk": version(["wrk", "-v"]),
         "nginx": version(["nginx", "-v"]),
@@ -344,6 +412,8 @@ def main() -> int:
     finally:
         for backend in backends.values():
             backend.stop()
+    report["environment"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    report["targets"] = targets(report)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
     table = render_table(report)
     (RESULTS / f"{args.name}.md").write_text(table)
@@ -353,6 +423,15 @@ def main() -> int:
     plot.write(report, RESULTS / f"{args.name}.png")
     print(f"wrote {RESULTS / args.name}.json, .md, .png")
     return 0
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "missing"
 
 
 def _kserve_binary() -> Path | None:

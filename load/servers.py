@@ -161,6 +161,8 @@ def router(spec: dict[str, Any], core: str | None, workers: int = 1, src: Path =
     return server
 
 
-def kserve_router(binary: Path, spec: dict[str, Any], core: str | None) -> Server:
+def kserve_router(binary: Path, spec: dict[str, Any], core: str | None, cores: int = 1) -> Server:
+    """KServe's router on `core`, its Go scheduler told it has `cores` of them (GOMAXPROCS)."""
     cmd = [str(binary), "--graph-json", json.dumps(spec)]
-    return _spawn("kserve-router", KSERVE_PORT, cmd, core)
+    env = {**os.environ, "GOMAXPROCS": str(cores)}
+    return _spawn("kserve-router", KSERVE_PORT, cmd, core, env=env)

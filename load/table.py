@@ -14,26 +14,35 @@ def _cell(entry: dict[str, Any] | None, key: str, fmt: str) -> str:
 
 def render(report: dict[str, Any]) -> str:
     env = report["environment"]
+    stacks = ", ".join(f"{k} {v}" for k, v in env.get("http_stacks", {}).items())
     lines = [
         f"Bench {env['time_utc']}: {env['cores']} cores ({env['cpu']}), load average at start "
-        f"{' '.join(env['loadavg_at_start'])}; Python {env['python']}, aiohttp {env['aiohttp']}, "
+        f"{' '.join(env['loadavg_at_start'])}, at the end "
+        f"{' '.join(env.get('loadavg_at_end', ['?']))}; Python {env['python']}, "
+        f"aiohttp {env['aiohttp']}, {stacks}, "
         f"uvloop {env['uvloop']}, {env['wrk']}, {env['nginx']}. wrk and backends on core "
         f"{env['cores_used']['wrk+backends']}, server on core {env['cores_used']['server']}. "
         "Medians (min-max) over the repeats.",
         "",
-        "| scenario | c | req/s | p50 µs | p90 µs | p99 µs | CPU s/1k req | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | c | req/s | p50 µs | p90 µs | p99 µs | CPU s/1k req | peak RSS MB "
+        "| load 1m before→after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, result in report["scenarios"].items():
         for c in CONCURRENCY:
             entry = result.get(f"c{c}")
             rss = f"{result['peak_rss_mb']:.0f}" if "peak_rss_mb" in result and c == 64 else ""
             errors = f" ⚠ {entry['errors']} errors" if entry and entry.get("errors") else ""
+            load = (
+                f"{result['loadavg_before']:.2f}→{result['loadavg_after']:.2f}"
+                if c == 1 and "loadavg_after" in result
+                else ""
+            )
             lines.append(
                 f"| {name}{errors} | {c} | {_cell(entry, 'rps', '{:.0f}')} | "
                 f"{_cell(entry, 'p50_us', '{:.0f}')} | {_cell(entry, 'p90_us', '{:.0f}')} | "
                 f"{_cell(entry, 'p99_us', '{:.0f}')} | {_cell(entry, 'cpu_s_per_1k', '{:.3f}')} | "
-                f"{rss} |"
+                f"{rss} | {load} |"
             )
     lines += ["", "| derived figure | value |", "|---|---:|"]
     for key, value in report.get("derived", {}).items():
@@ -42,6 +51,13 @@ def render(report: dict[str, Any]) -> str:
                 lines.append(f"| {key}: {name} | {v:.0f} |")
         else:
             lines.append(f"| {key} | {value:.2f} |")
+    rows = report.get("targets")
+    if rows:
+        lines += ["", "| issue 15 target | measured | met |", "|---|---:|:---:|"]
+        for row in rows:
+            lines.append(
+                f"| {row['target']} | {row['value']:.3g} | {'yes' if row['met'] else 'NO'} |"
+            )
     scaling = report.get("scaling")
     if scaling:
         lines += ["", "| graph nodes | validate ms | compile ms | execute ms (in process) |"]
