@@ -17,6 +17,7 @@ for); redirects followed (at most 10).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -193,8 +194,22 @@ def _go_reason(url: str, error: Exception) -> str:
 
 
 def _describe(error: Exception) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    """rnet's error in a line: its type and the messages of the chain, e.g.
+    `ConnectionError: tcp connect error: Connection refused`.
+
+    rnet's text is Rust's debug form of the whole error chain, URL included (the detail names
+    the URL already); its quoted messages, or else the innermost kind (`IncompleteMessage`),
+    say what happened. Anything else is kept whole.
+    """
+    text = _URL_FIELD.sub("", str(error))
+    words = _QUOTED.findall(text) or _KIND.findall(text)[-1:]
+    account = ": ".join(words) if words else text
+    return f"{type(error).__name__}: {account}" if account else type(error).__name__
+
+
+_URL_FIELD = re.compile(r'url: "(?:[^"\\]|\\.)*",?\s*')
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_KIND = re.compile(r"\b([A-Z][A-Za-z]+)\)")
 
 
 def new_session(connection_limit: int) -> rnet.Client:

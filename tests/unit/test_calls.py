@@ -117,9 +117,11 @@ async def test_a_refused_connection_has_gos_text(caller: HttpStepCaller) -> None
     url = f"http://{LOOPBACK}:{port}/v1/models/m:predict"
     with pytest.raises(StepUnreachable) as raised:
         await caller(step_for(url), b"{}", JSON, 5)
-    assert (
-        raised.value.cause
-        == f'Post "{url}": dial tcp {LOOPBACK}:{port}: connect: connection refused'
+    reason = f"dial tcp {LOOPBACK}:{port}: connect: connection refused"
+    assert raised.value.cause == f'Post "{url}": {reason}'
+    assert raised.value.detail == (
+        f"node 'root' step 0: calling {url} failed: "
+        "ConnectionError: tcp connect error: Connection refused"
     )
 
 
@@ -136,6 +138,9 @@ async def test_a_connection_closed_before_any_answer_is_gos_eof(caller: HttpStep
     finally:
         server.close()
     assert raised.value.cause == f'Post "{url}": EOF'
+    assert raised.value.detail == (
+        f"node 'root' step 0: calling {url} failed: RequestError: IncompleteMessage"
+    )
 
 
 async def test_a_late_answer_is_a_timeout_with_gos_text(
