@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import rnet
+from multidict import CIMultiDictProxy
 from rnet import exceptions
 
 from router.errors import (
@@ -60,17 +62,19 @@ class HttpStepCaller:
         self._client: rnet.Client | None = client
         # A step's answer is held in memory; a runaway backend must not exhaust the router.
         self._max_bytes = max_response_bytes
-        # The last headers converted for the wire, with the mapping they came from (held, so
-        # its identity cannot be reused): every step of a request shares one mapping, and
-        # requests that propagate nothing share one constant.
+        # The last read-only headers converted for the wire, with the mapping they came from
+        # (held, so its identity cannot be reused): requests that propagate nothing all share
+        # one such constant. A mutable mapping is converted on every call, as it may change.
         self._headers: Mapping[str, str] | None = None
         self._wire_headers = rnet.HeaderMap()
 
     def _wire(self, headers: Mapping[str, str]) -> rnet.HeaderMap:
-        if headers is not self._headers:
-            self._wire_headers = _header_map(headers)
-            self._headers = headers
-        return self._wire_headers
+        if headers is self._headers:
+            return self._wire_headers
+        wire = _header_map(headers)
+        if isinstance(headers, CIMultiDictProxy | MappingProxyType):
+            self._headers, self._wire_headers = headers, wire
+        return wire
 
     async def __call__(
         self, step: Step, body: bytes, headers: Mapping[str, str], seconds: float

@@ -184,3 +184,15 @@ async def test_redirects_are_followed_as_before(caller: HttpStepCaller) -> None:
         await runner.cleanup()
     assert reply.status == 200
     assert reply.payload.json() == {"path": "/new", "body": '{"a": 1}'}
+
+
+async def test_headers_changed_between_calls_go_out_changed(
+    backend: Backend, caller: HttpStepCaller
+) -> None:
+    # The converted headers are reused only for a read-only mapping, never for one that may
+    # have changed since the last call (a recorder adding traceparent to its copy).
+    headers = {"Content-Type": "application/json", "X-Tag": "a"}
+    await caller(step_for(backend.at("/headers")), b"{}", headers, 5)
+    headers["X-Tag"] = "b"
+    await caller(step_for(backend.at("/headers")), b"{}", headers, 5)
+    assert [call["headers"]["X-Tag"] for call in backend.calls] == ["a", "b"]
