@@ -207,7 +207,8 @@ def render_graph(
         "serving.kserve.io/inferencegraph": name,
         "app.kubernetes.io/managed-by": "infergraph",
     }
-    owner = _owner("serving.kserve.io/v1alpha1", "InferenceGraph", graph.resource.metadata)
+    # Either group's InferenceGraph (serving.kserve.io or infergraph.dev) owns its router.
+    owner = _owner(graph.resource.api_version, "InferenceGraph", graph.resource.metadata)
     scaling = _Scaling(spec.min_replicas, spec.max_replicas, spec.scale_target, spec.scale_metric)
     return _workload(name, labels, pod, owner, scaling, options)
 
