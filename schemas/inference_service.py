@@ -181,7 +181,6 @@ class InferenceServiceStatus(Resource):
     components: JsonObject | None = None
     model_status: JsonObject | None = None
     deployment_mode: str | None = None
-    service_status: str | None = None
 
     def is_ready(self) -> bool:
         """True when a `Ready` condition says True (Knative duck-typed status)."""

@@ -56,6 +56,7 @@ class ServingRuntime(Resource):
     kind: Literal["ServingRuntime"]
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ServingRuntimeSpec
+    status: JsonObject | None = None  # KServe declares an (empty) status; nothing reads it
 
 
 class ClusterServingRuntime(Resource):
@@ -63,3 +64,4 @@ class ClusterServingRuntime(Resource):
     kind: Literal["ClusterServingRuntime"]
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ServingRuntimeSpec
+    status: JsonObject | None = None  # KServe declares an (empty) status; nothing reads it
