@@ -48,6 +48,9 @@ KUSTOMIZATION = "kustomization.yaml"
 KSERVE_DIR = "kserve"  # the serving.kserve.io CRDs (standalone install only)
 INFERGRAPH_DIR = "infergraph"  # the infergraph.dev CRD (every install)
 REGENERATE = "python -m schemas.crd config/crd"
+# On every CRD we generate: `infergraph install` replaces a serving.kserve.io CRD only if it
+# carries this (or when forced), so KServe's own are never overwritten by accident.
+PART_OF = {"app.kubernetes.io/part-of": "infergraph"}
 HEADER = f"# Generated from the pydantic models in schemas/ by `{REGENERATE}`; do not edit.\n"
 
 Scope = Literal["Namespaced", "Cluster"]
@@ -419,7 +422,7 @@ def crd(
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
+        "metadata": {"name": f"{plural}.{group}", "labels": dict(PART_OF)},
         "spec": {
             "group": group,
             "names": names,
