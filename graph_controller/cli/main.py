@@ -224,6 +224,7 @@ def _controller(args: argparse.Namespace) -> int:
         router_image=args.router_image,
         propagate_headers=tuple(p for p in args.propagate_headers.split(",") if p),
         workers=args.workers,
+        mode=args.mode,
     )
 
     async def run() -> int:
@@ -292,6 +293,13 @@ def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     c.add_argument(
         "--workers", type=_positive, default=settings.DEFAULT_WORKERS, help="concurrent reconciles"
     )
+    c.add_argument(
+        "--mode",
+        choices=settings.MODES,
+        default="standalone",
+        help="standalone: run InferenceServices and both InferenceGraph kinds; "
+        "alongside-kserve: only infergraph.dev graphs, KServe's controller runs the rest",
+    )
     c.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     c.set_defaults(run=_controller)
 
@@ -357,6 +365,9 @@ def parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=_explain)
 
     _add_controller(sub)
+    from graph_controller.cli import install
+
+    install.add_parser(sub)
     return p
 
 

@@ -316,3 +316,16 @@ def plan_graph(
 def _names(what: str, names: Sequence[str]) -> str:
     quoted = ", ".join(f"InferenceService '{n}'" for n in names)
     return f"{quoted} {what}"
+
+
+def name_taken(obj: Object, rival_api_version: str, now: str) -> Desired:
+    """A graph whose name an older graph of the other API group already uses: the router
+    Deployment and Service are named after the graph, so only one of them can have them."""
+    name = obj["metadata"]["name"]
+    why = Readiness(
+        False,
+        "NameConflict",
+        f"InferenceGraph '{name}' of {rival_api_version} already owns the router named '{name}'; "
+        "rename one of them",
+    )
+    return failed(obj, why, now, GRAPH_CONDITIONS)

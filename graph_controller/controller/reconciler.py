@@ -8,6 +8,11 @@ which retries the key with backoff, except a write the API server refuses (a 4xx
 409/429): that becomes `Ready=False` (reason `ApplyRejected`, the server's message) on the
 owner's status and a Warning Event, since no retry can pass until the spec changes. Status
 changes that reach or lose Ready are Events too, as KServe records them (`events`).
+
+Modes (`watched`): "standalone" reconciles InferenceServices and both graph kinds
+(serving.kserve.io and infergraph.dev); "alongside-kserve" reconciles only infergraph.dev
+graphs and reads InferenceServices (run by KServe's controller) only for their status address,
+never writing to a serving.kserve.io object.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ from .resources import (
     CLUSTER_SERVING_RUNTIME,
     DEPLOYMENT,
     GRAPH,
+    GRAPHS,
     HPA,
+    INFERGRAPH_GRAPH,
     ISVC,
+    OWNER_BY_KEY,
     SERVICE,
     SERVING_RUNTIME,
     Key,
@@ -42,10 +50,27 @@ from .resources import (
     owner_key,
     owner_uid,
 )
+from .settings import Mode
 
 log = logging.getLogger("graph_controller.controller.reconciler")
 
-WATCHED = (GRAPH, ISVC, SERVING_RUNTIME, CLUSTER_SERVING_RUNTIME, DEPLOYMENT, SERVICE, HPA)
+WATCHED = (
+    GRAPH,
+    INFERGRAPH_GRAPH,
+    ISVC,
+    SERVING_RUNTIME,
+    CLUSTER_SERVING_RUNTIME,
+    DEPLOYMENT,
+    SERVICE,
+    HPA,
+)
+# Beside KServe: our graphs, KServe's InferenceServices (read for their address) and what we
+# own; KServe's controller keeps its graphs, services and runtimes.
+WATCHED_ALONGSIDE_KSERVE = (INFERGRAPH_GRAPH, ISVC, DEPLOYMENT, SERVICE, HPA)
+
+
+def watched(mode: Mode) -> tuple[Kind, ...]:
+    return WATCHED if mode == "standalone" else WATCHED_ALONGSIDE_KSERVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +94,13 @@ class Reconciler:
         enqueue: Callable[[Key], None],
         now: Callable[[], str] = _now,
         identity: str = "",
+        mode: Mode = "standalone",
     ) -> None:
         self._kube, self._stores, self._options = kube, stores, options
         self._enqueue, self._now, self._identity = enqueue, now, identity
+        self._mode = mode
         self._lock = threading.Lock()
-        self._references: dict[tuple[str, str], frozenset[str]] = {}  # graph -> services
+        self._references: dict[Key, frozenset[str]] = {}  # graph -> services it names
         self._applied: dict[Key, Applied] = {}
 
     # --- events (on informer threads) ---
@@ -81,16 +108,22 @@ class Reconciler:
     def on_event(self, kind: Kind, event: str, obj: Object, old: Object | None) -> None:
         metadata = obj.get("metadata", {})
         namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
-        if kind is GRAPH:
-            self._index_graph(event, namespace, name, obj)
+        if kind in GRAPHS:
+            key = Key(kind.key, namespace, name)
+            self._index_graph(event, key, obj)
             if _spec_changed(event, obj, old):
-                self._enqueue(Key(GRAPH.kind, namespace, name))
+                self._enqueue(key)
+            if event in ("ADDED", "DELETED"):
+                # The same name in the other group may be waiting for this one to go.
+                other = INFERGRAPH_GRAPH if kind is GRAPH else GRAPH
+                if other in self._stores and self._stores[other].get(namespace, name):
+                    self._enqueue(Key(other.key, namespace, name))
         elif kind is ISVC:
-            if _spec_changed(event, obj, old):
+            if self._mode == "standalone" and _spec_changed(event, obj, old):
                 self._enqueue(Key(ISVC.kind, namespace, name))
             if event != "MODIFIED" or decide.service_url(obj) != decide.service_url(old or {}):
                 for graph in self.graphs_naming(namespace, name):
-                    self._enqueue(Key(GRAPH.kind, namespace, graph))
+                    self._enqueue(graph)
         elif kind in (SERVING_RUNTIME, CLUSTER_SERVING_RUNTIME):
             if _spec_changed(event, obj, old):
                 scope = namespace if kind is SERVING_RUNTIME else None
@@ -101,25 +134,29 @@ class Reconciler:
             if owner is not None:
                 self._enqueue(owner)
 
-    def _index_graph(self, event: str, namespace: str, name: str, obj: Object) -> None:
+    def _index_graph(self, event: str, key: Key, obj: Object) -> None:
         with self._lock:
             if event == "DELETED":
-                self._references.pop((namespace, name), None)
+                self._references.pop(key, None)
             else:
-                self._references[(namespace, name)] = decide.referenced_services(obj)
+                self._references[key] = decide.referenced_services(obj)
 
-    def graphs_naming(self, namespace: str, service: str) -> list[str]:
+    def graphs_naming(self, namespace: str, service: str) -> list[Key]:
         with self._lock:
             return [
                 graph
-                for (ns, graph), names in self._references.items()
-                if ns == namespace and service in names
+                for graph, names in self._references.items()
+                if graph.namespace == namespace and service in names
             ]
 
     # --- reconcile (on worker threads; one key never on two at once) ---
 
     def reconcile(self, key: Key) -> None:
-        kind = ISVC if key.kind == ISVC.kind else GRAPH
+        kind = OWNER_BY_KEY[key.kind]
+        if kind not in self._stores or (
+            self._mode != "standalone" and kind is not INFERGRAPH_GRAPH
+        ):
+            return  # KServe's controller runs it (an object we owned in an earlier mode)
         obj = self._stores[kind].get(key.namespace, key.name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             # Deleted: the cluster's garbage collector removes what it owned.
@@ -130,7 +167,11 @@ class Reconciler:
             desired = self._plan_service(obj, options)
             conditions: tuple[str, ...] = decide.SERVICE_CONDITIONS
         else:
-            desired = self._plan_graph(obj, options)
+            rival = self._rival(kind, obj)
+            if rival is not None:
+                desired = decide.name_taken(obj, rival, self._now())
+            else:
+                desired = self._plan_graph(obj, options)
             conditions = decide.GRAPH_CONDITIONS
         try:
             self._replace_immutable(key, obj, desired.manifests)
@@ -139,7 +180,7 @@ class Reconciler:
         except ApiError as error:
             if error.retryable:
                 raise
-            # The API server refused what we rendered (e.g. 422 for an invalid quantity):
+            # The API server refused what we rendered (e.g. 422 for an invalid env var name):
             # no retry can pass until the spec changes, so the owner's status says why.
             self._record(obj, events.Event(events.WARNING, events.INTERNAL_ERROR, str(error)))
             why = decide.Readiness(False, "ApplyRejected", str(error))
@@ -164,6 +205,23 @@ class Reconciler:
                 "event not recorded",
                 extra={"object": f"{obj['kind']}/{obj['metadata']['name']}", "error": str(error)},
             )
+
+    def _rival(self, kind: Kind, obj: Object) -> str | None:
+        """The apiVersion of an older graph of the same name in the other group, if any: both
+        would own the router Deployment and Service named after them, so the older one keeps
+        them (KServe's on a tie) and this one waits."""
+        other = INFERGRAPH_GRAPH if kind is GRAPH else GRAPH
+        if other not in self._stores:
+            return None
+        namespace, name = _ns_name(obj)
+        found = self._stores[other].get(namespace, name)
+        if found is None:
+            return None
+        mine = obj["metadata"].get("creationTimestamp", "")
+        theirs = found["metadata"].get("creationTimestamp", "")
+        if theirs < mine or (theirs == mine and other is GRAPH):
+            return other.api_version
+        return None
 
     def _plan_service(self, obj: Object, options: RenderOptions) -> decide.Desired:
         namespace, name = _ns_name(obj)

@@ -520,7 +520,8 @@ def render_graph(
     metadata = graph.resource.metadata
     labels = {**(metadata.labels or {}), "serving.kserve.io/inferencegraph": name, **MANAGED}
     annotations = dict(metadata.annotations or {})
-    owner = _owner("serving.kserve.io/v1alpha1", "InferenceGraph", metadata)
+    # Either group's InferenceGraph (serving.kserve.io or infergraph.dev) owns its router.
+    owner = _owner(graph.resource.api_version, "InferenceGraph", metadata)
     scaling = _Scaling(
         spec.min_replicas,
         spec.max_replicas,

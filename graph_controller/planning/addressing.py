@@ -27,10 +27,10 @@ from schemas.inference_service import (
 from schemas.valid_graph import ValidGraph
 
 
-def predict_url(address: str, model: str, protocol: ProtocolVersion = ProtocolVersion.V1) -> str:
+def predict_url(address: str, model: str, protocol: str = ProtocolVersion.V1) -> str:
     """KServe's inference URL for `model` served at `address` (an InferenceService's URL)."""
     base = address.rstrip("/")
-    if protocol is not ProtocolVersion.V1:
+    if protocol != ProtocolVersion.V1:
         return f"{base}/v2/models/{model}/infer"
     return f"{base}/v1/models/{model}:predict"
 

@@ -103,7 +103,7 @@ class RuntimeDefaults:
     env: tuple[EnvVar, ...] = ()  # appended to the model's env when not already named there
     args: tuple[str, ...] = ()
     labels: Mapping[str, str] | None = None  # added to the InferenceService's labels
-    protocol: ProtocolVersion | None = None
+    protocol: str | None = None  # a ProtocolVersion member, or a name KServe does not define
 
 
 def runtime_defaults(runtime: str, name: str, model: ModelSpec) -> RuntimeDefaults:
@@ -124,8 +124,8 @@ def runtime_defaults(runtime: str, name: str, model: ModelSpec) -> RuntimeDefaul
         return RuntimeDefaults(env, (), {"modelClass": model_class}, protocol)
     if runtime == "kserve-torchserve":
         protocol = model.protocol_version or ProtocolVersion.V1
-        envelope = "kservev2" if protocol is not ProtocolVersion.V1 else "kserve"
-        env = (EnvVar(name="PROTOCOL_VERSION", value=protocol.value),)
+        envelope = "kservev2" if protocol != ProtocolVersion.V1 else "kserve"
+        env = (EnvVar(name="PROTOCOL_VERSION", value=str(protocol)),)
         return RuntimeDefaults(env, (), {"serviceEnvelope": envelope}, protocol)
     if runtime == "kserve-tritonserver":
         args = () if has_storage else ("--model-control-mode=explicit",)
@@ -177,7 +177,7 @@ def _container_protocol(container: Container) -> ProtocolVersion:
     return ProtocolVersion.V1
 
 
-def protocol(service: InferenceService) -> ProtocolVersion:
+def protocol(service: InferenceService) -> str:
     """KServe's GetProtocol of the component a graph calls: the transformer's when there is
     one (its container's PROTOCOL env, default v1), else the predictor's (the model's
     protocolVersion after the webhook's defaults, default v1)."""

@@ -190,10 +190,10 @@ def _plan_predictor(
     argv = [_fill(arg, fills) for arg in template] + list(model.args or [])
     env = {e.name: e.value for e in model.env or [] if e.value is not None}
     protocol = model_protocol(model)
-    if protocol is ProtocolVersion.GRPC_V2:
-        raise LocalPlanError("protocol grpc-v2 is not supported locally; use v1 or v2 (REST)")
+    if protocol not in (ProtocolVersion.V1, ProtocolVersion.V2):
+        raise LocalPlanError(f"protocol {protocol} is not supported locally; use v1 or v2 (REST)")
     ready = f"/v2/models/{name}/ready" if protocol is ProtocolVersion.V2 else f"/v1/models/{name}"
-    return PredictorPlan(name, runtime.name, protocol, tuple(argv), env, ready)
+    return PredictorPlan(name, runtime.name, ProtocolVersion(protocol), tuple(argv), env, ready)
 
 
 def _fill(arg: str, fills: Mapping[str, str]) -> str:

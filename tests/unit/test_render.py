@@ -188,7 +188,7 @@ def test_router_gets_the_whole_spec_as_kserve_marshals_it() -> None:
     # KServe's controller passes json.Marshal(graph.Spec); camelCase fields must survive too.
     graph = validate_graph(
         {
-            "apiVersion": "serving.kserve.io/v1alpha1",
+            "apiVersion": "infergraph.dev/v1alpha1",  # extensions: our group
             "kind": "InferenceGraph",
             "metadata": {"name": "g"},
             "spec": {

@@ -190,7 +190,7 @@ def test_harness_models_can_fail(breed_model: Any, status: int) -> None:
 
 
 DEAD_BRANCH = """
-apiVersion: serving.kserve.io/v1alpha1
+apiVersion: infergraph.dev/v1alpha1
 kind: InferenceGraph
 metadata: {name: g}
 spec:
