@@ -247,7 +247,11 @@ class Cluster:
         return sorted(item["metadata"]["name"] for item in (listed or {}).get("items", []))
 
 
-_PLURALS = {"InferenceService": "inferenceservices", "InferenceGraph": "inferencegraphs"}
+_PLURALS = {
+    "InferenceService": "inferenceservices",
+    "InferenceGraph": "inferencegraphs",
+    "ServingRuntime": "servingruntimes",
+}
 _API = {
     "InferenceService": "serving.kserve.io/v1beta1",
     "InferenceGraph": "serving.kserve.io/v1alpha1",
