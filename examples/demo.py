@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 from sklearn.datasets import load_digits
 
-from graph_controller.bundle import load_bundle
-from graph_controller.local import deployment
+from graph_controller.local.deploy import deployment
+from graph_controller.planning.bundle import load_bundle
 
 EXAMPLE = Path(__file__).parent / "digits-pipeline"
 SAMPLES = (7, 13, 25, 42, 64)  # indexes into the digits dataset: a mix of low and high digits

@@ -16,7 +16,7 @@ from load import graphs, procstat, servers
 from router.executor import Execution
 from router.graph import Step, compile_graph
 from router.payload import Payload, Reply
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 
 SIZES = (10, 100, 1000)
 ANSWER = b'{"predictions":[1]}'
@@ -58,13 +58,13 @@ def graph_sizes(repeat: int) -> list[dict[str, Any]]:
     rows = []
     for size in SIZES:
         spec_doc = graphs.tree("http://127.0.0.1:9/v1/models/m:predict", size)
-        spec = validate_graph_spec(spec_doc)
+        spec = validate_graph(spec_doc)
         graph = compile_graph(spec)
 
         rows.append(
             {
                 "nodes": size,
-                "validate_ms": _best_ms(lambda d=spec_doc: validate_graph_spec(d), repeat),
+                "validate_ms": _best_ms(lambda d=spec_doc: validate_graph(d), repeat),
                 "compile_ms": _best_ms(lambda s=spec: compile_graph(s), repeat),
                 "execute_ms": asyncio.run(_execute_ms(graph, repeat)),
             }

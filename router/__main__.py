@@ -24,7 +24,7 @@ from router.settings import UnsupportedFlag, from_args
 from router.tracing import Tracing
 from router.workers import supervise
 from schemas.errors import SpecError
-from schemas.loading import load_graph_file, load_graph_spec
+from schemas.loading import load_graph, load_graph_file
 
 
 def _load_file(path: Path) -> CompiledGraph:
@@ -39,11 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Per-request lines are opt-in: the hot path stays free of logging by default.
             logging.getLogger(logs.REQUESTS_LOGGER).setLevel(logging.WARNING)
         if settings.graph_json is not None:
-            spec = load_graph_spec(settings.graph_json, "--graph-json")
+            valid = load_graph(settings.graph_json, "--graph-json")
         else:
             assert settings.graph_file is not None  # argparse requires one of the two
-            spec = load_graph_file(settings.graph_file)
-        graph = compile_graph(spec)
+            valid = load_graph_file(settings.graph_file)
+        graph = compile_graph(valid)
         propagator = HeaderPropagator.from_env(settings.propagate_headers)
         token = read_token(settings.auth_token_file) if settings.auth_token_file else None
         tracing = (

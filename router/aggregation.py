@@ -44,9 +44,12 @@ def _values(answer: Answer) -> tuple[str, list[Any], dict[str, Any] | None]:
 
 def _columns(answers: Sequence[Answer]) -> tuple[str, list[list[Any]], dict[str, Any] | None]:
     forms = [_values(a) for a in answers]
-    kinds = {kind for kind, _, _ in forms}
-    if len(kinds) > 1:
-        raise NotAggregatable("steps answered in different protocols (v1 and v2)")
+    for answer, (kind, _, _) in zip(answers, forms, strict=True):
+        if kind != forms[0][0]:
+            raise NotAggregatable(
+                f"step '{answer.step}' answered {kind} but step '{answers[0].step}' "
+                f"answered {forms[0][0]}; steps must answer in one protocol"
+            )
     lengths = {answers[i].step: len(values) for i, (_, values, _) in enumerate(forms)}
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"'{step}': {n}" for step, n in lengths.items())
@@ -96,19 +99,53 @@ def mean(answers: Sequence[Answer], weighted: bool = False) -> Any:
     total = sum(weights)
     if total <= 0:
         raise NotAggregatable("the contributing steps' weights sum to 0")
-    result = _mean_of(columns, weights, total, [a.step for a in answers])
+    where = "predictions" if kind == "v1" else "outputs[0].data"
+    result = _mean_of(columns, weights, total, [a.step for a in answers], where)
     return _wrap(kind, result, tensor, datatype="FP64")
 
 
-def _mean_of(items: list[Any], weights: list[float], total: float, steps: list[str]) -> Any:
-    head = items[0]
+def _mean_of(
+    items: list[Any], weights: list[float], total: float, steps: list[str], where: str
+) -> Any:
+    """The element-wise mean of `items` (one per step, at path `where` in each answer).
+
+    An error names the step whose value is wrong, the value and where it is, never the first
+    step's value: the offending answer is often not the first.
+    """
     if all(_is_number(x) for x in items):
         return math.fsum(w * float(x) for w, x in zip(weights, items, strict=True)) / total
     if all(isinstance(x, list) for x in items):
         if len({len(x) for x in items}) > 1:
-            raise NotAggregatable(f"steps {', '.join(steps)} answered arrays of different shapes")
-        return [_mean_of([x[i] for x in items], weights, total, steps) for i in range(len(head))]
-    raise NotAggregatable(f"a mean needs numbers; steps {', '.join(steps)} answered {head!r}")
+            detail = ", ".join(f"'{step}': {len(x)}" for step, x in zip(steps, items, strict=True))
+            raise NotAggregatable(
+                f"steps answered arrays of different lengths at {where} ({detail})"
+            )
+        return [
+            _mean_of([x[i] for x in items], weights, total, steps, f"{where}[{i}]")
+            for i in range(len(items[0]))
+        ]
+    for step, value in zip(steps, items, strict=True):
+        if not _is_number(value) and not isinstance(value, list):
+            raise NotAggregatable(
+                f"a mean needs numbers; step '{step}' answered {_show(value)} at {where}"
+            )
+    # Only numbers and arrays, mixed: name the first step whose form differs from the first's.
+    first_is_list = isinstance(items[0], list)
+    step, value = next(
+        (step, value)
+        for step, value in zip(steps, items, strict=True)
+        if isinstance(value, list) != first_is_list
+    )
+    raise NotAggregatable(
+        f"a mean needs values of one shape; step '{step}' answered {_show(value)} at {where} "
+        f"where step '{steps[0]}' answered {_show(items[0])}"
+    )
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: its JSON, cut short (an answer may be large)."""
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _is_number(value: Any) -> bool:

@@ -291,11 +291,14 @@ def _recorder(state: ServingState, trace: Trace | None) -> Recorder | None:
 
 def _reply_response(reply: Reply) -> web.Response:
     # KServe labels the answer JSON only when it is; a backend's own label saves re-parsing.
-    is_json = reply.json_content or reply.payload.is_json()
+    # Any other answer keeps the type its step declared (an image, text), unlike KServe's.
+    if reply.json_content or reply.payload.is_json():
+        content_type = JSON
+    else:
+        content_type = reply.content_type or "application/octet-stream"
+    # Through headers: `content_type=` refuses parameters such as charset.
     return web.Response(
-        status=reply.status,
-        body=reply.payload.raw,
-        content_type=JSON if is_json else "application/octet-stream",
+        status=reply.status, body=reply.payload.raw, headers={"Content-Type": content_type}
     )
 
 

@@ -12,7 +12,13 @@ from collections.abc import Mapping
 import aiohttp
 from yarl import URL
 
-from router.errors import InvalidStepResponse, StepTimeout, StepUnreachable
+from router.errors import (
+    GO_CLIENT_TIMEOUT,
+    InvalidStepResponse,
+    StepTimeout,
+    StepUnreachable,
+    go_post_error,
+)
 from router.graph import Step
 from router.payload import Payload, Reply
 
@@ -56,12 +62,23 @@ class HttpStepCaller:
                 self._url(url), data=body, headers=headers, timeout=self._timeout(seconds)
             ) as response:
                 data = await self._read(step, url, response)
-                return Reply(response.status, Payload(data), _is_json(response))
+                content_type = response.headers.get("Content-Type")
+                return Reply(response.status, Payload(data), _is_json(content_type), content_type)
         except TimeoutError:
-            raise StepTimeout(f"{step.label}: {url} did not answer within {seconds:.3g}s") from None
+            raise StepTimeout(
+                go_post_error(url, GO_CLIENT_TIMEOUT),
+                node=step.owner,
+                step=step.key,
+                url=url,
+                detail=f"{step.label}: {url} did not answer within {seconds:.3g}s",
+            ) from None
         except aiohttp.ClientError as error:
             raise StepUnreachable(
-                f"{step.label}: calling {url} failed: {_describe(error)}"
+                go_post_error(url, _go_reason(error)),
+                node=step.owner,
+                step=step.key,
+                url=url,
+                detail=f"{step.label}: calling {url} failed: {_describe(error)}",
             ) from None
 
     async def _read(self, step: Step, url: str, response: aiohttp.ClientResponse) -> bytes:
@@ -69,7 +86,10 @@ class HttpStepCaller:
         if declared is not None:
             if declared > self._max_bytes:
                 raise InvalidStepResponse(
-                    f"{step.label}: {url} answered {declared} bytes, more than {self._max_bytes}"
+                    f"{step.label}: {url} answered {declared} bytes, more than {self._max_bytes}",
+                    node=step.owner,
+                    step=step.key,
+                    url=url,
                 )
             return await response.read()  # aiohttp reads exactly the declared length
         # Chunked, no length given: count as it arrives and stop at the cap.
@@ -79,17 +99,35 @@ class HttpStepCaller:
             size += len(chunk)
             if size > self._max_bytes:
                 raise InvalidStepResponse(
-                    f"{step.label}: {url} answered more than {self._max_bytes} bytes"
+                    f"{step.label}: {url} answered more than {self._max_bytes} bytes",
+                    node=step.owner,
+                    step=step.key,
+                    url=url,
                 )
             chunks.append(chunk)
         return b"".join(chunks)
 
 
-def _is_json(response: aiohttp.ClientResponse) -> bool:
+def _is_json(value: str | None) -> bool:
     # The media type without parameters, as `response.content_type` gives, but without its
     # full parse of the parameters (about 1% of the router's CPU in the 2-step profile).
-    value = response.headers.get("Content-Type")
     return value is not None and value.partition(";")[0].strip().lower() == "application/json"
+
+
+def _go_reason(error: aiohttp.ClientError) -> str:
+    """What Go's HTTP client says for this failure, where the two clients see the same thing.
+
+    KServe's `cause` is Go's text; clients matching on it (a refused connection, a connection
+    closed before any answer) find the same words here. Other failures keep aiohttp's account.
+    """
+    if isinstance(error, aiohttp.ClientConnectorError) and isinstance(
+        error.os_error, ConnectionRefusedError
+    ):
+        host = f"[{error.host}]" if ":" in error.host else error.host
+        return f"dial tcp {host}:{error.port}: connect: connection refused"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "EOF"  # Go: the server closed the connection before answering
+    return _describe(error)
 
 
 def _describe(error: aiohttp.ClientError) -> str:

@@ -10,6 +10,7 @@ including the request's deadline: no step call waits past it, and no retry start
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -25,14 +26,15 @@ from router.errors import (
     StepTimeout,
     StepUnreachable,
 )
+from router.execution import NodeRunner
 from router.graph import Node, Step
 from router.nodes.ensemble import run_ensemble
 from router.nodes.sequence import run_sequence
 from router.nodes.splitter import run_splitter
 from router.nodes.switch import run_switch
 from router.payload import InvalidJSON, Payload, Reply
-from router.recording import Recorder
-from router.resilience import Breakers, backoff_seconds
+from router.recording import Decision, DecisionKind, Outcome, Recorder
+from router.resilience import Breakers, BreakerState, backoff_seconds
 from schemas.graph import RouterType
 from schemas.mapping import REQUEST, RESPONSE, MissingValue
 
@@ -55,8 +57,7 @@ class Clock:
 
 
 SYSTEM_CLOCK = Clock()
-NodeRunner = Callable[[Node, Payload, "Execution"], Awaitable[Reply]]
-
+log = logging.getLogger("router")
 _RUNNERS: dict[RouterType, NodeRunner] = {
     RouterType.SEQUENCE: run_sequence,
     RouterType.SWITCH: run_switch,
@@ -66,7 +67,7 @@ _RUNNERS: dict[RouterType, NodeRunner] = {
 
 
 class Execution:
-    """One request's run through the graph."""
+    """One request's run through the graph; implements `router.execution.NodeExecution`."""
 
     __slots__ = (
         "background",
@@ -124,7 +125,7 @@ class Execution:
         try:
             reply = await _RUNNERS[node.kind](node, payload, self)
         except RouterError as error:
-            recorder.node_finished(token, error.status, error.cause)
+            recorder.node_finished(token, error.status, error.explanation)
             raise
         except asyncio.CancelledError:  # quorum/first/disconnect: recorders close what they opened
             recorder.node_finished(token, None, "cancelled")
@@ -132,9 +133,12 @@ class Execution:
         recorder.node_finished(token, reply.status, None)
         return reply
 
-    def note(self, node: Node, step: Step | None, what: str) -> None:
+    def decide(
+        self, kind: DecisionKind, node: Node, step: Step | None, outcome: Outcome, detail: str
+    ) -> None:
         if self.recorder is not None:
-            self.recorder.decision(node.name, step.key if step is not None else None, what)
+            key = step.key if step is not None else None
+            self.recorder.decision(Decision(kind, node.name, key, outcome, detail))
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -210,7 +214,7 @@ class Execution:
         try:
             reply = await self._call_with_retries(step, body.raw, headers, attempts)
         except RouterError as error:
-            recorder.step_finished(token, error.status, error.cause, attempts[0])
+            recorder.step_finished(token, error.status, error.explanation, attempts[0])
             raise
         except asyncio.CancelledError:
             recorder.step_finished(token, None, "cancelled", attempts[0])
@@ -229,24 +233,46 @@ class Execution:
             now = self.clock.now()
             remaining = self.deadline - now
             if remaining <= 0:
-                raise GraphTimeout(f"{step.label}: the request's deadline passed before the call")
-            if breaker is not None and not breaker.allow(now):
-                raise CircuitOpen(
-                    f"{step.label}: circuit open for {step.url} after {breaker.failures} "
-                    f"consecutive failures; next probe in {breaker.retry_after(now):.1f}s",
-                    retry_after=breaker.retry_after(now),
+                raise GraphTimeout(
+                    f"{step.label}: the request's deadline passed before the call",
+                    node=step.owner,
+                    step=step.key,
+                    url=step.url,
                 )
+            probe = False
+            if breaker is not None:
+                probe = breaker.state(now) is BreakerState.HALF_OPEN
+                if not breaker.allow(now):
+                    raise CircuitOpen(
+                        f"{step.label}: circuit open for {step.url} after {breaker.failures} "
+                        f"consecutive failures; next probe in {breaker.retry_after(now):.1f}s",
+                        retry_after=breaker.retry_after(now),
+                        node=step.owner,
+                        step=step.key,
+                        url=step.url,
+                    )
             attempts[0] += 1
             timeout = min(step.timeout or self.service_client_timeout, remaining)
             error: RouterError | None = None
             reply: Reply | None = None
+            succeeded: bool | None = None  # stays None when the call is cancelled
             try:
                 reply = await self.caller(step, raw, headers, timeout)
+                succeeded = reply.status < 500
             except (StepUnreachable, StepTimeout) as failure:
                 error = failure
-            failed = error is not None or (reply is not None and reply.status >= 500)
-            if breaker is not None:
-                breaker.record(not failed, self.clock.now())
+                succeeded = False
+            except RouterError:  # an answer the router cannot take (too large): the target's fault
+                succeeded = False
+                raise
+            finally:
+                # Every way out of the call settles the breaker, so a probe never keeps the
+                # half-open slot: a cancelled one gives it back with no verdict.
+                if breaker is not None:
+                    if succeeded is not None:
+                        breaker.record(succeeded, self.clock.now())
+                    elif probe:
+                        breaker.release()
             retryable = error is not None and not isinstance(error, StepTimeout)
             if reply is not None and policy is not None:
                 retryable = reply.status in policy.retryable_status_codes
@@ -264,25 +290,35 @@ class Execution:
                 return reply
             if self.recorder is not None:
                 what = f"retry {attempts[0]} in {delay * 1000:.0f} ms"
-                self.recorder.decision(step.owner, step.key, what)
+                self.recorder.decision(
+                    Decision(DecisionKind.RETRY, step.owner, step.key, Outcome.SCHEDULED, what)
+                )
             await self.clock.sleep(delay)
 
-    def spawn_shadow(self, step: Step, body: Payload) -> None:
-        """Send a copy to a shadow step; its answer and failure never reach the response."""
+    def spawn_shadow(self, step: Step, node_input: Payload) -> None:
+        """Send a copy to a shadow step; its answer and failure never reach the response.
+
+        Even its body is built in the background task: a `data` path that matches nothing on
+        the shadow must not turn the live answer into an error.
+        """
         if self.background is None:
             return
-        task = asyncio.ensure_future(self._shadow(step, body))
+        task = asyncio.ensure_future(self._shadow(step, node_input))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    async def _shadow(self, step: Step, body: Payload) -> None:
+    async def _shadow(self, step: Step, node_input: Payload) -> None:
         try:
-            if step.node is not None:
-                await self.run_node(step.node, body)
-            else:
-                await self.call_service(step, body)
-        except RouterError:
-            pass  # shadow traffic must never affect anything; its failures are its own
+            await self.run_step(step, node_input)
+        except RouterError as error:
+            # Shadow traffic must never affect the answer; its failures are logged (and its step
+            # calls counted by the metrics recorder like any other).
+            log.warning(
+                "shadow %s failed: %s",
+                step.label,
+                error.explanation,
+                extra={"node": step.owner, "step": step.key, "status": error.status},
+            )
 
 
 def map_predictions_to_instances(step: Step, payload: Payload, from_request: bool) -> Payload:

@@ -21,7 +21,7 @@ from router.executor import Execution
 from router.graph import CompiledGraph, Step, compile_graph
 from router.payload import InvalidJSON, Payload, Reply
 from router.recording import Trace
-from schemas.graph import InferenceGraphSpec
+from schemas.valid_graph import ValidGraph
 
 EXPLAIN_HEADER = "X-InferGraph-Explain"
 _EXPLAIN_DEADLINE = 3600.0  # stubs answer at once; a deadline must exist but never matters
@@ -63,20 +63,6 @@ def stubs_from(document: Any) -> dict[str, Stub]:
     return out
 
 
-def with_placeholder_urls(spec: InferenceGraphSpec) -> InferenceGraphSpec:
-    """Give unresolved serviceName steps a URL nobody calls, so the graph compiles for explain."""
-    nodes = {}
-    for name, node in spec.nodes.items():
-        steps = [
-            step.model_copy(update={"service_url": f"http://{step.service_name}.explain.invalid/"})
-            if step.service_name and not step.service_url
-            else step
-            for step in node.steps
-        ]
-        nodes[name] = node.model_copy(update={"steps": steps})
-    return spec.model_copy(update={"nodes": nodes})
-
-
 async def explain(
     graph: CompiledGraph,
     request: bytes,
@@ -108,8 +94,10 @@ async def explain(
     return {"path": path, "status": status, "response": body}
 
 
-def explain_spec(spec: InferenceGraphSpec) -> CompiledGraph:
-    return compile_graph(with_placeholder_urls(spec))
+def explain_graph(graph: ValidGraph) -> CompiledGraph:
+    """The graph compiled for explain: unresolved services get a URL that is never called."""
+    placeholders = {name: f"http://{name}.explain.invalid/" for name in graph.referenced_services()}
+    return compile_graph(graph.with_service_urls(placeholders))
 
 
 def _body(payload: Payload) -> Any:

@@ -1,4 +1,4 @@
-"""Compile a validated InferenceGraph spec into the frozen objects the executor runs.
+"""Compile a validated InferenceGraph (a `ValidGraph`) into the frozen objects the executor runs.
 
 Called once at start-up (and on reload). Everything the request path needs is prepared here:
 conditions compiled, `nodeName` references resolved to node objects, splitter weights made
@@ -26,6 +26,7 @@ from schemas.graph import (
     RouterType,
 )
 from schemas.mapping import DataMapping, compile_data
+from schemas.valid_graph import ValidGraph
 
 # KServe's defaults, in seconds (Go http.Server ReadTimeout/WriteTimeout/IdleTimeout).
 DEFAULT_SERVER_READ = 60.0
@@ -82,12 +83,13 @@ class CompiledGraph:
     timeouts: Timeouts
 
 
-def compile_graph(spec: InferenceGraphSpec) -> CompiledGraph:
-    """Prepared objects for a spec that `schemas` validated (no cycles, references exist).
+def compile_graph(graph: ValidGraph) -> CompiledGraph:
+    """Prepared objects for a validated graph (no cycles, references exist).
 
     Raises SpecError when a step names an InferenceService without a `serviceUrl`: the router
     calls URLs, and resolving names is the controller's job (`infergraph up` or Kubernetes).
     """
+    spec = graph.spec
     _require_urls(spec)
     compiled: dict[str, Node] = {}
 

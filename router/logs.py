@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from router.graph import Node, Step
 from router.jsonlog import JsonFormatter
-from router.recording import Recorder
+from router.recording import Decision, Recorder
 from router.tracing import current_trace_id
 
 REQUESTS_LOGGER: Final = "router.requests"
@@ -131,5 +131,5 @@ class _StepLog:
             extra["trace_id"] = trace_id
         self._logger.debug("step %s.%s %s %.1fms", step.owner, step.key, status, ms, extra=extra)
 
-    def decision(self, node: str, step: str | None, what: str) -> None:
+    def decision(self, decision: Decision) -> None:
         pass

@@ -30,7 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from router.graph import Node, Step
-from router.recording import Recorder
+from router.recording import Decision, Recorder
 from router.resilience import Breakers, BreakerState
 
 # From a fast local model (1 ms) to KServe's default serverWrite (60 s).
@@ -189,7 +189,7 @@ class _MetricsRecorder:
         if attempts > 1:
             self._metrics._retry_counter(step).inc(attempts - 1)
 
-    def decision(self, node: str, step: str | None, what: str) -> None:
+    def decision(self, decision: Decision) -> None:
         pass  # retries are counted from `attempts`; other decisions are not metrics
 
 
@@ -225,9 +225,8 @@ class _ScrapeTimeGauges(Collector):
         if self._breakers is not None:
             # Breakers judge time on the executor's clock, which is `time.monotonic` in service.
             now = time.monotonic()
-            # A copy: a request may add a breaker while a scrape runs in another thread.
-            for target, breaker in list(self._breakers.by_target.items()):
-                breakers.add_metric((self._graph, target), BREAKER_VALUES[breaker.state(now)])
+            for target, state in self._breakers.states(now).items():
+                breakers.add_metric((self._graph, target), BREAKER_VALUES[state])
         yield breakers
         if self._in_flight is not None:
             in_flight.add_metric((self._graph,), self._in_flight())

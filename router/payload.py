@@ -66,15 +66,24 @@ def encode(value: Any) -> bytes:
 
 
 class Reply:
-    """What a step or node answered: HTTP status, body, and whether the body is known JSON."""
+    """What a step or node answered: HTTP status, body, whether the body is known JSON, and
+    the Content-Type the step declared (None for bodies the router built)."""
 
-    __slots__ = ("json_content", "payload", "status")
+    __slots__ = ("content_type", "json_content", "payload", "status")
 
-    def __init__(self, status: int, payload: Payload, json_content: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        payload: Payload,
+        json_content: bool = False,
+        content_type: str | None = None,
+    ) -> None:
         self.status = status
         self.payload = payload
         # True when the backend declared application/json, so the router need not re-validate.
         self.json_content = json_content
+        # Kept so a non-JSON answer passed through as the graph's answer keeps its own type.
+        self.content_type = content_type
 
     @property
     def ok(self) -> bool:

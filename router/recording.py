@@ -11,9 +11,55 @@ from __future__ import annotations
 import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from router.graph import Node, Step
+
+
+class DecisionKind(StrEnum):
+    """What was decided."""
+
+    CONDITION = "condition"  # a step's condition was evaluated (Sequence, Switch)
+    ROUTE = "route"  # a Splitter picked its route
+    SHADOW = "shadow"  # a Splitter sent a copy to a shadow step
+    RETRY = "retry"  # a failed step call will be tried again
+    HARD_FAILURE = "hard_failure"  # a Hard step failed, so its answer is the node's
+    EARLY_ANSWER = "early_answer"  # an Ensemble answers before every step did
+
+
+class Outcome(StrEnum):
+    """How it was decided; each kind has its own outcomes (listed by kind)."""
+
+    HELD = "held"  # condition: the step runs (Sequence), or is the route (Switch)
+    FAILED = "failed"  # condition: the Sequence stops; the Switch tries the next step
+    DRAWN = "drawn"  # route: by a random draw
+    STICKY = "sticky"  # route: by the hash of the sticky header's value
+    COPIED = "copied"  # shadow
+    SCHEDULED = "scheduled"  # retry
+    DECIDES = "decides"  # hard_failure: the node answers with that step's failure
+    SETTLED = "settled"  # early_answer: the node's rule (first, quorum) is met
+    QUORUM_IMPOSSIBLE = "quorum_impossible"  # early_answer: too few steps can still succeed
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One decision of the executor, as data: consumers read `kind` and `outcome`, and show
+    `detail` (a sentence for people) without parsing it."""
+
+    kind: DecisionKind
+    node: str
+    step: str | None  # the step's key, when the decision is about one step
+    outcome: Outcome
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"decision": self.kind.value, "node": self.node}
+        if self.step is not None:
+            out["step"] = self.step
+        out["outcome"] = self.outcome.value
+        out["detail"] = self.detail
+        return out
 
 
 class Recorder(Protocol):
@@ -29,8 +75,8 @@ class Recorder(Protocol):
         self, token: object, status: int | None, error: str | None, attempts: int
     ) -> None: ...
 
-    def decision(self, node: str, step: str | None, what: str) -> None:
-        """A routing decision: a condition's outcome, a splitter draw, a retry, a skip."""
+    def decision(self, decision: Decision) -> None:
+        """A routing decision: a condition's outcome, a splitter draw, a retry, a stop."""
         ...
 
 
@@ -45,10 +91,12 @@ class Event:
     error: str | None = None
     attempts: int | None = None
     detail: str | None = None
+    decision: str | None = None  # decisions: the DecisionKind's value
+    outcome: str | None = None  # decisions: the Outcome's value
 
     def as_json(self, origin: float) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "node": self.node}
-        for name in ("step", "status", "error", "attempts", "detail"):
+        for name in ("step", "status", "error", "attempts", "decision", "outcome", "detail"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -63,6 +111,7 @@ class Trace:
     """Records every node, step call and decision of one request, in the order they happen."""
 
     events: list[Event] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)  # the values, in order
     origin: float = field(default_factory=time.perf_counter)
 
     def node_started(self, node: Node) -> object:
@@ -87,8 +136,19 @@ class Trace:
         token.ended, token.status, token.error = time.perf_counter(), status, error
         token.attempts = attempts
 
-    def decision(self, node: str, step: str | None, what: str) -> None:
-        self.events.append(Event("decision", node, step, time.perf_counter(), detail=what))
+    def decision(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+        self.events.append(
+            Event(
+                "decision",
+                decision.node,
+                decision.step,
+                time.perf_counter(),
+                detail=decision.detail,
+                decision=decision.kind.value,
+                outcome=decision.outcome.value,
+            )
+        )
 
     def as_json(self) -> list[dict[str, Any]]:
         return [event.as_json(self.origin) for event in self.events]
@@ -120,6 +180,6 @@ class Recorders:
         for recorder, inner in zip(self._recorders, token, strict=True):
             recorder.step_finished(inner, status, error, attempts)
 
-    def decision(self, node: str, step: str | None, what: str) -> None:
+    def decision(self, decision: Decision) -> None:
         for recorder in self._recorders:
-            recorder.decision(node, step, what)
+            recorder.decision(decision)

@@ -1,4 +1,4 @@
-"""Pure resilience rules: backoff delays, and circuit breakers per step target.
+"""Pure resilience rules: backoff delays, and circuit breakers per step target and policy.
 
 Both take time and randomness as arguments (the executor injects a clock and a `Random`), so
 every rule is testable without sleeping. The executor applies them: a step call is retried
@@ -62,6 +62,14 @@ class Breaker:
             return 0.0
         return max(0.0, self.policy.cooldown_seconds - (now - self.opened_at))
 
+    def release(self) -> None:
+        """Frees the half-open slot of a probe that ended without a verdict (it was cancelled).
+
+        Without this a probe cancelled by a quorum or a client hang-up would hold the slot for
+        ever: the breaker would stay half-open with no probe allowed, i.e. open for good.
+        """
+        self.probing = False
+
     def record(self, success: bool, now: float) -> None:
         self.probing = False
         if success:
@@ -73,14 +81,35 @@ class Breaker:
             self.opened_at = now  # a failed probe re-opens for a full cooldown
 
 
+_BreakerKey = tuple[str, int, float]  # target URL, failureThreshold, cooldownSeconds
+
+# Which of several breakers on one target a per-target view shows: the most open one.
+_OPENNESS = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
 @dataclass(slots=True)
 class Breakers:
-    """Breakers by target URL, shared by all requests of one router process."""
+    """Breakers by (target URL, policy), shared by all requests of one router process.
 
-    by_target: dict[str, Breaker] = field(default_factory=dict)
+    Two steps calling one URL with different policies each keep their own breaker: with one
+    breaker per URL, each would replace the other's on every call and neither would open.
+    """
+
+    by_key: dict[_BreakerKey, Breaker] = field(default_factory=dict)
 
     def get(self, target: str, policy: CircuitBreakerPolicy) -> Breaker:
-        breaker = self.by_target.get(target)
-        if breaker is None or breaker.policy != policy:
-            breaker = self.by_target[target] = Breaker(policy)
+        key = (target, policy.failure_threshold, float(policy.cooldown_seconds))
+        breaker = self.by_key.get(key)
+        if breaker is None:
+            breaker = self.by_key[key] = Breaker(policy)
         return breaker
+
+    def states(self, now: float) -> dict[str, BreakerState]:
+        """Each target's state; with several policies on one target, the most open one."""
+        states: dict[str, BreakerState] = {}
+        # A copy: a request may add a breaker while a scrape reads them in another thread.
+        for (target, _, _), breaker in list(self.by_key.items()):
+            state = breaker.state(now)
+            if _OPENNESS[state] >= _OPENNESS[states.get(target, BreakerState.CLOSED)]:
+                states[target] = state
+        return states

@@ -7,10 +7,14 @@ Public API, for users' pytest suites:
   bodies, or only one of them with `protocol="v1"`/`"v2"`;
 - `from_schema(schema)`: request bodies matching a JSON Schema you give for a model
   (hypothesis-jsonschema);
-- `GraphHarness(spec, models)`: runs a graph through the router's real executor and nodes,
-  with each InferenceService played by a plain Python callable (sync or async) that returns a
-  body, a `(status, body)` pair, or raises `ModelFailure(status, body)`; `run(body)` returns
-  the answer and a record of which nodes and steps ran and what was decided.
+- `GraphHarness(graph, models)`: runs a graph (a `ValidGraph`, e.g. from
+  `schemas.loading.load_graph_file`, or a spec/resource as a dict, validated here) through
+  the router's real executor and nodes, with each InferenceService played by a plain Python
+  callable (sync or async) that returns a body, a `(status, body)` pair, or raises
+  `ModelFailure(status, body)`; `run(body)` returns the answer and a record of which nodes
+  and steps ran and what was decided;
+- the values a `Run` carries: `Decision` (with `DecisionKind` and `Outcome`), and the router's
+  errors (`RouterError` and its subclasses such as `NoRouteMatched`, `AnswersNotAggregatable`).
 
 Only HTTP is replaced (by calling your functions); conditions, data mapping, aggregation,
 retries and errors run exactly as in the router.
@@ -32,13 +36,36 @@ import jsonschema
 import orjson
 from hypothesis import strategies as st
 
-from router.errors import RouterError, StepUnreachable
+from router.errors import (
+    AnswersNotAggregatable,
+    NoRouteMatched,
+    RouterError,
+    StepUnreachable,
+)
 from router.executor import Execution
 from router.graph import CompiledGraph, Step, compile_graph
 from router.payload import InvalidJSON, Payload, Reply
-from router.recording import Trace
-from schemas.graph import InferenceGraphSpec
-from schemas.loading import validate_graph_spec
+from router.recording import Decision, DecisionKind, Outcome, Trace
+from schemas.graph import InferenceStep
+from schemas.valid_graph import ValidGraph, validate_graph
+
+__all__ = [
+    "ROUTER_TYPES",
+    "AnswersNotAggregatable",
+    "Decision",
+    "DecisionKind",
+    "GraphHarness",
+    "Model",
+    "ModelFailure",
+    "ModelUnreachable",
+    "NoRouteMatched",
+    "Outcome",
+    "RouterError",
+    "Run",
+    "from_schema",
+    "graphs",
+    "payloads",
+]
 
 ROUTER_TYPES = ("Sequence", "Switch", "Ensemble", "Splitter")
 Model = Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]
@@ -225,11 +252,18 @@ class ModelUnreachable(Exception):
 
 @dataclass
 class Run:
-    """One request through the graph: the answer, and what ran."""
+    """One request through the graph: the answer, and what ran.
+
+    `events` is the trace as JSON (what `X-InferGraph-Trace` carries); `decisions` are the
+    executor's decisions as values; `error` is the router's own error when it answered one
+    (None when the answer came from the graph's steps, whatever its status).
+    """
 
     status: int
     body: Any
     events: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    error: RouterError | None = None
 
     @property
     def steps(self) -> list[tuple[str, str]]:
@@ -239,10 +273,6 @@ class Run:
     @property
     def nodes(self) -> list[str]:
         return [e["node"] for e in self.events if e["kind"] == "node"]
-
-    @property
-    def decisions(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["kind"] == "decision"]
 
 
 class _ModelCaller:
@@ -286,13 +316,14 @@ class GraphHarness:
 
     def __init__(
         self,
-        spec: Mapping[str, Any] | InferenceGraphSpec,
+        graph: ValidGraph | Mapping[str, Any],
         models: Mapping[str, Model],
         seed: int = 0,
     ) -> None:
-        parsed = spec if isinstance(spec, InferenceGraphSpec) else validate_graph_spec(spec)
-        self.spec, names = _with_fake_urls(parsed)
-        self.graph: CompiledGraph = compile_graph(self.spec)
+        valid = graph if isinstance(graph, ValidGraph) else validate_graph(graph)
+        self.valid, names = _with_fake_urls(valid)
+        self.spec = self.valid.spec
+        self.graph: CompiledGraph = compile_graph(self.valid)
         self._caller = _ModelCaller(models, names)
         self._rng = random.Random(seed)
 
@@ -310,32 +341,31 @@ class GraphHarness:
             recorder=trace,
             incoming_headers=headers or {},
         )
+        error: RouterError | None = None
         try:
             reply = await execution.run_node(self.graph.root, payload)
             status, answer = reply.status, _parsed(reply.payload)
-        except RouterError as error:
-            status, answer = error.status, orjson.loads(error.body())
-        return Run(status, answer, trace.as_json())
+        except RouterError as raised:
+            error = raised
+            status, answer = raised.status, orjson.loads(raised.body())
+        return Run(status, answer, trace.as_json(), list(trace.decisions), error)
 
     def run(self, body: Any, headers: Mapping[str, str] | None = None) -> Run:
         """Synchronous `run_async`, for plain (non-async) tests."""
         return asyncio.run(self.run_async(body, headers))
 
 
-def _with_fake_urls(spec: InferenceGraphSpec) -> tuple[InferenceGraphSpec, dict[str, str]]:
+def _with_fake_urls(graph: ValidGraph) -> tuple[ValidGraph, dict[str, str]]:
+    """Every service step pointed at a URL of its own, so calls can be told apart by URL."""
     names: dict[str, str] = {}
-    nodes = {}
-    for node_name, node in spec.nodes.items():
-        steps = []
-        for index, step in enumerate(node.steps):
-            service = step.service_name or step.name or f"{node_name}.{index}"
-            if step.node_name is None:
-                url = f"http://{service}.harness.invalid/{node_name}/{index}"
-                names[url] = service
-                step = step.model_copy(update={"service_url": url})
-            steps.append(step)
-        nodes[node_name] = node.model_copy(update={"steps": steps})
-    return spec.model_copy(update={"nodes": nodes}), names
+
+    def url_for(node: str, index: int, step: InferenceStep) -> str:
+        service = step.service_name or step.name or f"{node}.{index}"
+        url = f"http://{service}.harness.invalid/{node}/{index}"
+        names[url] = service
+        return url
+
+    return graph.with_step_urls(url_for), names
 
 
 def _parsed(payload: Payload) -> Any:

@@ -39,7 +39,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from router.graph import Node, Step
-from router.recording import Recorder
+from router.recording import Decision, Recorder
 
 INSTRUMENTATION_NAME: Final = "infergraph.router"
 
@@ -51,6 +51,9 @@ GRAPH: Final = "infergraph.graph"
 RETRIES: Final = "infergraph.retries"
 ERROR: Final = "infergraph.error"
 CANCELLED: Final = "infergraph.cancelled"
+DECISION_KIND: Final = "infergraph.decision.kind"
+DECISION_OUTCOME: Final = "infergraph.decision.outcome"
+DECISION_DETAIL: Final = "infergraph.decision.detail"
 URL: Final = "url.full"
 HTTP_STATUS: Final = "http.response.status_code"
 HTTP_METHOD: Final = "http.request.method"
@@ -148,10 +151,6 @@ class Tracing:
             self._shut_down = True
             self._provider.shutdown()
 
-    def force_flush(self) -> bool:
-        """Exports what is queued, without stopping; True when everything went out in time."""
-        return self._provider.force_flush()
-
 
 def current_trace_id() -> str | None:
     """The current span's trace id as 32 hex digits (for logs), or None outside any trace."""
@@ -226,11 +225,18 @@ class _TracingRecorder:
         _outcome(span, status, error, error_from=400)  # a client span fails on any 4xx or 5xx
         span.end()
 
-    def decision(self, node: str, step: str | None, what: str) -> None:
+    def decision(self, decision: Decision) -> None:
         # A retry, a condition's outcome, a splitter draw: an event on the span running now
-        # (the step's for a retry, the node's otherwise).
-        attributes = {NODE: node} if step is None else {NODE: node, STEP: step}
-        trace.get_current_span().add_event(what, attributes=attributes)
+        # (the step's for a retry, the node's otherwise), named by its kind, with its values.
+        attributes = {
+            NODE: decision.node,
+            DECISION_KIND: decision.kind.value,
+            DECISION_OUTCOME: decision.outcome.value,
+            DECISION_DETAIL: decision.detail,
+        }
+        if decision.step is not None:
+            attributes[STEP] = decision.step
+        trace.get_current_span().add_event(decision.kind.value, attributes=attributes)
 
 
 def _outcome(span: trace.Span, status: int | None, error: str | None, error_from: int) -> None:

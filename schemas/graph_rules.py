@@ -47,6 +47,12 @@ def check_graph_spec(
     return errors
 
 
+def is_http_url(url: str) -> bool:
+    """Whether `url` is what a step may call: an absolute http(s) URL."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 def _check_node(
     spec: InferenceGraphSpec, node_name: str, node: InferenceRouter, path: tuple[PathPart, ...]
 ) -> Iterator[FieldError]:
@@ -105,13 +111,11 @@ def _check_step(
             render_path((*path, "nodeName")),
             f"refers to node '{step.node_name}', which does not exist (nodes: {known})",
         )
-    if step.service_url:
-        parts = urlsplit(step.service_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            yield FieldError(
-                render_path((*path, "serviceUrl")),
-                f"'{step.service_url}' is not an absolute http(s) URL",
-            )
+    if step.service_url and not is_http_url(step.service_url):
+        yield FieldError(
+            render_path((*path, "serviceUrl")),
+            f"'{step.service_url}' is not an absolute http(s) URL",
+        )
     weighted = node.router_type is RouterType.ENSEMBLE and node.aggregation is Aggregation.WEIGHTED
     if node.router_type is RouterType.SPLITTER and step.shadow:
         if step.weight is not None:

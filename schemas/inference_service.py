@@ -15,10 +15,7 @@ from pydantic import Field
 
 from schemas.base import JsonObject, ObjectMeta, Resource, StrictInt
 from schemas.graph import ScaleMetric
-from schemas.pod import Container, EnvVar, PodSpecFields
-
-API_VERSION = "serving.kserve.io/v1beta1"
-KIND = "InferenceService"
+from schemas.pod import EnvVar, PodSpecFields
 
 
 class ProtocolVersion(StrEnum):
@@ -119,9 +116,6 @@ class PredictorSpec(PodSpecFields, ComponentExtension):
                 fields = framework.model_dump(by_alias=True, exclude_none=True)
                 return ModelSpec.model_validate({**fields, "modelFormat": {"name": format_name}})
         return None
-
-    def custom_containers(self) -> list[Container]:
-        return list(self.containers or [])
 
 
 class TransformerSpec(PodSpecFields, ComponentExtension):

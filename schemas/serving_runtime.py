@@ -15,8 +15,6 @@ from schemas.base import JsonObject, ObjectMeta, Resource, StrictBool, StrictInt
 from schemas.inference_service import ProtocolVersion
 from schemas.pod import Container
 
-API_VERSION = "serving.kserve.io/v1alpha1"
-KIND = "ServingRuntime"
 CLUSTER_KIND = "ClusterServingRuntime"
 
 # A JSON list of argv strings; placeholders {model_name}, {model_dir}, {port}, {python}.

@@ -100,11 +100,11 @@ def graph_server() -> Any:
     """
     from router.app import build_app
     from router.graph import compile_graph
-    from schemas.loading import validate_graph_spec
+    from schemas.valid_graph import validate_graph
 
     @contextlib.asynccontextmanager
     async def serve(spec: dict[str, Any], **kwargs: Any) -> AsyncIterator[str]:
-        app = build_app(compile_graph(validate_graph_spec(spec)), **kwargs)
+        app = build_app(compile_graph(validate_graph(spec)), **kwargs)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         await web.TCPSite(runner, LOOPBACK, 0).start()

@@ -200,3 +200,25 @@ def processes() -> Iterator[tuple[int, int, bytes]]:
         # Field 4 of /proc/<pid>/stat is the parent pid; the name (field 2) may hold spaces.
         parent = int(stat.rsplit(")", 1)[1].split()[1])
         yield int(entry.name), parent, cmdline
+
+
+def root_graph(router_type: str, *steps: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """A bare graph spec whose root node has these steps (and node `options`)."""
+    return {"nodes": {"root": {"routerType": router_type, "steps": list(steps), **options}}}
+
+
+async def post_json(
+    url: str, body: Any, headers: dict[str, str] | None = None
+) -> tuple[int, Any, Any]:
+    """POST `body` as JSON on a fresh session: status, parsed answer (raw bytes if not JSON),
+    headers."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=orjson.dumps(body), headers=headers) as response,
+    ):
+        raw = await response.read()
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed = raw
+        return response.status, parsed, response.headers

@@ -18,20 +18,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from graph_controller.plan import resolve_graph
-from graph_controller.render import (
+from graph_controller.controller.render import (
     Manifest,
     RenderError,
     RenderOptions,
-    predictor_name,
     render_graph,
     render_service,
     service_address,
 )
-from graph_controller.runtime_selection import Runtime, RuntimeSelectionError, Scope
-from schemas.graph import InferenceGraph
-from schemas.inference_service import InferenceService
+from graph_controller.planning.addressing import predictor_name, resolve_graph, status_address
+from graph_controller.planning.runtime_selection import Runtime, RuntimeSelectionError, Scope
+from schemas.errors import SpecError
+from schemas.inference_service import InferenceService, InferenceServiceStatus
+from schemas.pydantic_errors import field_errors
 from schemas.serving_runtime import ServingRuntimeSpec
+from schemas.valid_graph import ValidGraph, validate_graph
 
 from .resources import Object
 
@@ -82,28 +83,29 @@ def deployment_readiness(deployment: Object | None, what: str) -> Readiness:
 
 def service_url(obj: Object) -> str | None:
     """Where a Ready InferenceService answers, read from its status (None when not Ready)."""
-    status = obj.get("status") or {}
-    ready = any(
-        c.get("type") == READY and c.get("status") == "True" for c in status.get("conditions") or []
-    )
-    if not ready:
-        return None
-    url = (status.get("address") or {}).get("url") or status.get("url")
-    return str(url) if url else None
+    try:
+        status = InferenceServiceStatus.model_validate(obj.get("status") or {})
+    except ValidationError:
+        return None  # a status we cannot read gives no address to route to
+    return status_address(status)
 
 
-def referenced_services(graph: Object) -> frozenset[str]:
-    """InferenceServices a graph calls by serviceName (steps without a serviceUrl).
+def valid_graph(obj: Object) -> ValidGraph | SpecError:
+    """The graph as `infergraph validate` sees it: valid, or every problem with its path."""
+    try:
+        return validate_graph(obj, "InferenceGraph")
+    except SpecError as error:
+        return error
 
-    Read from the raw object, so a graph that fails validation still indexes what it names.
+
+def referenced_services(obj: Object) -> frozenset[str]:
+    """InferenceServices a graph calls by serviceName; none for a graph that is not valid.
+
+    An invalid graph is never deployed, so it waits for no InferenceService: its own next
+    change re-queues it.
     """
-    names: set[str] = set()
-    nodes = (graph.get("spec") or {}).get("nodes") or {}
-    for node in nodes.values() if isinstance(nodes, dict) else ():
-        for step in (node or {}).get("steps") or []:
-            if isinstance(step, dict) and step.get("serviceName") and not step.get("serviceUrl"):
-                names.add(str(step["serviceName"]))
-    return frozenset(names)
+    graph = valid_graph(obj)
+    return frozenset(graph.referenced_services()) if isinstance(graph, ValidGraph) else frozenset()
 
 
 # --- conditions -----------------------------------------------------------------------------
@@ -193,13 +195,13 @@ def plan_service(
         service = InferenceService.model_validate(obj)
         manifests = render_service(name, service, runtimes, options)
     except ValidationError as error:
-        failed = Readiness(False, "InvalidSpec", _first_error(error))
-        return _failed(obj, failed, now, SERVICE_CONDITIONS)
+        why = Readiness(False, "InvalidSpec", _every_error(InferenceService, error))
+        return failed(obj, why, now, SERVICE_CONDITIONS)
     except RuntimeSelectionError as error:
-        failed = Readiness(False, "NoSupportingRuntime", str(error))
-        return _failed(obj, failed, now, SERVICE_CONDITIONS)
+        why = Readiness(False, "NoSupportingRuntime", str(error))
+        return failed(obj, why, now, SERVICE_CONDITIONS)
     except RenderError as error:
-        return _failed(obj, Readiness(False, "InvalidSpec", str(error)), now, SERVICE_CONDITIONS)
+        return failed(obj, Readiness(False, "InvalidSpec", str(error)), now, SERVICE_CONDITIONS)
     predictor = deployment_readiness(deployment, f"predictor {predictor_name(name)}")
     url = service_address(name, options)
     conditions = [condition(PREDICTOR_READY, predictor), condition(READY, _overall(predictor))]
@@ -208,15 +210,13 @@ def plan_service(
     return Desired(manifests, status, frozenset({"HorizontalPodAutoscaler"} - rendered))
 
 
-def _failed(obj: Object, why: Readiness, now: str, kinds: Sequence[str]) -> Desired:
+def failed(obj: Object, why: Readiness, now: str, kinds: Sequence[str]) -> Desired:
     """Nothing to apply; every condition of `kinds` False for the same reason."""
     return Desired([], _status(obj, [condition(kind, why) for kind in kinds], now))
 
 
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']}"
+def _every_error(model: type[InferenceService], error: ValidationError) -> str:
+    return "; ".join(f"{e.path}: {e.message}" for e in field_errors(model, error))
 
 
 # --- InferenceGraphs ------------------------------------------------------------------------
@@ -235,11 +235,10 @@ def plan_graph(
 ) -> Desired:
     """`services`: the InferenceServices of the graph's namespace that it names, by name."""
     name = obj["metadata"]["name"]
-    try:
-        graph = InferenceGraph.model_validate(obj)
-    except ValidationError as error:
-        failed = Readiness(False, "InvalidSpec", _first_error(error))
-        return _failed(obj, failed, now, GRAPH_CONDITIONS)
+    graph = valid_graph(obj)
+    if isinstance(graph, SpecError):
+        why = Readiness(False, "InvalidSpec", "; ".join(str(e) for e in graph.errors))
+        return failed(obj, why, now, GRAPH_CONDITIONS)
     parsed = {}
     invalid = []
     for service_name, service in services.items():
@@ -247,7 +246,7 @@ def plan_graph(
             parsed[service_name] = InferenceService.model_validate(service)
         except ValidationError:
             invalid.append(service_name)  # it exists but can never become ready as it is
-    resolution = resolve_graph(graph.spec, parsed)
+    resolution = resolve_graph(graph, parsed)
     if resolution.missing:
         predictors = Readiness(
             False, "InferenceServiceNotFound", _names("not found", resolution.missing)

@@ -195,6 +195,11 @@ class Kube:
         path = kind.object_path(namespace, name, "status")
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE)
 
+    def create_event(self, event: Object) -> Object:
+        """A core/v1 Event in the involved object's namespace."""
+        path = f"/api/v1/namespaces/{event['metadata']['namespace']}/events"
+        return self._call("POST", path, body=event)
+
     def delete(self, kind: Kind, namespace: str, name: str, uid: str) -> None:
         """Delete if it is still the object with `uid`; gone already is fine."""
         options = {

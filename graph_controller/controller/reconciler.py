@@ -4,7 +4,10 @@ Also turns cache events into work: an owner changed (spec generation) -> itself;
 Deployment/Service/HPA changed -> its controller owner; an InferenceService's URL or readiness
 changed -> every graph naming it (an index kept from the graph events); a serving runtime
 changed -> the InferenceServices it may serve. Errors propagate as `ApiError` to the worker,
-which retries the key with backoff.
+which retries the key with backoff, except a write the API server refuses (a 4xx other than
+409/429): that becomes `Ready=False` (reason `ApplyRejected`, the server's message) on the
+owner's status and a Warning Event, since no retry can pass until the spec changes. Status
+changes that reach or lose Ready are Events too, as KServe records them (`events`).
 """
 
 from __future__ import annotations
@@ -12,17 +15,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import orjson
 
-from graph_controller.render import Manifest, RenderOptions, predictor_name
+from graph_controller.controller.render import Manifest, RenderOptions
+from graph_controller.planning.addressing import predictor_name
 
-from . import decide
+from . import decide, events
 from .informer import Store
-from .kube import Kube
+from .kube import ApiError, Kube
 from .resources import (
     CLUSTER_SERVING_RUNTIME,
     DEPLOYMENT,
@@ -63,9 +68,10 @@ class Reconciler:
         options: RenderOptions,
         enqueue: Callable[[Key], None],
         now: Callable[[], str] = _now,
+        identity: str = "",
     ) -> None:
         self._kube, self._stores, self._options = kube, stores, options
-        self._enqueue, self._now = enqueue, now
+        self._enqueue, self._now, self._identity = enqueue, now, identity
         self._lock = threading.Lock()
         self._references: dict[tuple[str, str], frozenset[str]] = {}  # graph -> services
         self._applied: dict[Key, Applied] = {}
@@ -123,16 +129,41 @@ class Reconciler:
         if kind is ISVC:
             desired = self._plan_service(obj, options)
             owned_name = predictor_name(key.name)
+            conditions: tuple[str, ...] = decide.SERVICE_CONDITIONS
         else:
             desired = self._plan_graph(obj, options)
             owned_name = key.name
-        self._apply(key, obj, desired.manifests)
-        self._prune(key, obj, owned_name, desired.prune)
+            conditions = decide.GRAPH_CONDITIONS
+        try:
+            self._apply(key, obj, desired.manifests)
+            self._prune(key, obj, owned_name, desired.prune)
+        except ApiError as error:
+            if error.retryable:
+                raise
+            # The API server refused what we rendered (e.g. 422 for an invalid quantity):
+            # no retry can pass until the spec changes, so the owner's status says why.
+            self._record(obj, events.Event(events.WARNING, events.INTERNAL_ERROR, str(error)))
+            why = decide.Readiness(False, "ApplyRejected", str(error))
+            desired = decide.failed(obj, why, self._now(), conditions)
         if decide.status_differs(obj.get("status"), desired.status):
             self._kube.patch_status(kind, key.namespace, key.name, desired.status)
             log.info(
                 "status written",
                 extra={"object": str(key), "conditions": _summary(desired.status)},
+            )
+            change = events.readiness_event(kind.kind, key.name, obj.get("status"), desired.status)
+            if change is not None:
+                self._record(obj, change)
+
+    def _record(self, obj: Object, event: events.Event) -> None:
+        """Create the Event; best effort, as client-go's recorder: a failure is only logged."""
+        body = events.event_object(obj, event, self._now(), time.time_ns(), self._identity)
+        try:
+            self._kube.create_event(body)
+        except ApiError as error:
+            log.warning(
+                "event not recorded",
+                extra={"object": f"{obj['kind']}/{obj['metadata']['name']}", "error": str(error)},
             )
 
     def _plan_service(self, obj: Object, options: RenderOptions) -> decide.Desired:

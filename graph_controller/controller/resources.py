@@ -91,8 +91,3 @@ def owner_uid(obj: Object) -> str | None:
             uid: str | None = ref.get("uid")
             return uid
     return None
-
-
-def key_of(kind: Kind, obj: Object) -> Key:
-    metadata = obj["metadata"]
-    return Key(kind.kind, metadata.get("namespace", ""), metadata["name"])

@@ -15,7 +15,7 @@ import threading
 import time
 from functools import partial
 
-from graph_controller.render import RenderOptions
+from graph_controller.controller.render import RenderOptions
 
 from .health import health_app, serve
 from .informer import Informer, Store
@@ -42,7 +42,9 @@ class Controller:
         options = RenderOptions(
             router_image=settings.router_image, propagate_headers=settings.propagate_headers
         )
-        self.reconciler = Reconciler(kube, self.stores, options, self.queue.add)
+        self.reconciler = Reconciler(
+            kube, self.stores, options, self.queue.add, identity=settings.identity
+        )
         self.informers: list[Informer] = []
         namespaces: tuple[str | None, ...] = settings.namespaces or (None,)
         for kind in WATCHED:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from graph_controller.render import ROUTER_IMAGE
+from graph_controller.controller.render import ROUTER_IMAGE
 
 from .leader import Timing
 

@@ -23,19 +23,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from router import aggregation
-from router.errors import InvalidStepResponse, RouterError
+from router.errors import (
+    AnswersNotAggregatable,
+    InvalidStepResponse,
+    QuorumUnreachable,
+    RouterError,
+)
+from router.execution import NodeExecution
 from router.graph import Node, Step
 from router.payload import InvalidJSON, Payload, Reply
+from router.recording import DecisionKind, Outcome
 from schemas.graph import Aggregation
 
-if TYPE_CHECKING:
-    from router.executor import Execution
 
-
-async def run_ensemble(node: Node, request: Payload, execution: Execution) -> Reply:
+async def run_ensemble(node: Node, request: Payload, execution: NodeExecution) -> Reply:
     if node.aggregation is Aggregation.MERGE and not node.partial_results and node.quorum is None:
         return await _kserve_merge(node, request, execution)
     return await _extended(node, request, execution)
@@ -44,7 +48,7 @@ async def run_ensemble(node: Node, request: Payload, execution: Execution) -> Re
 # --- KServe's merge -----------------------------------------------------------------------
 
 
-async def _kserve_merge(node: Node, request: Payload, execution: Execution) -> Reply:
+async def _kserve_merge(node: Node, request: Payload, execution: NodeExecution) -> Reply:
     if len(node.steps) == 1:
         replies = [await execution.run_step(node.steps[0], request)]
     else:
@@ -52,13 +56,19 @@ async def _kserve_merge(node: Node, request: Payload, execution: Execution) -> R
     merged: dict[str, Any] = {}
     for step, reply in zip(node.steps, replies, strict=True):
         if step.hard and not reply.ok:
-            execution.note(node, step, f"Hard step answered {reply.status}: it decides")
+            execution.decide(
+                DecisionKind.HARD_FAILURE,
+                node,
+                step,
+                Outcome.DECIDES,
+                f"Hard step answered {reply.status}: it decides",
+            )
             return reply
         merged[step.key] = _object_body(step, reply)
     return _json_reply(merged)
 
 
-async def _run_all(node: Node, request: Payload, execution: Execution) -> list[Reply]:
+async def _run_all(node: Node, request: Payload, execution: NodeExecution) -> list[Reply]:
     tasks = [asyncio.ensure_future(execution.run_step(step, request)) for step in node.steps]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -93,25 +103,34 @@ class _Outcome:
         return self.reply is not None and self.reply.ok
 
 
-async def _extended(node: Node, request: Payload, execution: Execution) -> Reply:
+async def _extended(node: Node, request: Payload, execution: NodeExecution) -> Reply:
     outcomes = await _collect(node, request, execution)
     for outcome in outcomes:
         if outcome.step.hard and not outcome.ok:
-            execution.note(node, outcome.step, "Hard step failed: it decides")
+            execution.decide(
+                DecisionKind.HARD_FAILURE,
+                node,
+                outcome.step,
+                Outcome.DECIDES,
+                "Hard step failed: it decides",
+            )
             if outcome.error is not None:
                 raise outcome.error
             assert outcome.reply is not None
             return outcome.reply
     successes = [o for o in outcomes if o.ok]
+    needed = _quorum_size(node)
+    if len(successes) < needed:
+        raise QuorumUnreachable(_quorum_failed(node, outcomes, needed), node=node.name)
     if node.aggregation is Aggregation.FIRST:
         if not successes:
-            raise InvalidStepResponse(_none_succeeded(node, outcomes))
+            raise InvalidStepResponse(_none_succeeded(node, outcomes), node=node.name)
         assert successes[0].reply is not None
         return successes[0].reply
     if node.partial_results:
         return _partial(node, outcomes)
     if not successes:
-        raise InvalidStepResponse(_none_succeeded(node, outcomes))
+        raise InvalidStepResponse(_none_succeeded(node, outcomes), node=node.name)
     if node.aggregation is Aggregation.MERGE:  # with a quorum: what arrived in time
         return _json_reply({o.step.key: _object_body(o.step, _reply(o)) for o in successes})
     answers = [
@@ -124,14 +143,14 @@ async def _extended(node: Node, request: Payload, execution: Execution) -> Reply
         else:
             combined = aggregation.mean(answers, weighted=node.aggregation is Aggregation.WEIGHTED)
     except aggregation.NotAggregatable as error:
-        raise InvalidStepResponse(
-            f"Ensemble node '{node.name}' cannot aggregate: {error}"
+        raise AnswersNotAggregatable(
+            f"Ensemble node '{node.name}' cannot aggregate: {error}", node=node.name
         ) from None
     combined["contributors"] = [a.step for a in answers]
     return _json_reply(combined)
 
 
-async def _collect(node: Node, request: Payload, execution: Execution) -> list[_Outcome]:
+async def _collect(node: Node, request: Payload, execution: NodeExecution) -> list[_Outcome]:
     """Run every step; stop early when the node's rule says the outcome is known."""
     tasks = {asyncio.ensure_future(execution.run_step(s, request)): s for s in node.steps}
     finished: dict[Step, _Outcome] = {}
@@ -151,7 +170,23 @@ async def _collect(node: Node, request: Payload, execution: Execution) -> list[_
                 )
                 finished[step] = outcome
             if pending and _settled(node, list(finished.values())):
-                execution.note(node, None, f"settled with {len(finished)} of {len(tasks)} steps")
+                execution.decide(
+                    DecisionKind.EARLY_ANSWER,
+                    node,
+                    None,
+                    Outcome.SETTLED,
+                    f"settled with {len(finished)} of {len(tasks)} steps",
+                )
+                break
+            if pending and _quorum_impossible(node, list(finished.values()), len(pending)):
+                # However the rest answer, too few can succeed: waiting only delays the error.
+                execution.decide(
+                    DecisionKind.EARLY_ANSWER,
+                    node,
+                    None,
+                    Outcome.QUORUM_IMPOSSIBLE,
+                    f"quorum impossible after {len(finished)} steps",
+                )
                 break
     finally:
         await _cancel(list(tasks))
@@ -175,6 +210,32 @@ def _settled(node: Node, outcomes: list[_Outcome]) -> bool:
     return False
 
 
+def _quorum_size(node: Node) -> int:
+    """How many steps must succeed: the node's quorum, or more than half for `majority`."""
+    if isinstance(node.quorum, int):
+        return node.quorum
+    if node.quorum == "majority":
+        return len(node.steps) // 2 + 1
+    return 0
+
+
+def _quorum_impossible(node: Node, outcomes: list[_Outcome], pending: int) -> bool:
+    successes = sum(1 for o in outcomes if o.ok)
+    return successes + pending < _quorum_size(node)
+
+
+def _quorum_failed(node: Node, outcomes: list[_Outcome], needed: int) -> str:
+    failed = ", ".join(
+        f"'{o.step.key}' ({o.error.explanation if o.error else _reply(o).status})"
+        for o in outcomes
+        if not o.ok
+    )
+    return (
+        f"Ensemble node '{node.name}' cannot reach its quorum of {needed} successful steps: "
+        f"{failed} failed"
+    )
+
+
 def _partial(node: Node, outcomes: list[_Outcome]) -> Reply:
     results: dict[str, Any] = {}
     errors: dict[str, Any] = {}
@@ -183,11 +244,11 @@ def _partial(node: Node, outcomes: list[_Outcome]) -> Reply:
             try:
                 results[outcome.step.key] = _object_body(outcome.step, _reply(outcome))
             except InvalidStepResponse as error:  # a 2xx that is not a JSON object
-                errors[outcome.step.key] = {"status": error.status, "reason": error.cause}
+                errors[outcome.step.key] = {"status": error.status, "reason": error.explanation}
         elif outcome.error is not None:
             errors[outcome.step.key] = {
                 "status": outcome.error.status,
-                "reason": outcome.error.cause,
+                "reason": outcome.error.explanation,
             }
         else:
             reply = _reply(outcome)
@@ -198,7 +259,7 @@ def _partial(node: Node, outcomes: list[_Outcome]) -> Reply:
 
 def _none_succeeded(node: Node, outcomes: list[_Outcome]) -> str:
     parts = [
-        f"'{o.step.key}': {o.error.cause if o.error else _reply(o).status}"
+        f"'{o.step.key}': {o.error.explanation if o.error else _reply(o).status}"
         for o in outcomes
         if not o.ok
     ]
@@ -217,10 +278,14 @@ def _object_body(step: Step, reply: Reply) -> Any:
     try:
         body = reply.payload.json()
     except InvalidJSON as error:
-        raise InvalidStepResponse(f"{step.label} did not answer JSON: {error}") from None
+        raise InvalidStepResponse(
+            f"{step.label} did not answer JSON: {error}", node=step.owner, step=step.key
+        ) from None
     if body is not None and not isinstance(body, dict):
         raise InvalidStepResponse(
-            f"{step.label} answered a JSON {type(body).__name__}, an Ensemble merges objects"
+            f"{step.label} answered a JSON {type(body).__name__}, an Ensemble merges objects",
+            node=step.owner,
+            step=step.key,
         )
     return body
 

@@ -12,30 +12,46 @@ when it does not hold, answer the request unchanged, so such graphs work rather 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from router.execution import NodeExecution
 from router.graph import Node
 from router.payload import Payload, Reply
-
-if TYPE_CHECKING:
-    from router.executor import Execution
+from router.recording import DecisionKind, Outcome
 
 
-async def run_sequence(node: Node, request: Payload, execution: Execution) -> Reply:
+async def run_sequence(node: Node, request: Payload, execution: NodeExecution) -> Reply:
     previous: Reply | None = None
     for step in node.steps:
         last = previous.payload if previous is not None else request
         if step.condition is not None:
             document = execution.parsed(last, f"the input to the condition of {step.label}")
             if not step.condition.holds(document):
-                execution.note(node, step, f"condition {step.condition.source!r} failed: stop")
+                execution.decide(
+                    DecisionKind.CONDITION,
+                    node,
+                    step,
+                    Outcome.FAILED,
+                    f"condition {step.condition.source!r} failed: stop",
+                )
                 # KServe answers 200 here even when the previous (Soft) step had failed.
-                json_content = previous.json_content if previous is not None else False
-                return Reply(200, last, json_content)
-            execution.note(node, step, f"condition {step.condition.source!r} held")
+                if previous is None:
+                    return Reply(200, last)
+                return Reply(200, last, previous.json_content, previous.content_type)
+            execution.decide(
+                DecisionKind.CONDITION,
+                node,
+                step,
+                Outcome.HELD,
+                f"condition {step.condition.source!r} held",
+            )
         reply = await execution.run_step(step, request, last)
         if step.hard and not reply.ok:
-            execution.note(node, step, f"Hard step answered {reply.status}: stop")
+            execution.decide(
+                DecisionKind.HARD_FAILURE,
+                node,
+                step,
+                Outcome.DECIDES,
+                f"Hard step answered {reply.status}: stop",
+            )
             return reply
         previous = reply
     assert previous is not None  # validation guarantees every node has at least one step

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
-from typing import TYPE_CHECKING
 
+from router.execution import NodeExecution
 from router.graph import Node
 from router.payload import Payload, Reply
-
-if TYPE_CHECKING:
-    from router.executor import Execution
+from router.recording import DecisionKind, Outcome
 
 
 def pick_route(cumulative_weights: tuple[int, ...], point: int) -> int:
@@ -33,14 +31,20 @@ def sticky_point(key: str, total: int) -> int:
     return int.from_bytes(digest, "big") % total
 
 
-async def run_splitter(node: Node, request: Payload, execution: Execution) -> Reply:
+async def run_splitter(node: Node, request: Payload, execution: NodeExecution) -> Reply:
     total = node.cumulative_weights[-1]
     key = execution.incoming_headers.get(node.sticky_header) if node.sticky_header else None
     point = sticky_point(key, total) if key is not None else execution.rng.randrange(total)
     step = node.routes[pick_route(node.cumulative_weights, point)]
-    how = "sticky" if key is not None else "draw"
-    execution.note(node, step, f"{how} {point} of {total}: route")
+    how = Outcome.STICKY if key is not None else Outcome.DRAWN
+    execution.decide(
+        DecisionKind.ROUTE,
+        node,
+        step,
+        how,
+        f"{'sticky' if key is not None else 'draw'} {point} of {total}: route",
+    )
     for shadow in node.shadows:
-        execution.note(node, shadow, "shadow copy")
-        execution.spawn_shadow(shadow, execution.step_body(shadow, request, request))
+        execution.decide(DecisionKind.SHADOW, node, shadow, Outcome.COPIED, "shadow copy")
+        execution.spawn_shadow(shadow, request)
     return await execution.run_step(step, request)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from graph_controller.plan import predict_url, resolve_service_names
+from graph_controller.planning.addressing import predict_url, resolve_service_names
 from schemas.loading import load_graph_file
 from tests.support import LOOPBACK, StartRouter
 
@@ -51,8 +51,7 @@ async def model_urls() -> AsyncIterator[dict[str, str]]:
 
 
 def graph_json(name: str, urls: dict[str, str]) -> str:
-    spec = resolve_service_names(load_graph_file(EXAMPLES / "kserve" / name), urls)
-    return spec.model_dump_json(exclude_none=True)
+    return resolve_service_names(load_graph_file(EXAMPLES / "kserve" / name), urls).router_json()
 
 
 DOG = {"instances": [[3.0, 4.5]]}

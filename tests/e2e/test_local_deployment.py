@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from sklearn.datasets import load_digits, load_iris, load_wine
 
-from graph_controller.bundle import load_bundle
-from graph_controller.local import StartupError, deployment
+from graph_controller.local.deploy import StartupError, deployment
+from graph_controller.planning.bundle import load_bundle
 from tests.support import processes
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.support import Backend
+from tests.support import Backend, post_json, root_graph
 
 REQUEST = {"instances": [[1.0, 2.0]], "meta": {"user": "u1"}}
 
@@ -25,23 +25,13 @@ def seq(*steps: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"nodes": {"root": {"routerType": "Sequence", "steps": list(steps)}}, **extra}
 
 
-def node(router_type: str, *steps: dict[str, Any], **options: Any) -> dict[str, Any]:
-    return {"nodes": {"root": {"routerType": router_type, "steps": list(steps), **options}}}
+node = root_graph
 
 
 async def post(
     url: str, body: Any = REQUEST, headers: dict[str, str] | None = None
 ) -> tuple[int, Any, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=orjson.dumps(body), headers=headers) as response,
-    ):
-        raw = await response.read()
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            parsed = raw
-        return response.status, parsed, response.headers
+    return await post_json(url, body, headers)
 
 
 # --- data between steps ---------------------------------------------------------------------
@@ -202,7 +192,11 @@ async def test_weighted_mean_uses_step_weights(backend: Backend, graph_server: A
     ("paths", "options", "message"),
     [
         (["/num/1,2", "/num/1"], {"aggregation": "mean"}, "different numbers of predictions"),
-        (["/vote/cat", "/vote/dog"], {"aggregation": "mean"}, "a mean needs numbers"),
+        (
+            ["/num/1", "/vote/dog", "/num/2"],
+            {"aggregation": "mean"},
+            "a mean needs numbers; step 'm1' answered \"dog\" at predictions[0]",
+        ),
         (["/status/503", "/status/500"], {"aggregation": "mean"}, "no step of Ensemble node"),
     ],
     ids=["shapes-differ", "non-numeric", "nothing-succeeded"],
@@ -330,7 +324,12 @@ async def test_step_timeout_is_per_step(backend: Backend, graph_server: Any) -> 
         status, body, _ = await post(url)
     assert status == 504
     assert time.monotonic() - started < 1.5
-    assert "node 'root' step 'slow'" in body["cause"]
+    assert body["cause"] == (
+        f'Post "{backend.at("/slow/2000")}": context deadline exceeded '
+        "(Client.Timeout exceeded while awaiting headers)"
+    )
+    assert (body["node"], body["step"]) == ("root", "slow")
+    assert body["detail"].endswith("did not answer within 0.3s")
 
 
 async def test_request_deadline_bounds_every_later_step(
@@ -347,7 +346,8 @@ async def test_request_deadline_bounds_every_later_step(
         status, body, _ = await post(url)
         elapsed = time.monotonic() - started
     assert status == 504
-    assert "step 'late'" in body["cause"]
+    assert body["step"] == "late"
+    assert "context deadline exceeded" in body["cause"]
     assert 0.9 < elapsed < 1.6
 
 
@@ -471,4 +471,12 @@ async def test_trace_header_lists_nodes_steps_and_decisions(
     kinds = [(e["kind"], e.get("step")) for e in trace]
     assert kinds == [("node", None), ("step", "cls"), ("decision", "breed")]
     assert trace[1]["status"] == 200
-    assert "failed: stop" in trace[2]["detail"]
+    decision = {k: v for k, v in trace[2].items() if k != "startMs"}
+    assert decision == {
+        "kind": "decision",
+        "node": "root",
+        "step": "breed",
+        "decision": "condition",
+        "outcome": "failed",
+        "detail": "condition 'predictions.#(label==\"dog\")' failed: stop",
+    }

@@ -48,6 +48,7 @@ CONTROLLER_CALLS: set[tuple[str, str, str, str]] = {
         for verb in ("list", "watch", "create", "patch")
     ),
     ("autoscaling", "horizontalpodautoscalers", "delete", "cluster"),
+    ("", "events", "create", "cluster"),
     *(("coordination.k8s.io", "leases", verb, NAMESPACE) for verb in ("get", "create", "update")),
 }
 

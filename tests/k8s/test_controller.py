@@ -206,3 +206,63 @@ def test_several_namespaces_each_keep_their_objects(cluster: Cluster, tmp_path: 
     finally:
         other.close()
         cluster.plane.kubectl("delete", "namespace", other_name, "--wait=false")
+
+
+def _events_about(cluster: Cluster, name: str) -> list[dict[str, Any]]:
+    listed = cluster.raw(f"/api/v1/namespaces/{cluster.namespace}/events") or {}
+    return [e for e in listed.get("items", []) if e["involvedObject"]["name"] == name]
+
+
+def test_an_apply_the_api_server_refuses_is_a_condition_and_an_event(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    refused = isvc("bad-name")
+    # Valid to our schema, refused by the API server's validation (422).
+    refused["spec"]["predictor"]["containers"][0]["name"] = "Not_A_Label"
+    with running(cluster.plane, tmp_path / "c.log", f"--namespace={cluster.namespace}") as c:
+        c.wait_ready()
+        cluster.create(refused)
+        ready = wait_for(
+            "Ready=False ApplyRejected",
+            lambda: (
+                (found := condition(cluster.get("InferenceService", "bad-name"), "Ready"))
+                and found["reason"] == "ApplyRejected"
+                and found
+            ),
+            controller=c,
+            describe=lambda: str(cluster.get("InferenceService", "bad-name")),
+        )
+        assert ready["status"] == "False"
+        assert "422" in ready["message"]
+        assert "a lowercase RFC 1123 label must consist of" in ready["message"]
+        warning = wait_for(
+            "an InternalError Warning Event",
+            lambda: next(
+                (e for e in _events_about(cluster, "bad-name") if e["reason"] == "InternalError"),
+                None,
+            ),
+            controller=c,
+        )
+        assert warning["type"] == "Warning"
+        assert warning["involvedObject"]["kind"] == "InferenceService"
+        assert "a lowercase RFC 1123 label" in warning["message"]
+        assert not any(line.get("message") == "reconcile failed, not retried" for line in c.lines())
+
+
+def test_ready_is_announced_with_an_event_as_kserve_does(cluster: Cluster, tmp_path: Path) -> None:
+    with running(cluster.plane, tmp_path / "c.log", f"--namespace={cluster.namespace}") as c:
+        c.wait_ready()
+        cluster.create(isvc("announced"))
+        cluster.create(graph("announcer", ["announced"]))
+        for kind, name in (("InferenceService", "announced"), ("InferenceGraph", "announcer")):
+            event = wait_for(
+                f"{kind}Ready Event",
+                lambda kind=kind, name=name: next(
+                    (e for e in _events_about(cluster, name) if e["reason"] == f"{kind}Ready"),
+                    None,
+                ),
+                controller=c,
+            )
+            assert event["type"] == "Normal"
+            assert event["message"] == f"{kind} [{name}] is Ready"
+            assert event["source"] == {"component": "infergraph-controller"}

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_digits, load_iris, load_wine
 
-from graph_controller.bundle import load_bundle
+from graph_controller.planning.bundle import load_bundle
 from router.testing import GraphHarness
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -52,7 +52,7 @@ def harness(example: str, extra: dict[str, Callable[[Any], Any]] | None = None) 
     models = {
         name: sklearn_model(example, name) for name in bundle.services if name != "iris-scaler"
     }
-    return GraphHarness(graph.spec, {**models, **(extra or {})})
+    return GraphHarness(graph, {**models, **(extra or {})})
 
 
 DIGITS = load_digits()

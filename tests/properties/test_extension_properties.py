@@ -23,7 +23,7 @@ from router.nodes.splitter import pick_route, sticky_point
 from router.payload import Payload, Reply
 from router.resilience import Breaker, BreakerState, backoff_seconds
 from schemas.graph import CircuitBreakerPolicy, RetryPolicy
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 
 weights_lists = st.lists(st.integers(1, 60), min_size=2, max_size=5).filter(lambda w: sum(w) > 0)
 
@@ -155,7 +155,7 @@ def test_no_retry_ever_exceeds_the_deadline(
     retry = {"maxRetries": max_retries, "initialDelayMs": initial, "maxDelayMs": cap}
     spec = {"nodes": {"root": {"routerType": "Sequence", "steps": [
         {"serviceUrl": "http://127.0.0.1:9/x", "retry": retry}]}}}  # fmt: skip
-    graph = compile_graph(validate_graph_spec(spec))
+    graph = compile_graph(validate_graph(spec))
     clock = FakeClock()
     caller = AlwaysFailing(clock, cost, connect_error)
     execution = Execution(

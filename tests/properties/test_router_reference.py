@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from router.app import build_app
 from router.graph import compile_graph
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 from tests.properties.reference import (
     ROUTER_ERROR,
     Json,
@@ -265,7 +265,7 @@ async def _run(
     """POST each request to the real router serving `spec`; (status, body) of each answer."""
     models_runner, models_url = await _serve(models_app(models))
     try:
-        graph = compile_graph(validate_graph_spec(_with_host(spec, models_url)))
+        graph = compile_graph(validate_graph(_with_host(spec, models_url)))
         router_runner, router_url = await _serve(build_app(graph, rng=random.Random(seed)))
         try:
             async with aiohttp.ClientSession() as session:

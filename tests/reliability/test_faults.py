@@ -3,8 +3,9 @@
 Backends misbehave for real on 127.0.0.1: a closed port, a raw TCP server that resets half-way
 through an answer, one that answers too slowly or never, 5xx, invalid JSON, an oversized body.
 For each case the router must answer the defined status with its `{"error", "cause"}` body
-naming the step, keep serving, and leak nothing: the test process's open file descriptors and
-asyncio tasks are counted before and after (router and backends run in this process).
+(KServe's text where KServe has the case) and the `node` and `step` fields, keep serving, and
+leak nothing: the test process's open file descriptors and asyncio tasks are counted before and
+after (router and backends run in this process).
 """
 
 from __future__ import annotations
@@ -83,25 +84,27 @@ def graph(router_type: str, url: str, ok_url: str) -> dict[str, Any]:
     }
 
 
-# (status, cause fragment or None when the backend's own answer passes through)
-ROUTER_ERRORS = {
-    "refused": (502, "calling"),
-    "reset": (502, "calling"),
-    "slow": (504, "did not answer within"),
-    "hang": (504, "did not answer within"),
-    "huge": (502, "more than"),
+# (status, cause fragment or None when the backend's own answer passes through, and a fragment
+# of `detail`, where the router keeps its own sentence when `cause` is KServe's text)
+GO_TIMEOUT = "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+ROUTER_ERRORS: dict[str, tuple[int, str, str | None]] = {
+    "refused": (502, ": connect: connection refused", "node 'root' step 'faulty': calling"),
+    "reset": (502, 'Post "http://127.0.0.1:', "node 'root' step 'faulty': calling"),
+    "slow": (504, GO_TIMEOUT, "node 'root' step 'faulty': "),
+    "hang": (504, GO_TIMEOUT, "did not answer within 1s"),
+    "huge": (502, "node 'root' step 'faulty': ", None),
 }
-PASSED_THROUGH = {
+PASSED_THROUGH: dict[tuple[str, str], tuple[int, str | None, str | None]] = {
     # KServe's semantics: a step's own non-2xx answer is the node's answer (Soft step) ...
-    ("5xx", "Sequence"): (500, None),
-    ("5xx", "Switch"): (500, None),
-    ("5xx", "Splitter"): (500, None),
+    ("5xx", "Sequence"): (500, None, None),
+    ("5xx", "Switch"): (500, None, None),
+    ("5xx", "Splitter"): (500, None, None),
     # ... and an Ensemble merges it as that step's result.
-    ("5xx", "Ensemble"): (200, None),
-    ("invalid-json", "Sequence"): (200, None),  # bytes pass through untouched
-    ("invalid-json", "Switch"): (200, None),
-    ("invalid-json", "Splitter"): (200, None),
-    ("invalid-json", "Ensemble"): (502, "did not answer JSON"),
+    ("5xx", "Ensemble"): (200, None, None),
+    ("invalid-json", "Sequence"): (200, None, None),  # bytes pass through untouched
+    ("invalid-json", "Switch"): (200, None, None),
+    ("invalid-json", "Splitter"): (200, None, None),
+    ("invalid-json", "Ensemble"): (502, "node 'root' step 'faulty' did not answer JSON", None),
 }
 FAULTS = ["refused", "reset", "slow", "5xx", "invalid-json", "huge", "hang"]
 TYPES = ["Sequence", "Switch", "Ensemble", "Splitter"]
@@ -136,8 +139,10 @@ async def test_backend_faults(
             assert status == expected[0], body
             if expected[1] is not None:
                 assert body["error"] == "Failed to process request"
-                assert "node 'root' step 'faulty'" in body["cause"]
+                assert (body["node"], body["step"]) == ("root", "faulty")
                 assert expected[1] in body["cause"]
+                if expected[2] is not None:
+                    assert expected[2] in body["detail"]
             # Still serving: a healthy graph on the same router process answers.
             async with aiohttp.ClientSession() as session, session.get(router_url + "/readyz") as r:
                 assert r.status == 200

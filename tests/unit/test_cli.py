@@ -44,5 +44,54 @@ def test_validate_prints_all_errors_of_all_files(
     assert (
         "spec.nodes.root.steps[0].condtion: unknown field 'condtion'; did you mean" in captured.err
     )
-    assert "missing.yaml: cannot read" in captured.err
+    assert "missing.yaml: 1 error(s)\n  <path>: no such file or folder" in captured.err
     assert f"{good}: ok (1 resource)" in captured.out
+
+
+def test_validate_reads_every_file_of_a_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(EXAMPLES / "kserve")]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": ok (") == len(list((EXAMPLES / "kserve").glob("*.yaml")))
+
+
+def test_validate_reports_shape_and_rule_errors_in_one_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD.replace("name: bad", "name: Bad_Graph"))
+    assert main(["validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "3 error(s)" in err
+    assert "metadata.name: 'Bad_Graph' is not a valid InferenceGraph name" in err
+    assert "spec.nodes.root.steps[0].condtion: unknown field 'condtion'" in err
+    assert "spec.nodes.root.steps: Splitter step weights sum to 110, expected 100" in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["graph"],
+        ["explain", "--request", "{request}"],
+        ["render"],
+        ["check", "--examples", "5"],
+    ],
+    ids=["graph", "explain", "render", "check"],
+)
+def test_commands_take_a_folder_like_up(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = tmp_path / "request.json"
+    request.write_text('{"instances": [[5.1, 3.5, 1.4, 0.2]]}')
+    args = [a.replace("{request}", str(request)) for a in command]
+    status = main([args[0], str(EXAMPLES / "iris-ensemble"), *args[1:]])
+    captured = capsys.readouterr()
+    assert "Errno" not in captured.err
+    assert status == 0, captured.err
+    assert captured.out
+
+
+def test_a_folder_without_a_graph_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["graph", str(tmp_path)]) == 1
+    assert "expected one InferenceGraph, found 0" in capsys.readouterr().err

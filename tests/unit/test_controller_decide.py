@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from graph_controller.controller import decide
-from graph_controller.render import RenderOptions
+from graph_controller.controller.render import RenderOptions
 
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T00:01:00Z"
@@ -33,7 +33,7 @@ def isvc(name: str = "m", ready: bool | None = None, **predictor: Any) -> dict[s
 
 
 def graph(*services: str) -> dict[str, Any]:
-    steps = [{"name": s, "serviceName": s} for s in services]
+    steps = [{"name": f"{s}-{i}", "serviceName": s} for i, s in enumerate(services)]
     return {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "InferenceGraph",
@@ -99,8 +99,67 @@ def test_service_without_runtime_says_why() -> None:
 def test_invalid_service_spec_is_reported_not_raised() -> None:
     obj = isvc()
     obj["spec"]["predictor"]["minReplicas"] = "many"
+    obj["spec"]["predictor"]["maxReplica"] = 3
     desired = decide.plan_service(obj, [], None, OPTIONS, NOW)
-    assert conditions(desired.status)["Ready"] == ("False", "InvalidSpec")
+    ready = next(c for c in desired.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.predictor.minReplicas: Input should be a valid integer" in ready["message"]
+    assert "spec.predictor.maxReplica: unknown field 'maxReplica'" in ready["message"]
+
+
+def splitter_graph(*weights: int) -> dict[str, Any]:
+    obj = graph()
+    steps = [{"name": f"s{w}-{i}", "serviceName": "m", "weight": w} for i, w in enumerate(weights)]
+    obj["spec"]["nodes"] = {"root": {"routerType": "Splitter", "steps": steps}}
+    return obj
+
+
+def with_cycle() -> dict[str, Any]:
+    obj = graph("m")
+    obj["spec"]["nodes"]["inner"] = {"routerType": "Sequence", "steps": [{"nodeName": "root"}]}
+    obj["spec"]["nodes"]["root"]["steps"].append({"nodeName": "inner"})
+    return obj
+
+
+def without_root() -> dict[str, Any]:
+    obj = graph("m")
+    obj["spec"]["nodes"] = {"main": obj["spec"]["nodes"]["root"]}
+    return obj
+
+
+def duplicate_steps() -> dict[str, Any]:
+    obj = graph("m", "m")
+    obj["spec"]["nodes"]["root"]["steps"][1]["name"] = "m-0"
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("obj", "words"),
+    [
+        pytest.param(splitter_graph(60, 50), "weights sum to 110, expected 100", id="weights-110"),
+        pytest.param(without_root(), "no node named 'root'", id="no-root"),
+        pytest.param(with_cycle(), "cycle", id="nodeName-cycle"),
+        pytest.param(duplicate_steps(), "already used by steps[0]", id="duplicate-step-name"),
+    ],
+)
+def test_a_graph_the_validator_rejects_gets_invalid_spec_and_no_router(
+    obj: dict[str, Any], words: str
+) -> None:
+    # The same function as `infergraph validate`: every rule, not just the pydantic shape.
+    desired = decide.plan_graph(obj, {"m": isvc(ready=True)}, None, OPTIONS, NOW)
+    assert desired.manifests == []
+    for condition in desired.status["conditions"]:
+        assert (condition["status"], condition["reason"]) == ("False", "InvalidSpec")
+        assert words in condition["message"]
+
+
+def test_invalid_spec_lists_every_problem() -> None:
+    obj = splitter_graph(60, 50)
+    obj["metadata"]["name"] = "Bad_Name"
+    desired = decide.plan_graph(obj, {"m": isvc(ready=True)}, None, OPTIONS, NOW)
+    message = next(c["message"] for c in desired.status["conditions"] if c["type"] == "Ready")
+    assert "metadata.name: 'Bad_Name' is not a valid InferenceGraph name" in message
+    assert "spec.nodes.root.steps: Splitter step weights sum to 110" in message
 
 
 @pytest.mark.parametrize(
@@ -146,15 +205,22 @@ def test_transition_time_kept_while_status_unchanged() -> None:
     assert decide.status_differs({"conditions": first}, {"conditions": flipped})
 
 
-@given(st.lists(st.sampled_from(["a", "b", "c"]), max_size=6), st.booleans())
+@given(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=6), st.booleans())
 def test_referenced_services_are_the_named_steps_without_url(names: list[str], url: bool) -> None:
     obj = graph(*names)
-    if url and names:
+    if url:
         obj["spec"]["nodes"]["root"]["steps"][0]["serviceUrl"] = "http://x"
         expected = set(names[1:])
     else:
         expected = set(names)
     assert decide.referenced_services(obj) == expected
+
+
+def test_an_invalid_graph_waits_for_no_service() -> None:
+    # It is never deployed, so no InferenceService's readiness may re-queue it.
+    obj = graph("a", "b")
+    obj["spec"]["nodes"]["root"]["steps"][1]["name"] = "a-0"  # duplicate step name
+    assert decide.referenced_services(obj) == frozenset()
 
 
 def test_service_url_only_when_ready() -> None:

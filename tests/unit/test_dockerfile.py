@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from graph_controller.builtin_runtimes import builtin_runtimes
-from graph_controller.bundle import load_bundle
-from graph_controller.render import HTTP_PORT, ROUTER_IMAGE, RenderOptions, render
+from graph_controller.controller.render import HTTP_PORT, ROUTER_IMAGE, RenderOptions, render
+from graph_controller.planning.builtin_runtimes import builtin_runtimes
+from graph_controller.planning.bundle import load_bundle
 from tests.support import LOOPBACK, ROUTER_START_TIMEOUT, free_port
 
 REPO = Path(__file__).parents[2]

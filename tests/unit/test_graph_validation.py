@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from schemas.errors import FieldError, SpecError
 from schemas.graph import InferenceGraphSpec, RouterType
-from schemas.loading import load_documents, load_graph_spec, validate_graph, validate_graph_spec
+from schemas.loading import load_documents, load_graph
+from schemas.valid_graph import ValidGraph, validate_graph
 
 URL = "http://127.0.0.1:9/x"
 DOG = 'predictions.#(label=="dog")'
@@ -60,7 +61,7 @@ def as_text(doc: Any) -> str | bytes:
 
 def errors_of(doc: Any) -> tuple[FieldError, ...]:
     with pytest.raises(SpecError) as caught:
-        load_graph_spec(as_text(doc))
+        load_graph(as_text(doc))
     return caught.value.errors
 
 
@@ -231,14 +232,14 @@ VALID: list[Any] = [
 
 @pytest.mark.parametrize(("doc", "router_type", "nodes", "steps"), VALID)
 def test_valid_graph_loads(doc: Any, router_type: str, nodes: int, steps: int) -> None:
-    spec = load_graph_spec(as_text(doc))
+    spec = load_graph(as_text(doc)).spec
     assert spec.nodes["root"].router_type == RouterType(router_type)
     assert len(spec.nodes) == nodes
     assert len(spec.nodes["root"].steps) == steps
 
 
 def test_dog_breed_keeps_kserve_condition_and_data() -> None:
-    spec = load_graph_spec(DOG_BREED_RESOURCE)
+    spec = load_graph(DOG_BREED_RESOURCE).spec
     second = spec.nodes["root"].steps[1]
     assert second.condition == DOG_DOC_FORM
     assert second.data == "$request"
@@ -250,7 +251,7 @@ def test_dog_breed_keeps_kserve_condition_and_data() -> None:
 
 def test_whole_resource_and_bare_spec_give_the_same_spec() -> None:
     as_resource = yaml.safe_dump(resource(DOG_BREED_BARE))
-    assert load_graph_spec(as_resource) == load_graph_spec(orjson.dumps(DOG_BREED_BARE))
+    assert load_graph(as_resource).spec == load_graph(orjson.dumps(DOG_BREED_BARE)).spec
 
 
 # (field, value): every spec-level field KServe declares.
@@ -295,7 +296,7 @@ SPEC_FIELDS: list[Any] = [
 @pytest.mark.parametrize(("field", "value"), SPEC_FIELDS)
 def test_spec_field_round_trips(field: str, value: Any) -> None:
     doc = {**root("Sequence", {"serviceName": "a"}), field: value}
-    spec = load_graph_spec(orjson.dumps(doc))
+    spec = load_graph(orjson.dumps(doc)).spec
     assert spec.model_dump(by_alias=True, exclude_none=True) == doc
 
 
@@ -304,11 +305,11 @@ def test_all_spec_fields_round_trip_at_once() -> None:
     for param in SPEC_FIELDS:
         field, value = param.values
         doc[field] = value
-    spec = validate_graph_spec(doc)
+    spec = validate_graph(doc).spec
     dumped = spec.model_dump(by_alias=True, exclude_none=True)
     assert dumped == doc
     assert InferenceGraphSpec.model_validate(dumped) == spec
-    graph = validate_graph(resource(doc))
+    graph = validate_graph(resource(doc)).resource
     assert graph.model_dump(by_alias=True, exclude_none=True) == resource(doc)
 
 
@@ -586,7 +587,7 @@ def test_every_rule_violation_is_reported_at_once() -> None:
         "nodes.other.steps[2].nodeName",
     ]
     with pytest.raises(SpecError, match=r"^graph\.json: 8 error\(s\)\n"):
-        load_graph_spec(orjson.dumps(doc), "graph.json")
+        load_graph(orjson.dumps(doc), "graph.json")
 
 
 def test_every_shape_problem_is_reported_at_once() -> None:
@@ -660,7 +661,10 @@ def test_load_documents_returns_every_valid_document() -> None:
     text = MULTI.split("---\n")[0] + "---\n" + SPLITTER_90_10
     docs = load_documents(text, "graphs.yaml")
     assert [d.source for d in docs] == ["graphs.yaml[0]", "graphs.yaml[1]"]
-    assert [d.resource.metadata.name for d in docs] == ["ok", "splitter-model"]
+    assert [d.resource.name for d in docs if isinstance(d.resource, ValidGraph)] == [
+        "ok",
+        "splitter-model",
+    ]
 
 
 # Once gaps, now fixed (strict scalar types, Go's empty-is-unset, document numbering):
@@ -867,7 +871,7 @@ def test_random_graph_valid_then_one_corruption_is_reported(
 ) -> None:
     wrap: Callable[[dict[str, Any]], dict[str, Any]] = resource if whole else (lambda s: s)
     prefix = "spec." if whole else ""
-    loaded = load_graph_spec(orjson.dumps(wrap(spec)))
+    loaded = load_graph(orjson.dumps(wrap(spec))).spec
     assert set(loaded.nodes) == set(spec["nodes"])
 
     broken = copy.deepcopy(spec)

@@ -20,8 +20,9 @@ from router.executor import Execution
 from router.graph import CompiledGraph, compile_graph
 from router.logs import REQUESTS_LOGGER, JsonFormatter, RequestLog, configure
 from router.payload import Payload
+from router.recording import Decision, DecisionKind, Outcome
 from router.tracing import Tracing, current_trace_id
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 from tests.support import Backend
 
 Lines = Callable[[], list[dict[str, Any]]]
@@ -51,7 +52,7 @@ def two_step_graph(url: str = "http://127.0.0.1:9") -> CompiledGraph:
         {"name": "a", "serviceUrl": f"{url}/a"},
         {"name": "b", "serviceUrl": f"{url}/b"},
     ]}}}  # fmt: skip
-    return compile_graph(validate_graph_spec(spec))
+    return compile_graph(validate_graph(spec))
 
 
 def test_the_formatter_renders_one_json_object_with_the_extras() -> None:
@@ -137,7 +138,9 @@ def test_step_lines_at_debug_carry_the_trace_id(configured: Callable[[str], Line
         token = recorder.step_started(a, {})
         recorder.step_finished(token, 200, None, 1)
         token = recorder.step_started(b, {})
-        recorder.decision("root", "b", "retry 1 in 5 ms")
+        recorder.decision(
+            Decision(DecisionKind.RETRY, "root", "b", Outcome.SCHEDULED, "retry 1 in 5 ms")
+        )
         recorder.step_finished(token, 502, "node 'root' step 'b': calling failed", 2)
         recorder.node_finished(node, 502, "node 'root' step 'b': calling failed")
     tracing.shutdown()

@@ -15,9 +15,10 @@ from router.executor import Execution
 from router.graph import CompiledGraph, compile_graph
 from router.metrics import Metrics
 from router.payload import Payload
+from router.recording import Decision, DecisionKind, Outcome
 from router.resilience import Breakers
 from schemas.graph import CircuitBreakerPolicy
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 from tests.support import Backend
 
 
@@ -26,7 +27,7 @@ def two_step_graph(url: str = "http://127.0.0.1:9") -> CompiledGraph:
         {"name": "a", "serviceUrl": f"{url}/a"},
         {"name": "b", "serviceUrl": f"{url}/b"},
     ]}}}  # fmt: skip
-    return compile_graph(validate_graph_spec(spec))
+    return compile_graph(validate_graph(spec))
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -52,7 +53,9 @@ def test_a_sequence_records_nodes_steps_errors_and_retries() -> None:
     recorder.step_finished(token, 200, None, 1)
     token = recorder.step_started(b, {})
     recorder.step_finished(token, 503, None, 3)
-    recorder.decision("root", "b", "retry 1 in 10 ms")
+    recorder.decision(
+        Decision(DecisionKind.RETRY, "root", "b", Outcome.SCHEDULED, "retry 1 in 10 ms")
+    )
     recorder.node_finished(node, 503, None)
     metrics.request_finished(503, 0.02)
 
@@ -141,7 +144,7 @@ async def test_a_real_request_through_the_executor(backend: Backend) -> None:
         ]}},
         "circuitBreaker": {"failureThreshold": 5, "cooldownSeconds": 30},
     }  # fmt: skip
-    graph = compile_graph(validate_graph_spec(spec))
+    graph = compile_graph(validate_graph(spec))
     breakers = Breakers()
     metrics = Metrics("demo", breakers, lambda: 1)
     started = time.perf_counter()

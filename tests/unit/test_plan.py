@@ -10,21 +10,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graph_controller.builtin_runtimes import builtin_runtimes
-from graph_controller.plan import (
-    LocalPlanError,
-    local_command,
-    model_dir,
-    plan_local,
+from graph_controller.planning.addressing import (
     predict_url,
     resolve_graph,
     resolve_service_names,
 )
-from graph_controller.runtime_selection import Runtime, Scope
+from graph_controller.planning.builtin_runtimes import builtin_runtimes
+from graph_controller.planning.local_plan import (
+    LocalPlanError,
+    local_command,
+    model_dir,
+    plan_local,
+)
+from graph_controller.planning.runtime_selection import Runtime, Scope
 from schemas.errors import SpecError
-from schemas.graph import InferenceGraphSpec
 from schemas.inference_service import InferenceService, ProtocolVersion
 from schemas.serving_runtime import LOCAL_COMMAND_ANNOTATION, ServingRuntimeSpec
+from schemas.valid_graph import ValidGraph, validate_graph
 
 
 def isvc(name: str, ready: bool | None = True, protocol: str | None = None) -> InferenceService:
@@ -45,10 +47,8 @@ def isvc(name: str, ready: bool | None = True, protocol: str | None = None) -> I
     return InferenceService.model_validate(doc)
 
 
-def graph(*steps: dict[str, Any]) -> InferenceGraphSpec:
-    return InferenceGraphSpec.model_validate(
-        {"nodes": {"root": {"routerType": "Sequence", "steps": list(steps)}}}
-    )
+def graph(*steps: dict[str, Any]) -> ValidGraph:
+    return validate_graph({"nodes": {"root": {"routerType": "Sequence", "steps": list(steps)}}})
 
 
 @pytest.mark.parametrize(
@@ -72,35 +72,30 @@ def test_resolution_fills_service_url_and_keeps_service_name() -> None:
         {"serviceName": "c", "data": "$response"},
     )
     resolution = resolve_graph(spec, {"a": isvc("a"), "c": isvc("c", protocol="v2")})
-    steps = resolution.spec.nodes["root"].steps
+    steps = resolution.graph.spec.nodes["root"].steps
     assert steps[0].service_url == "http://a.default.svc.cluster.local/v1/models/a:predict"
     assert steps[0].service_name == "a"
     assert steps[1].service_url == "http://given/x"  # an explicit serviceUrl is left alone
     assert steps[2].service_url == "http://c.default.svc.cluster.local/v2/models/c/infer"
     assert resolution.ready
-    assert resolution.conditions() == [
-        {"type": "Ready", "status": "True", "reason": "AllInferenceServicesReady"}
-    ]
 
 
 @pytest.mark.parametrize(
-    ("services", "reason", "names"),
+    ("services", "missing", "unready"),
     [
-        ({}, "InferenceServiceNotFound", "a"),
-        ({"a": isvc("a", ready=False)}, "InferenceServiceNotReady", "a"),
-        ({"a": isvc("a", ready=None)}, "InferenceServiceNotReady", "a"),
+        ({}, ("a",), ()),
+        ({"a": isvc("a", ready=False)}, (), ("a",)),
+        ({"a": isvc("a", ready=None)}, (), ("a",)),
     ],
     ids=["missing", "not-ready", "no-status-yet"],
 )
 def test_missing_or_unready_services_are_reported_not_raised(
-    services: dict[str, InferenceService], reason: str, names: str
+    services: dict[str, InferenceService], missing: tuple[str, ...], unready: tuple[str, ...]
 ) -> None:
     resolution = resolve_graph(graph({"serviceName": "a"}), services)
     assert not resolution.ready
-    (condition,) = resolution.conditions()
-    assert (condition["status"], condition["reason"]) == ("False", reason)
-    assert names in condition["message"]
-    assert resolution.spec.nodes["root"].steps[0].service_url is None
+    assert (resolution.missing, resolution.unready) == (missing, unready)
+    assert resolution.graph.spec.nodes["root"].steps[0].service_url is None
 
 
 @settings(derandomize=True, max_examples=100)
@@ -112,7 +107,7 @@ def test_resolution_resolves_exactly_the_ready_services(used: list[str], ready: 
     spec = graph(*({"serviceName": name} for name in used))
     services = {name: isvc(name) for name in ready}
     resolution = resolve_graph(spec, services)
-    for step in resolution.spec.nodes["root"].steps:
+    for step in resolution.graph.spec.nodes["root"].steps:
         assert (step.service_url is not None) == (step.service_name in ready)
     assert set(resolution.missing) == set(used) - ready
     assert resolution.ready == (set(used) <= ready)
@@ -146,7 +141,7 @@ def test_bad_local_command_annotations_are_explained(annotation: str, message: s
 
 def test_local_plan_uses_the_runtime_kserve_would_select(tmp_path: Path) -> None:
     (tmp_path / "models" / "a").mkdir(parents=True)
-    plan = plan_local({"a": isvc("a")}, {}, builtin_runtimes(), tmp_path, "/usr/bin/python3")
+    plan = plan_local({"a": isvc("a")}, builtin_runtimes(), tmp_path, "/usr/bin/python3")
     (predictor,) = plan.predictors
     assert predictor.runtime == "kserve-sklearnserver"
     command = predictor.command(9000)
@@ -160,10 +155,10 @@ def test_a_namespace_runtime_wins_and_must_say_how_to_run_locally(tmp_path: Path
     (tmp_path / "models" / "a").mkdir(parents=True)
     runtimes = (runtime_with(None), *builtin_runtimes())
     with pytest.raises(LocalPlanError, match="runtime 'mine' has no local command"):
-        plan_local({"a": isvc("a")}, {}, runtimes, tmp_path, "python")
+        plan_local({"a": isvc("a")}, runtimes, tmp_path, "python")
     argv = json.dumps(["{python}", "-m", "srv", "--port", "{port}", "--name", "{model_name}"])
     runtimes = (runtime_with(argv), *builtin_runtimes())
-    (predictor,) = plan_local({"a": isvc("a")}, {}, runtimes, tmp_path, "py").predictors
+    (predictor,) = plan_local({"a": isvc("a")}, runtimes, tmp_path, "py").predictors
     assert predictor.command(1) == ["py", "-m", "srv", "--port", "1", "--name", "a"]
 
 
@@ -187,4 +182,4 @@ def test_remote_storage_uris_are_refused_locally() -> None:
 
 def test_missing_model_folder_is_reported(tmp_path: Path) -> None:
     with pytest.raises(LocalPlanError, match=r"InferenceService 'a': model at .* does not exist"):
-        plan_local({"a": isvc("a")}, {}, builtin_runtimes(), tmp_path, "python")
+        plan_local({"a": isvc("a")}, builtin_runtimes(), tmp_path, "python")

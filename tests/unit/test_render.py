@@ -12,12 +12,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graph_controller.builtin_runtimes import builtin_runtimes
-from graph_controller.bundle import load_bundle
 from graph_controller.cli import main as infergraph
-from graph_controller.render import Mode, RenderOptions, render
-from schemas.graph import InferenceGraph
+from graph_controller.controller.render import Mode, RenderOptions, render
+from graph_controller.planning.builtin_runtimes import builtin_runtimes
+from graph_controller.planning.bundle import load_bundle
 from schemas.inference_service import InferenceService
+from schemas.valid_graph import ValidGraph, validate_graph
 
 K8S = "1.37.0"
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -100,7 +100,7 @@ names = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)
 
 
 @st.composite
-def bundles(draw: st.DrawFn) -> tuple[dict[str, InferenceGraph], dict[str, InferenceService]]:
+def bundles(draw: st.DrawFn) -> tuple[dict[str, ValidGraph], dict[str, InferenceService]]:
     service_names = draw(st.lists(names, min_size=1, max_size=4, unique=True))
     services = {}
     for name in service_names:
@@ -134,7 +134,7 @@ def bundles(draw: st.DrawFn) -> tuple[dict[str, InferenceGraph], dict[str, Infer
         spec["tolerations"] = [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
         spec["nodeSelector"] = {"pool": "inference"}
         spec["serviceAccountName"] = "router"
-    graph = InferenceGraph.model_validate(
+    graph = validate_graph(
         {
             "apiVersion": "serving.kserve.io/v1alpha1",
             "kind": "InferenceGraph",
@@ -153,7 +153,7 @@ def bundles(draw: st.DrawFn) -> tuple[dict[str, InferenceGraph], dict[str, Infer
 )
 @given(bundles(), st.sampled_from(list(Mode)))
 def test_random_bundles_render_valid_manifests(
-    bundle: tuple[dict[str, InferenceGraph], dict[str, InferenceService]], mode: Mode
+    bundle: tuple[dict[str, ValidGraph], dict[str, InferenceService]], mode: Mode
 ) -> None:
     graphs, services = bundle
     manifests = render(graphs, services, builtin_runtimes(), RenderOptions(mode=mode))
@@ -171,3 +171,28 @@ def test_render_cli_prints_multi_document_yaml(capsys: pytest.CaptureFixture[str
     documents = list(yaml.safe_load_all(capsys.readouterr().out))
     kinds = sorted(d["kind"] for d in documents)
     assert kinds == ["Deployment"] * 4 + ["Service"] * 4
+
+
+def test_router_gets_the_whole_spec_as_kserve_marshals_it() -> None:
+    # KServe's controller passes json.Marshal(graph.Spec); camelCase fields must survive too.
+    graph = validate_graph(
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "InferenceGraph",
+            "metadata": {"name": "g"},
+            "spec": {
+                "nodes": {
+                    "root": {"routerType": "Sequence", "steps": [{"serviceUrl": "http://m"}]}
+                },
+                "routerTimeouts": {"serverRead": 5, "serviceClient": 2},
+                "conditionLanguage": "jmespath",
+                "circuitBreaker": {"failureThreshold": 3, "cooldownSeconds": 1},
+                "timeout": 9,
+            },
+        }
+    )
+    manifests = render({"g": graph}, {}, builtin_runtimes(), RenderOptions())
+    spec = orjson.loads(router_args(manifests, "g")[1])
+    assert spec == graph.spec.model_dump(by_alias=True, exclude_none=True)
+    assert spec["routerTimeouts"] == {"serverRead": 5, "serviceClient": 2}
+    assert spec["conditionLanguage"] == "jmespath"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graph_controller.runtime_selection import (
+from graph_controller.planning.runtime_selection import (
     Runtime,
     RuntimeSelectionError,
     Scope,

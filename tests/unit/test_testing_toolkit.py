@@ -12,21 +12,26 @@ import pytest
 from hypothesis import given, settings
 
 from graph_controller.cli import main as infergraph
+from graph_controller.cli.check import check, default_model
 from router.testing import (
+    Decision,
+    DecisionKind,
     GraphHarness,
     ModelFailure,
     ModelUnreachable,
+    NoRouteMatched,
+    Outcome,
     from_schema,
     graphs,
     payloads,
 )
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 
 
 @settings(derandomize=True, max_examples=100)
 @given(graphs(max_nodes=5))
 def test_generated_graphs_are_valid(spec: dict[str, Any]) -> None:
-    validate_graph_spec(spec)
+    validate_graph(spec)
 
 
 @settings(derandomize=True, max_examples=100)
@@ -91,21 +96,83 @@ async def breed(body: Any) -> Any:  # async models work too
 
 
 @pytest.mark.parametrize(
-    ("first", "expected_steps", "expected_body"),
+    ("first", "expected_steps", "expected_body", "outcome", "detail"),
     [
-        (1.0, [("root", "cls"), ("root", "breed")], {"predictions": ["beagle"]}),
-        (-1.0, [("root", "cls")], {"predictions": [{"label": "cat"}]}),
+        (
+            1.0,
+            [("root", "cls"), ("root", "breed")],
+            {"predictions": ["beagle"]},
+            Outcome.HELD,
+            "condition 'predictions.#(label==\"dog\")' held",
+        ),
+        (
+            -1.0,
+            [("root", "cls")],
+            {"predictions": [{"label": "cat"}]},
+            Outcome.FAILED,
+            "condition 'predictions.#(label==\"dog\")' failed: stop",
+        ),
     ],
     ids=["dog-reaches-breed", "cat-stops"],
 )
 def test_harness_records_what_ran(
-    first: float, expected_steps: list[tuple[str, str]], expected_body: Any
+    first: float,
+    expected_steps: list[tuple[str, str]],
+    expected_body: Any,
+    outcome: Outcome,
+    detail: str,
 ) -> None:
     harness = GraphHarness(DOG_BREED, {"classifier": classifier, "breed": breed})
     run = harness.run({"instances": [[first]]})
     assert (run.status, run.body) == (200, expected_body)
     assert run.steps == expected_steps
     assert run.nodes == ["root"]
+    assert run.decisions == [Decision(DecisionKind.CONDITION, "root", "breed", outcome, detail)]
+    assert run.error is None
+
+
+def test_a_run_carries_the_routers_error_as_a_value() -> None:
+    spec = {"nodes": {"root": {"routerType": "Switch", "steps": [
+        {"serviceName": "classifier", "condition": "never_there"},
+    ]}}}  # fmt: skip
+    run = GraphHarness(spec, {"classifier": classifier}).run({"instances": [[1.0]]})
+    assert isinstance(run.error, NoRouteMatched)
+    assert run.body == {
+        "error": "Failed to process request",
+        "cause": "None of the routes matched with the switch condition",
+        "node": "root",
+        "detail": "no condition of Switch node 'root' holds on its input",
+    }
+    [decision] = run.decisions
+    assert (decision.kind, decision.step, decision.outcome) == (
+        DecisionKind.CONDITION,
+        "0",
+        Outcome.FAILED,
+    )
+
+
+STICKY = {"nodes": {"root": {"routerType": "Splitter", "stickyHeader": "X-User-Id", "steps": [
+    {"serviceName": "classifier", "name": "a", "weight": 50},
+    {"serviceName": "breed", "name": "b", "weight": 50},
+]}}}  # fmt: skip
+
+
+def test_splitter_share_fires_when_the_traffic_is_one_sticky_user() -> None:
+    spec = validate_graph(STICKY)
+    models = {"classifier": default_model, "breed": default_model}
+    one_user = check(spec, models, examples=10, headers=[{"X-User-Id": "user-7"}])
+    # blake2b of "user-7" puts every request on one route: the other gets none of its 50%.
+    shares = [f for f in one_user if f.kind == "splitter-share"]
+    assert [(f.where, f.message) for f in shares] == [
+        ("nodes.root.steps[0]", "weight 50 but 2000 of 2000 draws (100.0%)"),
+        ("nodes.root.steps[1]", "weight 50 but 0 of 2000 draws (0.0%)"),
+    ]
+    many_users = [{"X-User-Id": f"user-{i}"} for i in range(500)]
+    assert not [
+        f
+        for f in check(spec, models, examples=10, headers=many_users)
+        if f.kind == "splitter-share"
+    ]
 
 
 @pytest.mark.parametrize(

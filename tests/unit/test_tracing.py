@@ -19,8 +19,9 @@ from router.calls import HttpStepCaller
 from router.executor import Execution
 from router.graph import CompiledGraph, Step, compile_graph
 from router.payload import Payload
+from router.recording import Decision, DecisionKind, Outcome
 from router.tracing import Tracing, current_trace_id
-from schemas.loading import validate_graph_spec
+from schemas.valid_graph import validate_graph
 from tests.support import Backend
 
 INCOMING_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -41,7 +42,7 @@ def tracing(exporter: InMemorySpanExporter) -> Iterator[Tracing]:
 
 
 def compiled(spec: dict[str, Any]) -> CompiledGraph:
-    return compile_graph(validate_graph_spec(spec))
+    return compile_graph(validate_graph(spec))
 
 
 def two_step_graph() -> CompiledGraph:
@@ -86,7 +87,9 @@ def test_a_sequence_makes_request_node_and_step_spans(
         token = recorder.step_started(a, sent[0])
         recorder.step_finished(token, 200, None, 1)
         token = recorder.step_started(b, sent[1])
-        recorder.decision("root", "b", "retry 1 in 10 ms")
+        recorder.decision(
+            Decision(DecisionKind.RETRY, "root", "b", Outcome.SCHEDULED, "retry 1 in 10 ms")
+        )
         recorder.step_finished(token, 503, None, 3)
         recorder.node_finished(node, 503, None)
         tracing.response(503)
@@ -114,7 +117,15 @@ def test_a_sequence_makes_request_node_and_step_spans(
     assert step_a.status.status_code is StatusCode.UNSET
     assert (step_b.attributes or {})["infergraph.retries"] == 2
     assert step_b.status.status_code is StatusCode.ERROR
-    assert [event.name for event in step_b.events] == ["retry 1 in 10 ms"]
+    [retry] = step_b.events
+    assert retry.name == "retry"
+    assert dict(retry.attributes or {}) == {
+        "infergraph.node": "root",
+        "infergraph.step": "b",
+        "infergraph.decision.kind": "retry",
+        "infergraph.decision.outcome": "scheduled",
+        "infergraph.decision.detail": "retry 1 in 10 ms",
+    }
     assert sent[0] == {"traceparent": traceparent_of(step_a)}
     assert sent[1] == {"Content-Type": "application/json", "traceparent": traceparent_of(step_b)}
 

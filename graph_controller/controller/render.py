@@ -18,16 +18,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from graph_controller.plan import resolve_graph
-from graph_controller.runtime_selection import Runtime, select_runtime
-from schemas.graph import InferenceGraph, ScaleMetric
-from schemas.inference_service import (
-    Addressable,
-    InferenceService,
-    InferenceServiceStatus,
-    ModelSpec,
+from graph_controller.planning.addressing import (
+    cluster_address,
+    predictor_name,
+    ready_at,
+    resolve_graph,
 )
+from graph_controller.planning.runtime_selection import Runtime, select_runtime
+from schemas.graph import ScaleMetric
+from schemas.inference_service import InferenceService, ModelSpec
 from schemas.pod import Container
+from schemas.valid_graph import ValidGraph
 
 Manifest = dict[str, Any]
 
@@ -57,18 +58,13 @@ class RenderError(ValueError):
     """The bundle cannot be rendered; the message names the resource."""
 
 
-def predictor_name(service: str) -> str:
-    return f"{service}-predictor"
-
-
 def service_address(service: str, options: RenderOptions) -> str:
     """The in-cluster URL KServe gives an InferenceService's predictor."""
-    host = f"{predictor_name(service)}.{options.namespace}.svc.{options.cluster_domain}"
-    return f"http://{host}"
+    return cluster_address(service, options.namespace, options.cluster_domain)
 
 
 def render(
-    graphs: Mapping[str, InferenceGraph],
+    graphs: Mapping[str, ValidGraph],
     services: Mapping[str, InferenceService],
     runtimes: Sequence[Runtime],
     options: RenderOptions,
@@ -76,21 +72,13 @@ def render(
     out: list[Manifest] = []
     for name, service in services.items():
         out.extend(render_service(name, service, runtimes, options))
-    ready = {name: _as_ready(service, options) for name, service in services.items()}
+    ready = {
+        name: ready_at(service, service_address(name, options))
+        for name, service in services.items()
+    }
     for name, graph in graphs.items():
         out.extend(render_graph(name, graph, ready, options))
     return out
-
-
-def _as_ready(service: InferenceService, options: RenderOptions) -> InferenceService:
-    name = service.metadata.name or ""
-    address = service_address(name, options)
-    status = InferenceServiceStatus(
-        conditions=[{"type": "Ready", "status": "True"}],
-        url=address,
-        address=Addressable(url=address),
-    )
-    return service.model_copy(update={"status": status})
 
 
 # --- InferenceServices ----------------------------------------------------------------------
@@ -176,29 +164,19 @@ def _container(container: Container) -> Manifest:
 
 def render_graph(
     name: str,
-    graph: InferenceGraph,
+    graph: ValidGraph,
     services: Mapping[str, InferenceService],
     options: RenderOptions,
 ) -> list[Manifest]:
-    resolution = resolve_graph(graph.spec, services)
+    resolution = resolve_graph(graph, services)
     if resolution.missing:
         raise RenderError(
             f"InferenceGraph '{name}' calls InferenceServices not in the bundle: "
             + ", ".join(resolution.missing)
         )
-    spec = resolution.spec
-    # The router gets the spec alone, exactly what KServe's controller passes its router.
-    graph_json = spec.model_dump_json(
-        exclude_none=True,
-        include={
-            "nodes",
-            "routerTimeouts",
-            "timeout",
-            "conditionLanguage",
-            "retry",
-            "circuitBreaker",
-        },
-    )
+    spec = resolution.graph.spec
+    # The router gets the whole spec, as KServe's controller marshals graph.Spec for its router.
+    graph_json = resolution.graph.router_json()
     container: Manifest = {
         "name": name,
         "image": options.router_image,
@@ -229,7 +207,7 @@ def render_graph(
         "serving.kserve.io/inferencegraph": name,
         "app.kubernetes.io/managed-by": "infergraph",
     }
-    owner = _owner("serving.kserve.io/v1alpha1", "InferenceGraph", graph.metadata)
+    owner = _owner("serving.kserve.io/v1alpha1", "InferenceGraph", graph.resource.metadata)
     scaling = _Scaling(spec.min_replicas, spec.max_replicas, spec.scale_target, spec.scale_metric)
     return _workload(name, labels, pod, owner, scaling, options)
 

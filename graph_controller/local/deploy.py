@@ -23,17 +23,12 @@ from pathlib import Path
 
 import aiohttp
 
-from graph_controller.builtin_runtimes import builtin_runtimes
-from graph_controller.bundle import Bundle
-from graph_controller.plan import (
-    LocalPlan,
-    LocalPlanError,
-    plan_local,
-    referenced_services,
-    resolve_graph,
-)
-from graph_controller.processes import Child, Supervisor, group_alive
-from schemas.inference_service import Addressable, InferenceService, InferenceServiceStatus
+from graph_controller.local.processes import Child, Supervisor, group_alive
+from graph_controller.planning.addressing import ready_at, resolve_graph
+from graph_controller.planning.builtin_runtimes import builtin_runtimes
+from graph_controller.planning.bundle import Bundle
+from graph_controller.planning.local_plan import LocalPlan, LocalPlanError, plan_local
+from schemas.inference_service import InferenceService
 
 LOOPBACK = "127.0.0.1"
 # Loading a model (unpickling, importing sklearn) on a busy 2-core machine can take a while.
@@ -66,8 +61,7 @@ def state_dir() -> Path:
 def make_plan(bundle: Bundle) -> LocalPlan:
     """The local plan of a bundle, with the built-in ClusterServingRuntimes available."""
     runtimes = (*bundle.runtimes, *builtin_runtimes())
-    graphs = {name: graph.spec for name, graph in bundle.graphs.items()}
-    return plan_local(bundle.services, graphs, runtimes, bundle.root, sys.executable)
+    return plan_local(bundle.services, runtimes, bundle.root, sys.executable)
 
 
 @dataclass(frozen=True)
@@ -101,18 +95,16 @@ async def deployment(
             address = f"http://{LOOPBACK}:{port}"
             starting.append((child, f"{address}{predictor.ready_path}"))
             emit(f"starting {predictor.service} (runtime {predictor.runtime}) on {address}")
-            services[predictor.service] = _ready_service(
-                bundle.services[predictor.service], address
-            )
+            services[predictor.service] = ready_at(bundle.services[predictor.service], address)
         await asyncio.gather(*(wait_ready(c, url, ready_timeout) for c, url in starting))
 
         graphs: list[RunningGraph] = []
         for index, (name, graph) in enumerate(bundle.graphs.items()):
-            spec = resolve_graph(graph.spec, services).spec
+            resolved = resolve_graph(graph, services).graph
             port = router_port if index == 0 and router_port else free_port()
             argv = [
                 sys.executable, "-m", "router", "--graph-json",
-                spec.model_dump_json(exclude_none=True),
+                resolved.router_json(),
                 "--host", LOOPBACK, "--port", str(port), "--drain-seconds", "0",
             ]  # fmt: skip
             child = await supervisor.start(f"router/{name}", argv)
@@ -154,21 +146,11 @@ def _check_references(bundle: Bundle) -> None:
     problems = [
         f"InferenceGraph '{name}' calls InferenceService '{service}', which the bundle lacks"
         for name, graph in bundle.graphs.items()
-        for service in referenced_services(graph.spec)
+        for service in graph.referenced_services()
         if service not in bundle.services
     ]
     if problems:
         raise LocalPlanError("; ".join(problems))
-
-
-def _ready_service(service: InferenceService, address: str) -> InferenceService:
-    """The InferenceService as its controller would report it once its process is ready."""
-    status = InferenceServiceStatus(
-        conditions=[{"type": "Ready", "status": "True"}],
-        url=address,
-        address=Addressable(url=address),
-    )
-    return service.model_copy(update={"status": status})
 
 
 async def wait_ready(child: Child, url: str, seconds: float) -> None:

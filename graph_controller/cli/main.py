@@ -14,25 +14,33 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from schemas.errors import FieldError, SpecError
-from schemas.graph import InferenceGraph, InferenceGraphSpec
 from schemas.loading import load_documents
+from schemas.valid_graph import ValidGraph
 
 
 def _validate(args: argparse.Namespace) -> int:
-    """Print every error of every file; exit 1 if any file has one."""
+    """Print every error of every file (folders: each YAML/JSON file in them); exit 1 on any."""
+    from graph_controller.planning.bundle import files_of
+
     failed = False
     for name in args.files:
-        path = Path(name)
         try:
-            docs = load_documents(path.read_bytes(), str(path))
-        except OSError as error:
-            print(f"{path}: cannot read: {error.strerror}", file=sys.stderr)
-            failed = True
+            files = files_of(Path(name))
         except SpecError as error:
             print(error, file=sys.stderr)
             failed = True
-        else:
-            print(f"{path}: ok ({len(docs)} resource{'s' if len(docs) != 1 else ''})")
+            continue
+        for path in files:
+            try:
+                docs = load_documents(path.read_bytes(), str(path))
+            except OSError as error:
+                print(f"{path}: cannot read: {error.strerror}", file=sys.stderr)
+                failed = True
+            except SpecError as error:
+                print(error, file=sys.stderr)
+                failed = True
+            else:
+                print(f"{path}: ok ({len(docs)} resource{'s' if len(docs) != 1 else ''})")
     return 1 if failed else 0
 
 
@@ -42,10 +50,10 @@ def _print(line: str) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     """Run the bundle until Ctrl-C, SIGTERM or `infergraph down`; nothing is left running."""
-    from graph_controller.bundle import load_bundle
-    from graph_controller.local import StartupError, up
-    from graph_controller.plan import LocalPlanError
-    from graph_controller.runtime_selection import RuntimeSelectionError
+    from graph_controller.local.deploy import StartupError, up
+    from graph_controller.planning.bundle import load_bundle
+    from graph_controller.planning.local_plan import LocalPlanError
+    from graph_controller.planning.runtime_selection import RuntimeSelectionError
 
     async def run() -> int:
         stop = asyncio.Event()
@@ -63,31 +71,32 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from graph_controller.local import down
+    from graph_controller.local.deploy import down
 
     if down(_print) == 0:
         print("no running `infergraph up` found")
     return 0
 
 
-def _graph_spec(path: str) -> InferenceGraphSpec:
-    """The one InferenceGraph in a file (a bundle may also hold services and runtimes)."""
-    docs = load_documents(Path(path).read_bytes(), path)
-    graphs = [d.resource for d in docs if isinstance(d.resource, InferenceGraph)]
+def _graph(path: str) -> ValidGraph:
+    """The one InferenceGraph in a file or folder (which may also hold services and runtimes)."""
+    from graph_controller.planning.bundle import load_files
+
+    graphs = [d.resource for d in load_files([path]) if isinstance(d.resource, ValidGraph)]
     if len(graphs) != 1:
         raise SpecError(
             [FieldError("<file>", f"expected one InferenceGraph, found {len(graphs)}")], path
         )
-    return graphs[0].spec
+    return graphs[0]
 
 
 def _picture(args: argparse.Namespace) -> int:
-    from graph_controller import picture
+    from graph_controller.cli import picture
 
     try:
-        spec = _graph_spec(args.file)
+        graph = _graph(args.file)
         render = {"mermaid": picture.mermaid, "dot": picture.dot, "svg": picture.svg}[args.format]
-        sys.stdout.write(render(spec))
+        sys.stdout.write(render(graph))
     except (SpecError, picture.PictureError, OSError) as error:
         print(f"infergraph graph: {error}", file=sys.stderr)
         return 1
@@ -100,10 +109,10 @@ def _explain(args: argparse.Namespace) -> int:
     import orjson
     import yaml
 
-    from router.explain import explain, explain_spec, stubs_from
+    from router.explain import explain, explain_graph, stubs_from
 
     try:
-        graph = explain_spec(_graph_spec(args.file))
+        graph = explain_graph(_graph(args.file))
         request = Path(args.request).read_bytes()
         stubs = (
             stubs_from(yaml.safe_load(Path(args.responses).read_text())) if args.responses else {}
@@ -121,16 +130,13 @@ def _render(args: argparse.Namespace) -> int:
     """Print the Kubernetes manifests of every file's resources as multi-document YAML."""
     import yaml
 
-    from graph_controller.builtin_runtimes import builtin_runtimes
-    from graph_controller.bundle import bundle_from_documents
-    from graph_controller.render import Mode, RenderError, RenderOptions, render
-    from graph_controller.runtime_selection import RuntimeSelectionError
+    from graph_controller.controller.render import Mode, RenderError, RenderOptions, render
+    from graph_controller.planning.builtin_runtimes import builtin_runtimes
+    from graph_controller.planning.bundle import bundle_from_documents, load_files
+    from graph_controller.planning.runtime_selection import RuntimeSelectionError
 
     try:
-        documents = []
-        for name in args.files:
-            documents.extend(load_documents(Path(name).read_bytes(), name))
-        bundle = bundle_from_documents(documents, Path.cwd())
+        bundle = bundle_from_documents(load_files(args.files), Path.cwd())
         options = RenderOptions(
             namespace=args.namespace,
             mode=Mode(args.mode),
@@ -150,16 +156,15 @@ def _check(args: argparse.Namespace) -> int:
     """Exit 1 when there are findings; --json prints them for CI."""
     import orjson
 
-    from graph_controller.check import check, load_models, report
-    from graph_controller.plan import referenced_services
+    from graph_controller.cli.check import check, load_models, report
 
     try:
-        spec = _graph_spec(args.file)
-        models = load_models(args.models, referenced_services(spec))
+        graph = _graph(args.file)
+        models = load_models(args.models, list(graph.referenced_services()))
     except (SpecError, OSError, ValueError) as error:
         print(f"infergraph check: {error}", file=sys.stderr)
         return 1
-    findings = check(spec, models, examples=args.examples)
+    findings = check(graph, models, examples=args.examples)
     if args.json:
         sys.stdout.write(orjson.dumps(report(findings), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -230,8 +235,7 @@ def _positive(value: str) -> int:
 
 
 def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from graph_controller import render
-    from graph_controller.controller import leader, settings
+    from graph_controller.controller import leader, render, settings
 
     c = sub.add_parser(
         "controller", help="reconcile InferenceGraphs and InferenceServices on Kubernetes"
@@ -282,8 +286,10 @@ def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infergraph", description="Build and run InferenceGraphs.")
     sub = p.add_subparsers(dest="command", required=True)
-    validate = sub.add_parser("validate", help="check InferenceGraph files; print every error")
-    validate.add_argument("files", nargs="+", metavar="FILE", help="YAML or JSON files")
+    validate = sub.add_parser("validate", help="check resource files; print every error")
+    validate.add_argument(
+        "files", nargs="+", metavar="PATH", help="YAML or JSON files, or folders of them"
+    )
     validate.set_defaults(run=_validate)
 
     up = sub.add_parser("up", help="run graphs, their InferenceServices and routers locally")
@@ -303,7 +309,7 @@ def parser() -> argparse.ArgumentParser:
     down.set_defaults(run=_down)
 
     render = sub.add_parser("render", help="print the Kubernetes manifests for resources")
-    render.add_argument("files", nargs="+", metavar="FILE")
+    render.add_argument("files", nargs="+", metavar="PATH", help="files or folders")
     render.add_argument("--mode", choices=("raw", "serverless"), default="raw")
     render.add_argument("--namespace", default="default")
     render.add_argument("--router-image", default="infergraph/router:0.1.0")
@@ -315,21 +321,21 @@ def parser() -> argparse.ArgumentParser:
     render.set_defaults(run=_render)
 
     checker = sub.add_parser("check", help="property-test a graph with generated inputs")
-    checker.add_argument("file", metavar="GRAPH")
+    checker.add_argument("file", metavar="GRAPH", help="a file or folder with one InferenceGraph")
     checker.add_argument("--models", help="a Python file: MODELS = {name: fn} or functions")
     checker.add_argument("--examples", type=int, default=200, help="inputs to generate")
     checker.add_argument("--json", action="store_true", help="findings as JSON, for CI")
     checker.set_defaults(run=_check)
 
     graph = sub.add_parser("graph", help="draw a graph: Mermaid, Graphviz DOT or SVG")
-    graph.add_argument("file", metavar="FILE")
+    graph.add_argument("file", metavar="PATH", help="a file or folder with one InferenceGraph")
     graph.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
     graph.set_defaults(run=_picture)
 
     explain = sub.add_parser(
         "explain", help="show the path a request would take, without calling any model"
     )
-    explain.add_argument("file", metavar="GRAPH")
+    explain.add_argument("file", metavar="GRAPH", help="a file or folder with one InferenceGraph")
     explain.add_argument("--request", required=True, help="a JSON file with the request body")
     explain.add_argument(
         "--responses", help="YAML mapping '<node>.<step>' or '<step>' to {status, body} stubs"

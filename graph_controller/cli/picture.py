@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 
 from schemas.graph import InferenceGraphSpec, InferenceStep, RouterType
+from schemas.valid_graph import ValidGraph
 
 _SHAPES = {
     RouterType.SEQUENCE: ("[[", "]]"),
@@ -74,7 +75,8 @@ def _walk(spec: InferenceGraphSpec) -> tuple[list[_Edge], dict[str, str]]:
     return edges, services
 
 
-def mermaid(spec: InferenceGraphSpec) -> str:
+def mermaid(graph: ValidGraph) -> str:
+    spec = graph.spec
     lines = ["flowchart LR"]
     for name, node in spec.nodes.items():
         left, right = _SHAPES[node.router_type]
@@ -97,7 +99,9 @@ _DOT_SHAPES = {
 }
 
 
-def dot(spec: InferenceGraphSpec) -> str:
+def dot(graph: ValidGraph) -> str:
+    spec = graph.spec
+
     def quote(text: str) -> str:
         # DOT's own escapes: a backslash, a quote, and \n for a line break inside a label.
         escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -119,7 +123,7 @@ def dot(spec: InferenceGraphSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def svg(spec: InferenceGraphSpec) -> str:
+def svg(graph: ValidGraph) -> str:
     executable = shutil.which("dot")
     if executable is None:
         raise PictureError(
@@ -127,7 +131,7 @@ def svg(spec: InferenceGraphSpec) -> str:
             "use --format mermaid or dot meanwhile"
         )
     result = subprocess.run(
-        [executable, "-Tsvg"], input=dot(spec), capture_output=True, text=True, check=False
+        [executable, "-Tsvg"], input=dot(graph), capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise PictureError(f"dot failed: {result.stderr.strip()}")

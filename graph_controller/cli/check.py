@@ -8,6 +8,9 @@ answers `{"predictions": <its instances>}`. Findings, each with a counter-exampl
 - unreached steps (dead branches); Switch inputs that match no route; conditions that always
   held; Splitter shares far from their weights; Ensembles whose answers cannot be aggregated;
   step timeouts longer than the graph's deadline; any 5xx while every model is healthy.
+
+Everything is read from the values the executor records (decisions' kind and outcome, the
+router error's type), never from the wording of a message.
 """
 
 from __future__ import annotations
@@ -15,15 +18,25 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.testing import GraphHarness, Model, Run, payloads
+from router.testing import (
+    AnswersNotAggregatable,
+    DecisionKind,
+    GraphHarness,
+    Model,
+    NoRouteMatched,
+    Outcome,
+    Run,
+    payloads,
+)
 from schemas.graph import InferenceGraphSpec, RouterType
+from schemas.valid_graph import ValidGraph
 
 SPLIT_SIGMAS = 5.0  # a share further than this many binomial deviations is a finding
 
@@ -64,13 +77,21 @@ def load_models(path: str | None, services: list[str]) -> dict[str, Model]:
 
 
 def check(
-    spec: InferenceGraphSpec,
+    graph: ValidGraph,
     models: Mapping[str, Model],
     examples: int = 200,
     inputs: st.SearchStrategy[Any] | None = None,
     seed: int = 0,
+    headers: Sequence[Mapping[str, str]] = (),
 ) -> list[Finding]:
-    harness = GraphHarness(spec, models, seed=seed)
+    """Findings for `graph` with `models`, over `examples` generated inputs.
+
+    `headers` is the mix of request headers the traffic carries (each request gets the next
+    set, in turn; none by default): with a Splitter's `stickyHeader` among them, the shares
+    are those of that traffic, which may be far from the weights (a few users, one route).
+    """
+    spec = graph.spec
+    harness = GraphHarness(graph, models, seed=seed)
     runs: list[tuple[Any, Run]] = []
 
     @settings(
@@ -82,13 +103,18 @@ def check(
     )
     @given(inputs if inputs is not None else payloads())
     def explore(body: Any) -> None:
-        runs.append((body, harness.run(body)))
+        runs.append((body, harness.run(body, _headers(headers, len(runs)))))
 
     explore()
     findings = _static(spec, harness)
     findings += _from_runs(spec, runs)
-    findings += _splitter_shares(spec, harness, runs[0][0] if runs else {"instances": [[0]]})
+    first = runs[0][0] if runs else {"instances": [[0]]}
+    findings += _splitter_shares(spec, harness, first, headers)
     return findings
+
+
+def _headers(mix: Sequence[Mapping[str, str]], index: int) -> Mapping[str, str] | None:
+    return mix[index % len(mix)] if mix else None
 
 
 def _static(spec: InferenceGraphSpec, harness: GraphHarness) -> list[Finding]:
@@ -114,20 +140,19 @@ def _from_runs(spec: InferenceGraphSpec, runs: list[tuple[Any, Run]]) -> list[Fi
     for body, run in runs:
         reached.update(run.steps)
         for decision in run.decisions:
-            detail = decision.get("detail", "")
-            if detail.startswith("condition "):
-                key = (decision["node"], decision.get("step") or "")
+            if decision.kind is DecisionKind.CONDITION:
+                key = (decision.node, decision.step or "")
                 evaluated[key] += 1
-                if " held" in detail:
+                if decision.outcome is Outcome.HELD:
                     held[key] += 1
                     reached.add(key)
-        cause = run.body.get("cause", "") if isinstance(run.body, dict) else ""
-        if run.status == 404 and "None of the routes matched" in cause:
-            first_no_route = first_no_route or (body, cause)
-        elif "cannot aggregate" in cause:
-            first_unaggregatable = first_unaggregatable or (body, cause)
+        if isinstance(run.error, NoRouteMatched):
+            first_no_route = first_no_route or (body, run.error.explanation)
+        elif isinstance(run.error, AnswersNotAggregatable):
+            first_unaggregatable = first_unaggregatable or (body, run.error.explanation)
         elif run.status >= 500:
-            first_5xx = first_5xx or (body, f"{run.status}: {cause or run.body}")
+            what = run.error.explanation if run.error is not None else run.body
+            first_5xx = first_5xx or (body, f"{run.status}: {what}")
     for name, node in spec.nodes.items():
         for index, step in enumerate(node.steps):
             key = (name, step.name or str(index))
@@ -165,7 +190,11 @@ def _from_runs(spec: InferenceGraphSpec, runs: list[tuple[Any, Run]]) -> list[Fi
 
 
 def _splitter_shares(
-    spec: InferenceGraphSpec, harness: GraphHarness, body: Any, draws: int = 2000
+    spec: InferenceGraphSpec,
+    harness: GraphHarness,
+    body: Any,
+    headers: Sequence[Mapping[str, str]] = (),
+    draws: int = 2000,
 ) -> list[Finding]:
     splitters = [
         name for name, node in spec.nodes.items() if node.router_type is RouterType.SPLITTER
@@ -174,12 +203,12 @@ def _splitter_shares(
         return []
     counts: Counter[tuple[str, str]] = Counter()
     seen: Counter[str] = Counter()
-    for _ in range(draws):
-        run = harness.run(body)
+    for index in range(draws):
+        run = harness.run(body, _headers(headers, index))
         for decision in run.decisions:
-            if decision["node"] in splitters and "route" in decision.get("detail", ""):
-                counts[(decision["node"], decision.get("step") or "")] += 1
-                seen[decision["node"]] += 1
+            if decision.kind is DecisionKind.ROUTE and decision.node in splitters:
+                counts[(decision.node, decision.step or "")] += 1
+                seen[decision.node] += 1
     findings = []
     for name in splitters:
         total = seen[name]

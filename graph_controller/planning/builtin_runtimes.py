@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from graph_controller.runtime_selection import Runtime, Scope
+from graph_controller.planning.runtime_selection import Runtime, Scope
 from schemas.loading import load_documents
 from schemas.serving_runtime import ClusterServingRuntime
 

@@ -1,0 +1,116 @@
+"""Where InferenceServices answer, and a graph with its service names resolved to those URLs.
+
+KServe's controller fills each step's `serviceUrl` from the InferenceService it names (keeping
+`serviceName`) before starting the router; every deployer here does the same through
+`resolve_graph`: `infergraph up` with the local processes' addresses, `render` and the
+Kubernetes controller with the cluster addresses (`cluster_address`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from graph_controller.planning.runtime_selection import model_protocol
+from schemas.errors import FieldError, SpecError, render_path
+from schemas.inference_service import (
+    Addressable,
+    InferenceService,
+    InferenceServiceStatus,
+    ProtocolVersion,
+)
+from schemas.valid_graph import ValidGraph
+
+
+def predict_url(address: str, model: str, protocol: ProtocolVersion = ProtocolVersion.V1) -> str:
+    """KServe's inference URL for `model` served at `address` (an InferenceService's URL)."""
+    base = address.rstrip("/")
+    if protocol is not ProtocolVersion.V1:
+        return f"{base}/v2/models/{model}/infer"
+    return f"{base}/v1/models/{model}:predict"
+
+
+def predictor_name(service: str) -> str:
+    """The name KServe gives an InferenceService's predictor Deployment and Service."""
+    return f"{service}-predictor"
+
+
+def cluster_address(service: str, namespace: str, cluster_domain: str = "cluster.local") -> str:
+    """The in-cluster URL KServe gives an InferenceService (its predictor's Service)."""
+    return f"http://{predictor_name(service)}.{namespace}.svc.{cluster_domain}"
+
+
+def status_address(status: InferenceServiceStatus | None) -> str | None:
+    """Where a Ready InferenceService answers (status.address.url, else status.url)."""
+    if status is None or not status.is_ready():
+        return None
+    if status.address is not None and status.address.url:
+        return status.address.url
+    return status.url
+
+
+def ready_at(service: InferenceService, address: str) -> InferenceService:
+    """`service` as its controller reports it once its predictor answers at `address`."""
+    status = InferenceServiceStatus(
+        conditions=[{"type": "Ready", "status": "True"}],
+        url=address,
+        address=Addressable(url=address),
+    )
+    return service.model_copy(update={"status": status})
+
+
+def resolve_service_names(
+    graph: ValidGraph, urls: Mapping[str, str], source: str = "graph"
+) -> ValidGraph:
+    """`graph` with `serviceUrl` set on every step that names a service in `urls`.
+
+    A name missing from `urls` is a SpecError naming the step, listing what is available.
+    """
+    known = ", ".join(sorted(urls)) or "none"
+    errors = [
+        FieldError(
+            render_path(("nodes", node_name, "steps", index, "serviceName")),
+            f"InferenceService '{step.service_name}' is not known (available: {known})",
+        )
+        for node_name, node in graph.spec.nodes.items()
+        for index, step in enumerate(node.steps)
+        if step.service_name is not None
+        and step.service_url is None
+        and step.service_name not in urls
+    ]
+    if errors:
+        raise SpecError(errors, source)
+    return graph.with_service_urls(urls)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A graph with every resolvable serviceName filled, and what kept the rest unresolved."""
+
+    graph: ValidGraph
+    missing: tuple[str, ...]  # named InferenceServices that do not exist
+    unready: tuple[str, ...]  # that exist but are not Ready or have no address yet
+
+    @property
+    def ready(self) -> bool:
+        return not self.missing and not self.unready
+
+
+def resolve_graph(graph: ValidGraph, services: Mapping[str, InferenceService]) -> Resolution:
+    """Fill each step's serviceUrl from the InferenceService it names, as KServe's controller."""
+    urls: dict[str, str] = {}
+    missing: list[str] = []
+    unready: list[str] = []
+    for name in graph.referenced_services():
+        service = services.get(name)
+        if service is None:
+            missing.append(name)
+            continue
+        address = status_address(service.status)
+        model = service.spec.predictor.model_spec()
+        protocol = model_protocol(model) if model is not None else ProtocolVersion.V1
+        if address is None:
+            unready.append(name)
+        else:
+            urls[name] = predict_url(address, name, protocol)
+    return Resolution(graph.with_service_urls(urls), tuple(missing), tuple(unready))

@@ -1,0 +1,79 @@
+"""router.aggregation: errors name the step whose answer is wrong, its value and where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router.aggregation import Answer, NotAggregatable, mean
+
+
+def v1(*predictions: Any) -> dict[str, Any]:
+    return {"predictions": list(predictions)}
+
+
+def v2(*data: Any) -> dict[str, Any]:
+    return {
+        "outputs": [{"name": "out", "shape": [len(data)], "datatype": "FP64", "data": list(data)}]
+    }
+
+
+@pytest.mark.parametrize(
+    ("bodies", "weighted", "message"),
+    [
+        (
+            [v1(1.0), v1("cat"), v1(3.0)],
+            False,
+            "a mean needs numbers; step 'm1' answered \"cat\" at predictions[0]",
+        ),
+        (
+            [v1(1.0, 2.0), v1(1.0, 2.0), v1(1.0, None)],
+            True,
+            "a mean needs numbers; step 'm2' answered null at predictions[1]",
+        ),
+        (
+            [v2([1.0, 2.0]), v2([1.0, 2.0]), v2([1.0, "x"])],
+            False,
+            "a mean needs numbers; step 'm2' answered \"x\" at outputs[0].data[0][1]",
+        ),
+        (
+            [v1([1, 2]), v1([1, 2]), v1([1, 2, 3])],
+            False,
+            "steps answered arrays of different lengths at predictions[0] "
+            "('m0': 2, 'm1': 2, 'm2': 3)",
+        ),
+        (
+            [v1(1.0), v1([1.0]), v1(2.0)],
+            False,
+            "a mean needs values of one shape; step 'm1' answered [1.0] at predictions[0] "
+            "where step 'm0' answered 1.0",
+        ),
+        (
+            [v1(1.0), v1(2.0), v2(3.0)],
+            False,
+            "step 'm2' answered v2 but step 'm0' answered v1; steps must answer in one protocol",
+        ),
+        (
+            [v1(1.0), {"labels": [1]}, v1(2.0)],
+            False,
+            "step 'm1' answered neither v1 'predictions' nor v2 'outputs' to aggregate",
+        ),
+    ],
+    ids=[
+        "second-not-a-number",
+        "third-null-weighted",
+        "third-v2-nested",
+        "third-longer",
+        "second-array-for-number",
+        "third-other-protocol",
+        "second-no-predictions",
+    ],
+)
+def test_mean_errors_name_the_offending_step_and_value(
+    bodies: list[Any], weighted: bool, message: str
+) -> None:
+    answers = [Answer(f"m{i}", body, 1.0) for i, body in enumerate(bodies)]
+    with pytest.raises(NotAggregatable) as caught:
+        mean(answers, weighted=weighted)
+    assert str(caught.value) == message
