@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import jsonschema
+import orjson
 import pytest
 from hypothesis import given, settings
 
@@ -99,6 +100,18 @@ def test_pattern_strings_match() -> None:
 def test_from_schema_refuses_what_it_would_ignore(schema: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         from_schema(schema)
+
+
+def test_from_schema_values_can_be_sent() -> None:
+    # hypothesis-jsonschema draws integers beyond 64 bits, which no body can carry here.
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+    @settings(derandomize=True, max_examples=300, database=None)
+    @given(from_schema(schema))
+    def check(value: Any) -> None:
+        orjson.dumps(value)
+
+    check()
 
 
 def test_a_property_named_like_a_keyword_is_just_a_name() -> None:
