@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -29,11 +30,15 @@ from graph_controller.planning.builtin_runtimes import builtin_runtimes
 from graph_controller.planning.bundle import Bundle
 from graph_controller.planning.local_plan import LocalPlan, LocalPlanError, plan_local
 from schemas.inference_service import InferenceService
+from schemas.valid_graph import ValidGraph
 
 LOOPBACK = "127.0.0.1"
 # Loading a model (unpickling, importing sklearn) on a busy 2-core machine can take a while.
 DEFAULT_READY_TIMEOUT = 120.0
 POLL_INTERVAL = 0.1  # seconds between readiness probes
+# A request body for the curl line `up` prints, as JSON, on the InferenceGraph's metadata.
+SAMPLE_ANNOTATION = "infergraph.dev/sample-request"
+PLACEHOLDER_BODY = '{"instances": [[...]]}'
 
 
 class StartupError(RuntimeError):
@@ -130,6 +135,35 @@ async def deployment(
         yield Deployment(supervisor, tuple(graphs))
 
 
+def sample_request(name: str, graph: ValidGraph) -> str | None:
+    """The graph's sample request body as one line of JSON, or None without the annotation;
+    LocalPlanError when the annotation is not JSON."""
+    annotations = graph.resource.metadata.annotations or {}
+    text = annotations.get(SAMPLE_ANNOTATION)
+    if text is None:
+        return None
+    try:
+        body = json.loads(text)
+    except ValueError as error:
+        raise LocalPlanError(
+            f"InferenceGraph '{name}': annotation {SAMPLE_ANNOTATION} is not JSON ({error}): "
+            f"{text[:80]!r}"
+        ) from error
+    return json.dumps(body, separators=(", ", ": "))
+
+
+def curl_lines(url: str, sample: str | None) -> list[str]:
+    """The curl command for a graph, with its sample body or a placeholder saying so."""
+    command = f"  curl -s -X POST {url} -H 'Content-Type: application/json' -d "
+    if sample is not None:
+        return [command + shlex.quote(sample)]
+    return [
+        command + shlex.quote(PLACEHOLDER_BODY),
+        f"  ([...] is a placeholder for one input of your model; a {SAMPLE_ANNOTATION} "
+        "annotation on the InferenceGraph, holding a JSON body, puts a real one here)",
+    ]
+
+
 async def up(
     bundle: Bundle,
     emit: Callable[[str], None],
@@ -138,13 +172,12 @@ async def up(
     ready_timeout: float = DEFAULT_READY_TIMEOUT,
 ) -> int:
     """Run until `stop` is set or a process dies; returns the exit status for the CLI."""
+    samples = {name: sample_request(name, graph) for name, graph in bundle.graphs.items()}
     async with deployment(bundle, emit, router_port, ready_timeout) as running:
         for graph in running.graphs:
             emit(f"graph {graph.name} ready at {graph.url}")
-            emit(
-                f"  curl -s -X POST {graph.url} -H 'Content-Type: application/json' "
-                "-d '{\"instances\": [[...]]}'"
-            )
+            for line in curl_lines(graph.url, samples[graph.name]):
+                emit(line)
         state = _write_state(running.supervisor, running.graphs)
         try:
             crashed = await _serve_until(stop, running.supervisor)

@@ -1,9 +1,11 @@
 """The runnable examples as a newcomer meets them: `python examples/train.py`, then
 `infergraph up examples/<name>` (the installed command, a subprocess), then requests.
 
-A body the models cannot read (not JSON, the wrong shape) must fail with the failing model's
-status and cause, never a 200 holding error bodies, nor a later step's 500 that hides which
-model refused and why: each example's first step is `dependency: Hard` for that.
+The curl line `up` prints is run as printed (with its sample body from the graph's
+`infergraph.dev/sample-request` annotation) and must get 200. A body the models cannot read
+(not JSON, the wrong shape) must fail with the failing model's status and cause, never a 200
+holding error bodies, nor a later step's 500 that hides which model refused and why: each
+example's first step is `dependency: Hard` for that.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def trained_models() -> None:
 @dataclass
 class Up:
     url: str
+    curl: str = ""  # the curl line printed after the URL, stripped
     output: list[str] = field(default_factory=list)
 
 
@@ -57,12 +60,14 @@ async def infergraph_up(example: str, state_dir: Path) -> AsyncIterator[Up]:
     prefix = "graph "
     try:
         async with asyncio.timeout(READY_SECONDS):
-            while not up.url:
+            while not up.curl:
                 line = (await process.stdout.readline()).decode()
                 assert line, "infergraph up exited before ready:\n" + "".join(up.output[-30:])
                 up.output.append(line)
                 if line.startswith(prefix) and " ready at " in line:
                     up.url = line.split(" ready at ")[1].strip()
+                elif up.url and line.startswith("  curl "):
+                    up.curl = line.strip()
         drain = asyncio.ensure_future(_collect(process.stdout, up.output))
         yield up
     finally:
@@ -103,11 +108,42 @@ WRONG_SHAPE_ANSWERS = {
 }
 
 
+async def run_curl(curl: str) -> tuple[int, str]:
+    """The printed command through a shell, as a reader pastes it; -w adds the status."""
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-c", curl + " -w '\\n%{http_code}'",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    body, _, status = out.decode().rpartition("\n")
+    return int(status), body
+
+
+# What the sample request of each example gets (the digits sample is a 7: the specialist says).
+SAMPLE_ANSWERS = {
+    "digits-pipeline": {"predictions": [7]},
+    "iris-ensemble": {
+        "logreg": {"predictions": [0]},
+        "tree": {"predictions": [0]},
+        "knn": {"predictions": [0]},
+    },
+    "iris-transformer": {"predictions": [2]},
+    "wine-canary": {"predictions": [0]},
+}
+
+
 @pytest.mark.parametrize("example", sorted(WRONG_SHAPE_ANSWERS))
-async def test_a_body_the_models_cannot_read_fails_with_its_cause(
+async def test_the_printed_curl_line_works_and_unreadable_bodies_fail_with_their_cause(
     example: str, tmp_path: Path
 ) -> None:
     async with infergraph_up(example, tmp_path) as up:
+        # One `up` per example serves both checks: model servers take seconds to start.
+        assert up.curl.startswith(f"curl -s -X POST {up.url} ")
+        status, body = await run_curl(up.curl)
+        assert status == 200, body
+        assert orjson.loads(body) == SAMPLE_ANSWERS[example]
+
         status, body = await post(up.url, NOT_JSON)
         assert (status, body["error"]) == (
             400,

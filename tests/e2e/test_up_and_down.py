@@ -1,7 +1,10 @@
-"""`infergraph up` and `down` around what is not theirs: a router port already taken is refused
-before anything starts (a server there would answer the readiness probe in the router's
-place), and `down` signals only processes whose start time is the one its state file recorded
-(a stale file's pids may belong to other programs by now). Real processes and servers."""
+"""`infergraph up` and `down` around what is not theirs, and the curl line `up` prints.
+
+A router port already taken is refused before anything starts (a server there would answer
+the readiness probe in the router's place); `down` signals only processes whose start time is
+the one its state file recorded (a stale file's pids may belong to other programs by now);
+the curl line carries the graph's `infergraph.dev/sample-request` body, quoted for the shell,
+or says that its body is a placeholder. Real processes and servers."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from graph_controller.cli.main import main as infergraph
-from graph_controller.local.deploy import down, start_time
+from graph_controller.local.deploy import curl_lines, down, start_time
 from tests.support import LOOPBACK
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -159,3 +162,54 @@ def test_down_stops_the_processes_it_recorded(
     assert up.wait(timeout=30) == -15  # SIGTERM
     assert child.wait(timeout=30) == -9  # its group, SIGKILL
     assert lines == [f"stopped infergraph up (pid {up.pid}): g"]
+
+
+GRAPH_WITH_SAMPLE = """
+apiVersion: serving.kserve.io/v1alpha1
+kind: InferenceGraph
+metadata:
+  name: g
+  annotations: {{infergraph.dev/sample-request: '{sample}'}}
+spec:
+  nodes: {{root: {{routerType: Sequence, steps: [{{serviceName: m}}]}}}}
+"""
+
+
+def test_up_refuses_a_sample_request_that_is_not_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = tmp_path / "g.yaml"
+    bundle.write_text(GRAPH_WITH_SAMPLE.format(sample='{"instances": [[1, 2]'))
+    assert infergraph(["up", str(bundle), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "infergraph up: InferenceGraph 'g': annotation infergraph.dev/sample-request is not "
+        "JSON (Expecting ',' delimiter: line 1 column 22 (char 21))"
+    ) in err
+
+
+@pytest.mark.parametrize(
+    ("sample", "lines"),
+    [
+        (
+            """{"instances": [["it's", 1]]}""",
+            [
+                "  curl -s -X POST http://h:1 -H 'Content-Type: application/json' -d "
+                """'{"instances": [["it'"'"'s", 1]]}'"""
+            ],
+        ),
+        (
+            None,
+            [
+                "  curl -s -X POST http://h:1 -H 'Content-Type: application/json' -d "
+                """'{"instances": [[...]]}'""",
+                "  ([...] is a placeholder for one input of your model; a "
+                "infergraph.dev/sample-request annotation on the InferenceGraph, holding a JSON "
+                "body, puts a real one here)",
+            ],
+        ),
+    ],
+    ids=["quoted-for-the-shell", "placeholder-said-so"],
+)
+def test_curl_lines(sample: str | None, lines: list[str]) -> None:
+    assert curl_lines("http://h:1", sample) == lines
