@@ -73,6 +73,7 @@ MODELS: dict[str, Callable[[], Any]] = {
     ),
     "wine-canary/models/wine-v2": wine(RandomForestClassifier(n_estimators=50, random_state=SEED)),
     "iris-transformer/models/iris-scaled": iris_raw_scale,
+    "iris-kserve-transformer/models/iris-scaled": iris_raw_scale,
 }
 
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 def _validate(args: argparse.Namespace) -> int:
     """Print every error of every file (folders: each YAML/JSON file in them); exit 1 on any."""
     from graph_controller.planning.bundle import files_of
+    from graph_controller.planning.components import unsupported
+    from schemas.inference_service import InferenceService
 
     failed = False
     for name in args.files:
@@ -44,6 +46,17 @@ def _validate(args: argparse.Namespace) -> int:
                 print(error, file=sys.stderr)
                 failed = True
             else:
+                # Fields InferGraph accepts but does not implement are refused here too.
+                refused = [
+                    error
+                    for doc in docs
+                    if isinstance(doc.resource, InferenceService)
+                    for error in unsupported(doc.resource)
+                ]
+                if refused:
+                    print(SpecError(refused, str(path)), file=sys.stderr)
+                    failed = True
+                    continue
                 print(f"{path}: ok ({len(docs)} resource{'s' if len(docs) != 1 else ''})")
     return 1 if failed else 0
 

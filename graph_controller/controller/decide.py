@@ -26,7 +26,13 @@ from graph_controller.controller.render import (
     render_service,
     service_address,
 )
-from graph_controller.planning.addressing import predictor_name, resolve_graph, status_address
+from graph_controller.planning.addressing import resolve_graph, status_address
+from graph_controller.planning.components import (
+    is_stopped,
+    predictor_name,
+    transformer_name,
+    unsupported,
+)
 from graph_controller.planning.runtime_selection import Runtime, RuntimeSelectionError, Scope
 from schemas.errors import SpecError
 from schemas.inference_service import InferenceService, InferenceServiceStatus
@@ -40,9 +46,12 @@ Condition = dict[str, str]
 
 READY = "Ready"
 PREDICTOR_READY = "PredictorReady"
+TRANSFORMER_READY = "TransformerReady"
+STOPPED = "Stopped"  # KServe's condition for `serving.kserve.io/stop: "true"`
 ROUTER_READY = "RouterReady"
 SERVICE_CONDITIONS = (PREDICTOR_READY, READY)  # an InferenceService's, in status order
 GRAPH_CONDITIONS = (PREDICTOR_READY, ROUTER_READY, READY)  # an InferenceGraph's
+WORKLOAD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +67,13 @@ class Desired:
 
     manifests: list[Manifest]
     status: dict[str, Any]
-    prune: frozenset[str] = field(default_factory=frozenset)  # kinds the spec no longer asks for
+    # (kind, name) of owned objects the spec no longer asks for: deleted if they exist.
+    prune: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+
+
+def _unrendered(names: Sequence[str], manifests: Sequence[Manifest]) -> frozenset[tuple[str, str]]:
+    rendered = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+    return frozenset((k, n) for k in WORKLOAD_KINDS for n in names if (k, n) not in rendered)
 
 
 # --- readiness ------------------------------------------------------------------------------
@@ -189,25 +204,49 @@ def plan_service(
     deployment: Object | None,
     options: RenderOptions,
     now: str,
+    transformer: Object | None = None,
 ) -> Desired:
+    """`deployment`/`transformer`: the predictor's and transformer's Deployments it owns."""
     name = obj["metadata"]["name"]
+    components = (predictor_name(name), transformer_name(name))
     try:
         service = InferenceService.model_validate(obj)
-        manifests = render_service(name, service, runtimes, options)
     except ValidationError as error:
         why = Readiness(False, "InvalidSpec", _every_error(InferenceService, error))
         return failed(obj, why, now, SERVICE_CONDITIONS)
+    refused = unsupported(service, on_cluster=True)
+    if refused:
+        why = Readiness(False, "Unsupported", "; ".join(str(e) for e in refused))
+        return failed(obj, why, now, SERVICE_CONDITIONS)
+    if is_stopped(service.metadata.annotations):
+        # As KServe: every object of the service removed, PredictorReady False, Stopped True.
+        stopped = Readiness(False, STOPPED, 'serving.kserve.io/stop is "true"')
+        conditions = [
+            condition(PREDICTOR_READY, stopped),
+            condition(STOPPED, Readiness(True, "StopAnnotationSet")),
+            condition(READY, stopped),
+        ]
+        return Desired([], _status(obj, conditions, now), _unrendered(components, []))
+    try:
+        manifests = render_service(name, service, runtimes, options)
     except RuntimeSelectionError as error:
         why = Readiness(False, "NoSupportingRuntime", str(error))
         return failed(obj, why, now, SERVICE_CONDITIONS)
     except RenderError as error:
         return failed(obj, Readiness(False, "InvalidSpec", str(error)), now, SERVICE_CONDITIONS)
     predictor = deployment_readiness(deployment, f"predictor {predictor_name(name)}")
-    url = service_address(name, options)
-    conditions = [condition(PREDICTOR_READY, predictor), condition(READY, _overall(predictor))]
+    conditions = [condition(PREDICTOR_READY, predictor)]
+    parts = [predictor]
+    has_transformer = service.spec.transformer is not None
+    if has_transformer:
+        transformed = deployment_readiness(transformer, f"transformer {transformer_name(name)}")
+        conditions.append(condition(TRANSFORMER_READY, transformed))
+        parts.append(transformed)
+    conditions.append(condition(STOPPED, Readiness(False, "NotStopped")))
+    conditions.append(condition(READY, _overall(*parts)))
+    url = service_address(name, options, has_transformer)
     status = _status(obj, conditions, now, url=url, address={"url": url})
-    rendered = {m["kind"] for m in manifests}
-    return Desired(manifests, status, frozenset({"HorizontalPodAutoscaler"} - rendered))
+    return Desired(manifests, status, _unrendered(components, manifests))
 
 
 def failed(obj: Object, why: Readiness, now: str, kinds: Sequence[str]) -> Desired:
@@ -270,8 +309,7 @@ def plan_graph(
     ]
     url = graph_url(name, options) if (manifests or router is not None) else None
     status = _status(obj, conditions, now, url=url)
-    rendered = {m["kind"] for m in manifests}
-    prune = frozenset({"HorizontalPodAutoscaler"} - rendered) if manifests else frozenset()
+    prune = _unrendered([name], manifests) if manifests else frozenset()
     return Desired(manifests, status, prune)
 
 

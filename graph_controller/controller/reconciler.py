@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import orjson
 
 from graph_controller.controller.render import Manifest, RenderOptions
-from graph_controller.planning.addressing import predictor_name
+from graph_controller.planning.components import predictor_name, transformer_name
 
 from . import decide, events
 from .informer import Store
@@ -128,15 +128,14 @@ class Reconciler:
         options = replace(self._options, namespace=key.namespace)
         if kind is ISVC:
             desired = self._plan_service(obj, options)
-            owned_name = predictor_name(key.name)
             conditions: tuple[str, ...] = decide.SERVICE_CONDITIONS
         else:
             desired = self._plan_graph(obj, options)
-            owned_name = key.name
             conditions = decide.GRAPH_CONDITIONS
         try:
+            self._replace_immutable(key, obj, desired.manifests)
             self._apply(key, obj, desired.manifests)
-            self._prune(key, obj, owned_name, desired.prune)
+            self._prune(key, obj, desired.prune)
         except ApiError as error:
             if error.retryable:
                 raise
@@ -173,7 +172,8 @@ class Reconciler:
             self._stores[SERVING_RUNTIME].items(namespace),
         )
         deployment = self._owned(DEPLOYMENT, namespace, predictor_name(name), obj)
-        return decide.plan_service(obj, runtimes, deployment, options, self._now())
+        transformer = self._owned(DEPLOYMENT, namespace, transformer_name(name), obj)
+        return decide.plan_service(obj, runtimes, deployment, options, self._now(), transformer)
 
     def _plan_graph(self, obj: Object, options: RenderOptions) -> decide.Desired:
         namespace, name = _ns_name(obj)
@@ -226,10 +226,25 @@ class Reconciler:
                 return False
         return True
 
-    def _prune(self, key: Key, owner: Object, name: str, kinds: frozenset[str]) -> None:
-        """Delete objects of `kinds` this owner controls that its spec no longer asks for."""
-        for kind_name in kinds:
-            kind = {HPA.kind: HPA}[kind_name]
+    def _replace_immutable(self, key: Key, owner: Object, manifests: list[Manifest]) -> None:
+        """Delete an owned Deployment whose selector differs from the desired one (a selector
+        is immutable: routers made with `app: <graph>` before KServe's `app: isvc.<graph>`)."""
+        for manifest in manifests:
+            if manifest["kind"] != DEPLOYMENT.kind:
+                continue
+            name = manifest["metadata"]["name"]
+            found = self._owned(DEPLOYMENT, key.namespace, name, owner)
+            wanted = manifest["spec"]["selector"]
+            if found is not None and (found.get("spec") or {}).get("selector") != wanted:
+                self._kube.delete(DEPLOYMENT, key.namespace, name, found["metadata"]["uid"])
+                log.info("deleted", extra={"object": str(key), "deleted": f"Deployment/{name}"})
+                self._applied.pop(key, None)
+
+    def _prune(self, key: Key, owner: Object, objects: frozenset[tuple[str, str]]) -> None:
+        """Delete the objects this owner controls that its spec no longer asks for."""
+        by_kind = {k.kind: k for k in (DEPLOYMENT, SERVICE, HPA)}
+        for kind_name, name in sorted(objects):
+            kind = by_kind[kind_name]
             found = self._owned(kind, key.namespace, name, owner)
             if found is not None:
                 self._kube.delete(kind, key.namespace, name, found["metadata"]["uid"])
@@ -242,13 +257,15 @@ def _ns_name(obj: Object) -> tuple[str, str]:
 
 
 def _spec_changed(event: str, obj: Object, old: Object | None) -> bool:
-    """Added, or its spec generation moved (status-only writes, ours included, do not count)."""
+    """Added, or its spec generation, labels or annotations moved (labels and annotations are
+    propagated and `serving.kserve.io/*` annotations steer the reconcile, yet editing them
+    does not bump the generation; status-only writes, ours included, do not count)."""
     if event == "DELETED":
         return False
     if event == "ADDED" or old is None:
         return True
-    generation = obj.get("metadata", {}).get("generation")
-    return bool(generation != (old.get("metadata") or {}).get("generation"))
+    new, before = obj.get("metadata") or {}, old.get("metadata") or {}
+    return any(new.get(f) != before.get(f) for f in ("generation", "labels", "annotations"))
 
 
 def _summary(status: Object) -> str:

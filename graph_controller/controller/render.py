@@ -1,11 +1,15 @@
 """Render a bundle as Kubernetes objects, the way KServe lays them out (pure).
 
-Raw deployment mode: for each InferenceService a Deployment and a Service (and an HPA when
-scaling fields ask for one) built from the selected runtime's container template, with KServe's
-conventions (model at /mnt/models, a storage-initializer init container for storageUri, labels
-linking objects to their owner, ownerReferences when the owner's uid is known); for each
-InferenceGraph a router Deployment, Service (and HPA) running our image with `--graph-json`
-(serviceNames resolved to the predictors' cluster addresses) and PROPAGATE_HEADERS.
+Raw deployment mode, as KServe v0.15.2's RawDeployment reconcilers: for each InferenceService a
+predictor Deployment, Service and HPA (none for autoscalerClass external/none) from the selected
+runtime's container merged with the model's (`planning.container_merge`), the model at
+/mnt/models (storage-initializer init container, or the PVC itself for `pvc://`), labels and
+annotations of runtime, InferenceService and component, a default TCP readiness probe, and
+the same for a `transformer` (`<name>-transformer`, `--predictor_host` to the predictor);
+for each InferenceGraph a router Deployment, Service and HPA running our image with
+`--graph-json` (serviceNames resolved to the services' cluster addresses), PROPAGATE_HEADERS
+and KServe's router defaults (resources, probe, security context). Fields InferGraph does not
+implement are refused (`planning.components.unsupported`), never dropped.
 Serverless mode: the same pods as Knative Services with autoscaling annotations.
 
 Used by `infergraph render` and the Kubernetes controller; no I/O.
@@ -13,31 +17,81 @@ Used by `infergraph render` and the Kubernetes controller; no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from graph_controller.planning.addressing import (
-    cluster_address,
+from graph_controller.planning.addressing import cluster_address, ready_at, resolve_graph
+from graph_controller.planning.components import (
+    AUTOSCALER_HPA,
+    AUTOSCALER_NONE,
+    RuntimeDefaults,
+    autoscaler_class,
     predictor_name,
-    ready_at,
-    resolve_graph,
+    runtime_defaults,
+    transformer_args,
+    transformer_name,
+    unsupported,
+    with_webhook_defaults,
+)
+from graph_controller.planning.container_merge import (
+    MergeError,
+    merge_containers,
+    merge_pod_specs,
+    replace_placeholders,
 )
 from graph_controller.planning.runtime_selection import Runtime, select_runtime
+from schemas.errors import FieldError
 from schemas.graph import ScaleMetric
-from schemas.inference_service import InferenceService, ModelSpec
-from schemas.pod import Container
+from schemas.inference_service import (
+    ComponentExtension,
+    InferenceService,
+    ModelSpec,
+    TransformerSpec,
+)
+from schemas.pod import Container, PodSpecFields
 from schemas.valid_graph import ValidGraph
 
 Manifest = dict[str, Any]
 
 MODEL_DIR = "/mnt/models"  # where KServe mounts the model for the serving container
+KSERVE_CONTAINER = "kserve-container"  # KServe's InferenceServiceContainerName
+TRANSFORMER_CONTAINER = "transformer-container"  # a transformer collocated in the predictor pod
+STORAGE_INITIALIZER = "storage-initializer"
+STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.15.2"
 PROVISION_VOLUME = "kserve-provision-location"
-STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.15.0"
+PVC_VOLUME = "kserve-pvc-source"
+STORAGE_URI_ENV = "STORAGE_URI"  # a custom container's model location (KServe's injector reads it)
+READONLY_ANNOTATION = "storage.kserve.io/readonly"
+# The schemes KServe's storage initializer accepts (v0.15.2 SupportedStorageURIPrefixList).
+STORAGE_SCHEMES = ("gs", "s3", "pvc", "file", "https", "http", "hdfs", "webhdfs", "oci", "hf")
+# KServe's default inferenceservice ConfigMap (v0.15.2): storageInitializer and router resources,
+# so pods are admitted in namespaces whose ResourceQuota requires requests and limits.
+STORAGE_INITIALIZER_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "100Mi"},
+    "limits": {"cpu": "1", "memory": "1Gi"},
+}
+ROUTER_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "100Mi"},
+    "limits": {"cpu": "1", "memory": "1Gi"},
+}
+# KServe's default serviceAnnotationDisallowedList: never copied onto Deployments and pods.
+DISALLOWED_ANNOTATIONS = frozenset(
+    {
+        "autoscaling.knative.dev/min-scale",
+        "autoscaling.knative.dev/max-scale",
+        "internal.serving.kserve.io/storage-initializer-sourceuri",
+        "kubectl.kubernetes.io/last-applied-configuration",
+    }
+)
+INFERENCE_SERVICE_LABEL = "serving.kserve.io/inferenceservice"
+COMPONENT_LABEL = "component"
+MANAGED = {"app.kubernetes.io/managed-by": "infergraph"}  # what the controller's caches watch
 ROUTER_IMAGE = "infergraph/router:0.1.0"
 HTTP_PORT = 8080
-DEFAULT_SCALE_TARGET = 80  # percent utilisation, KServe's default for cpu/memory
+DEFAULT_SCALE_TARGET = 80  # percent utilisation, KServe's default for cpu
 
 
 class Mode(StrEnum):
@@ -58,9 +112,9 @@ class RenderError(ValueError):
     """The bundle cannot be rendered; the message names the resource."""
 
 
-def service_address(service: str, options: RenderOptions) -> str:
-    """The in-cluster URL KServe gives an InferenceService's predictor."""
-    return cluster_address(service, options.namespace, options.cluster_domain)
+def service_address(service: str, options: RenderOptions, transformer: bool = False) -> str:
+    """The in-cluster URL KServe gives an InferenceService (its transformer's, if any)."""
+    return cluster_address(service, options.namespace, options.cluster_domain, transformer)
 
 
 def render(
@@ -73,7 +127,9 @@ def render(
     for name, service in services.items():
         out.extend(render_service(name, service, runtimes, options))
     ready = {
-        name: ready_at(service, service_address(name, options))
+        name: ready_at(
+            service, service_address(name, options, service.spec.transformer is not None)
+        )
         for name, service in services.items()
     }
     for name, graph in graphs.items():
@@ -87,76 +143,326 @@ def render(
 def render_service(
     name: str, service: InferenceService, runtimes: Sequence[Runtime], options: RenderOptions
 ) -> list[Manifest]:
+    """The predictor's (and transformer's) Deployment, Service and HPA, as KServe's
+    RawDeployment reconcilers make them."""
+    problems = unsupported(service, on_cluster=options.mode is Mode.RAW)
+    if options.mode is Mode.RAW:
+        problems += _knative_metrics(service)
+    if problems:
+        raise RenderError(
+            f"InferenceService '{name}': " + "; ".join(str(problem) for problem in problems)
+        )
+    stored = with_webhook_defaults(service)
+    metadata = _service_metadata(name, stored, options)
+    try:
+        predictor = _predictor(name, stored, runtimes, metadata)
+    except MergeError as error:
+        raise RenderError(f"InferenceService '{name}': {error}") from None
+    owner = _owner("serving.kserve.io/v1beta1", "InferenceService", service.metadata)
+    annotations = metadata["annotations"]
+    out = _workload(
+        predictor_name(name),
+        predictor.labels,
+        predictor.annotations,
+        predictor.pod,
+        owner,
+        _scaling(stored.spec.predictor, annotations),
+        options,
+    )
+    transformer = stored.spec.transformer
+    if transformer is not None:
+        labels = {
+            **metadata["labels"],
+            **(transformer.labels or {}),
+            INFERENCE_SERVICE_LABEL: name,
+            COMPONENT_LABEL: "transformer",
+            **MANAGED,
+        }
+        component_annotations = {**annotations, **_allowed(transformer.annotations)}
+        pod = _transformer_pod(name, transformer, component_annotations, options)
+        out += _workload(
+            transformer_name(name),
+            labels,
+            component_annotations,
+            pod,
+            owner,
+            _scaling(transformer, annotations),
+            options,
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Component:
+    pod: Manifest
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+def _knative_metrics(service: InferenceService) -> list[FieldError]:
+    components: list[tuple[str, ComponentExtension | None]] = [
+        ("predictor", service.spec.predictor),
+        ("transformer", service.spec.transformer),
+    ]
+    return [
+        FieldError(
+            f"spec.{component}.scaleMetric",
+            f"'{fields.scale_metric.value}' is a Knative (Serverless) metric; "
+            "RawDeployment's HPA scales on cpu or memory",
+        )
+        for component, fields in components
+        if fields is not None and fields.scale_metric in (ScaleMetric.CONCURRENCY, ScaleMetric.RPS)
+    ]
+
+
+def _service_metadata(name: str, service: InferenceService, options: RenderOptions) -> Manifest:
+    """The InferenceService's metadata as KServe's templates and object metadata see it."""
+    meta = service.metadata
+    extra = meta.model_extra or {}
+    return {
+        "name": name,
+        "namespace": options.namespace,
+        "uid": extra.get("uid", ""),
+        "generateName": extra.get("generateName", ""),
+        "labels": dict(meta.labels or {}),
+        "annotations": _allowed(meta.annotations),
+    }
+
+
+def _allowed(annotations: Mapping[str, str] | None) -> dict[str, str]:
+    """Annotations without those KServe never propagates (its serviceAnnotationDisallowedList)."""
+    return {k: v for k, v in (annotations or {}).items() if k not in DISALLOWED_ANNOTATIONS}
+
+
+def _predictor(
+    name: str, service: InferenceService, runtimes: Sequence[Runtime], metadata: Manifest
+) -> _Component:
     predictor = service.spec.predictor
-    model = predictor.model_spec()
+    pod_fields = predictor.model_dump(
+        by_alias=True, exclude_none=True, include=set(PodSpecFields.model_fields)
+    )
+    model = predictor.model
+    runtime: Runtime | None = None
     if model is not None:
         runtime = select_runtime(model, runtimes)
-        container = _model_container(name, model, runtime)
-    elif predictor.containers:
-        container = _container(predictor.containers[0])
-        runtime = None
+        defaults = runtime_defaults(runtime.name, name, model)
+        metadata = {**metadata, "labels": {**metadata["labels"], **(defaults.labels or {})}}
+        pod = _runtime_pod(name, model, runtime, defaults, pod_fields, metadata)
+        storage_uri = model.storage_uri
     else:
-        raise RenderError(
-            f"InferenceService '{name}': predictor has neither a model nor containers"
-        )
+        pod = dict(pod_fields)
+        containers = [dict(c) for c in pod.get("containers", [])]
+        if not containers:
+            raise RenderError(
+                f"InferenceService '{name}': predictor has neither a model nor containers"
+            )
+        if len(containers) == 1 or not containers[0].get("name"):
+            containers[0]["name"] = KSERVE_CONTAINER  # KServe's webhook names it
+        if not any(c.get("name") == KSERVE_CONTAINER for c in containers):
+            raise RenderError(
+                f"InferenceService '{name}': spec.predictor.containers has no container "
+                f"named '{KSERVE_CONTAINER}'"
+            )
+        pod["containers"] = containers
+        storage_uri = _env(containers, STORAGE_URI_ENV)
+    if storage_uri:
+        _provision_model(name, pod, storage_uri, metadata["annotations"])
+    _default_probes(pod)
+    runtime_spec = runtime.spec if runtime is not None else None
     labels = {
-        "app": f"isvc.{predictor_name(name)}",
-        "serving.kserve.io/inferenceservice": name,
-        "component": "predictor",
-        "app.kubernetes.io/managed-by": "infergraph",
+        **((runtime_spec.labels or {}) if runtime_spec else {}),
+        **metadata["labels"],
+        **(predictor.labels or {}),
+        INFERENCE_SERVICE_LABEL: name,
+        COMPONENT_LABEL: "predictor",
+        **MANAGED,
     }
     if runtime is not None:
         labels["serving.kserve.io/servingruntime"] = runtime.name
-    pod: Manifest = {"containers": [container]}
-    storage_uri = model.storage_uri if model is not None else None
+    annotations = {
+        **_allowed(runtime_spec.annotations if runtime_spec else None),
+        **metadata["annotations"],
+        **_allowed(predictor.annotations),
+    }
+    return _Component(pod, labels, annotations)
+
+
+def _runtime_pod(
+    name: str,
+    model: ModelSpec,
+    runtime: Runtime,
+    defaults: RuntimeDefaults,
+    pod_fields: Manifest,
+    metadata: Manifest,
+) -> Manifest:
+    """KServe's buildPodSpec: the runtime's kserve-container merged with the model's, the
+    runtime's pod fields merged with the predictor's, and the other containers of both."""
+    runtime_containers = [_container(c) for c in runtime.spec.containers]
+    template = _named(runtime_containers, KSERVE_CONTAINER)
+    if template is None:
+        raise RenderError(
+            f"runtime '{runtime.name}': failed to find {KSERVE_CONTAINER} in ServingRuntime "
+            "containers (KServe merges the model into the container of that name)"
+        )
+    own = model.model_dump(by_alias=True, exclude_none=True, exclude=_NOT_CONTAINER_FIELDS)
+    env_names = {e.name for e in model.env or []}
+    extra_env = [e.model_dump(exclude_none=True) for e in defaults.env if e.name not in env_names]
+    if extra_env:
+        own["env"] = [*own.get("env", []), *extra_env]
+    if defaults.args:
+        own["args"] = [*own.get("args", []), *defaults.args]
+    container = replace_placeholders(merge_containers(template, own), metadata)
+    container["image"] = _image_tag(container.get("image", ""), model, runtime.name, container)
+    runtime_pod = runtime.spec.model_dump(by_alias=True, exclude_none=True)
+    pod = merge_pod_specs(runtime_pod, pod_fields)
+    own_containers = pod_fields.get("containers", [])
+    containers = [container]
+    in_runtime = _named(runtime_containers, TRANSFORMER_CONTAINER)
+    in_service = _named(own_containers, TRANSFORMER_CONTAINER)
+    collocated = (
+        merge_containers(in_runtime, in_service)
+        if in_runtime is not None and in_service is not None
+        else in_runtime or in_service
+    )
+    if collocated is not None:
+        containers.append(replace_placeholders(collocated, metadata))
+    merged_names = (KSERVE_CONTAINER, TRANSFORMER_CONTAINER)
+    containers += [c for c in runtime_containers if c.get("name") not in merged_names]
+    containers += [c for c in own_containers if c.get("name") != TRANSFORMER_CONTAINER]
+    pod["containers"] = containers
+    return pod
+
+
+# ModelSpec fields that are not v1.Container fields (KServe's PredictorExtensionSpec extras).
+_NOT_CONTAINER_FIELDS = {"model_format", "runtime", "storage_uri", "runtime_version",
+                         "protocol_version", "storage"}  # fmt: skip
+_GPU_IMAGE_RUNTIMES = ("kserve-tensorflow-serving", "kserve-torchserve", "kserve-huggingfaceserver")
+_TAG = re.compile(r"(:([\w.\-_]*))$")
+
+
+def _image_tag(image: str, model: ModelSpec, runtime: str, container: Manifest) -> str:
+    """KServe's UpdateImageTag: runtimeVersion replaces the tag; a GPU request on runtimes
+    with GPU images adds `-gpu` to a tagged image."""
+    if model.runtime_version is not None:
+        if _TAG.search(image):
+            return _TAG.sub(":" + model.runtime_version, image)
+        return f"{image}:{model.runtime_version}"
+    limits = (container.get("resources") or {}).get("limits") or {}
+    if "nvidia.com/gpu" in limits and _TAG.search(image) and runtime in _GPU_IMAGE_RUNTIMES:
+        return image if image.endswith("-gpu") else f"{image}-gpu"
+    return image
+
+
+def _transformer_pod(
+    name: str, transformer: TransformerSpec, annotations: Mapping[str, str], options: RenderOptions
+) -> Manifest:
+    pod = transformer.model_dump(
+        by_alias=True, exclude_none=True, include=set(PodSpecFields.model_fields)
+    )
+    containers = [dict(c) for c in pod.get("containers", [])]
+    if not containers:
+        raise RenderError(f"InferenceService '{name}': spec.transformer has no containers")
+    first = containers[0]
+    first["name"] = KSERVE_CONTAINER  # KServe's webhook names a transformer's first container
+    first["args"] = transformer_args(first.get("args", []), name, options.namespace, None)
+    pod["containers"] = containers
+    storage_uri = _env(containers[:1], STORAGE_URI_ENV)
     if storage_uri:
-        pod["initContainers"] = [
+        _provision_model(name, pod, storage_uri, annotations)
+    _default_probes(pod)
+    return pod
+
+
+def _named(containers: Sequence[Manifest], name: str) -> Manifest | None:
+    return next((c for c in containers if c.get("name") == name), None)
+
+
+def _env(containers: Sequence[Manifest], name: str) -> str | None:
+    container = _named(containers, KSERVE_CONTAINER) or {}
+    return next((e.get("value") for e in container.get("env", []) if e.get("name") == name), None)
+
+
+def _provision_model(
+    name: str, pod: Manifest, storage_uri: str, annotations: Mapping[str, str]
+) -> None:
+    """KServe's storage-initializer injector (its default configuration): a `pvc://` URI is
+    mounted directly at /mnt/models; any other gets the storage-initializer init container
+    writing into an emptyDir the model container reads."""
+    if any(c.get("name") == STORAGE_INITIALIZER for c in pod.get("initContainers", [])):
+        return  # KServe does not inject a second one
+    scheme = storage_uri.split("://", 1)[0] if "://" in storage_uri else ""
+    if scheme and scheme not in STORAGE_SCHEMES:
+        raise RenderError(
+            f"InferenceService '{name}': storageUri '{storage_uri}' has a scheme KServe's "
+            f"storage initializer does not support (supported: {', '.join(STORAGE_SCHEMES)})"
+        )
+    if scheme == "oci":
+        raise RenderError(
+            f"InferenceService '{name}': storageUri '{storage_uri}': OCI model images "
+            "(KServe's modelcar) are not implemented"
+        )
+    read_only = annotations.get(READONLY_ANNOTATION) != "false"
+    containers = pod["containers"]
+    targets = [c for c in containers if c.get("name") in (KSERVE_CONTAINER, TRANSFORMER_CONTAINER)]
+    volumes = pod.setdefault("volumes", [])
+    if scheme == "pvc":
+        claim, _, path = storage_uri.removeprefix("pvc://").partition("/")
+        volumes.append({"name": PVC_VOLUME, "persistentVolumeClaim": {"claimName": claim}})
+        mount: Manifest = {"name": PVC_VOLUME, "mountPath": MODEL_DIR, "readOnly": read_only}
+        if path:
+            mount["subPath"] = path
+    else:
+        pod.setdefault("initContainers", []).append(
             {
-                "name": "storage-initializer",
+                "name": STORAGE_INITIALIZER,
                 "image": STORAGE_INITIALIZER_IMAGE,
                 "args": [storage_uri, MODEL_DIR],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
                 "volumeMounts": [{"name": PROVISION_VOLUME, "mountPath": MODEL_DIR}],
+                "resources": STORAGE_INITIALIZER_RESOURCES,
             }
-        ]
-        pod["volumes"] = [{"name": PROVISION_VOLUME, "emptyDir": {}}]
-        container.setdefault("volumeMounts", []).append(
-            {"name": PROVISION_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}
         )
-    for field in ("nodeSelector", "tolerations", "affinity", "serviceAccountName"):
-        value = getattr(predictor, _snake(field))
-        if value is not None:
-            pod[field] = value
-    owner = _owner("serving.kserve.io/v1beta1", "InferenceService", service.metadata)
-    scaling = _Scaling(
-        predictor.min_replicas,
-        predictor.max_replicas,
-        predictor.scale_target,
-        predictor.scale_metric,
-    )
-    return _workload(predictor_name(name), labels, pod, owner, scaling, options)
+        volumes.append({"name": PROVISION_VOLUME, "emptyDir": {}})
+        mount = {"name": PROVISION_VOLUME, "mountPath": MODEL_DIR, "readOnly": read_only}
+    for container in targets:
+        container["volumeMounts"] = [*container.get("volumeMounts", []), dict(mount)]
+    for env in (_named(containers, KSERVE_CONTAINER) or {}).get("env", []):
+        if env.get("name") == STORAGE_URI_ENV and env.get("value"):
+            env["value"] = MODEL_DIR
 
 
-def _model_container(name: str, model: ModelSpec, runtime: Runtime) -> Manifest:
-    if not runtime.spec.containers:
-        raise RenderError(f"runtime '{runtime.name}' has no container template")
-    container = _container(runtime.spec.containers[0])
-    container["name"] = "kserve-container"
-    container["args"] = [a.replace("{{.Name}}", name) for a in container.get("args", [])]
-    container["args"] += list(model.args or [])
-    if model.env:
-        container["env"] = [e.model_dump(by_alias=True, exclude_none=True) for e in model.env]
-    if model.resources:
-        container["resources"] = model.resources
-    if model.image:
-        container["image"] = model.image
-    container.setdefault("ports", [{"containerPort": HTTP_PORT, "name": "http", "protocol": "TCP"}])
-    return container
+def _default_probes(pod: Manifest) -> None:
+    """KServe's setDefaultPodSpec: a TCP readiness probe on the first declared port (else 8080)
+    for the model server and a collocated transformer that have none."""
+    for container in pod["containers"]:
+        if container.get("name") not in (KSERVE_CONTAINER, TRANSFORMER_CONTAINER):
+            continue
+        if "readinessProbe" in container:
+            continue
+        ports = container.get("ports") or []
+        port = ports[0]["containerPort"] if ports else HTTP_PORT
+        container["readinessProbe"] = {
+            "tcpSocket": {"port": port},
+            "timeoutSeconds": 1,
+            "periodSeconds": 10,
+            "successThreshold": 1,
+            "failureThreshold": 3,
+        }
 
 
 def _container(container: Container) -> Manifest:
-    manifest = container.model_dump(by_alias=True, exclude_none=True)
-    manifest.setdefault("name", "kserve-container")
-    return manifest
+    return container.model_dump(by_alias=True, exclude_none=True)
+
+
+def _scaling(component: ComponentExtension, annotations: Mapping[str, str]) -> _Scaling:
+    return _Scaling(
+        component.min_replicas,
+        component.max_replicas,
+        component.scale_target,
+        component.scale_metric,
+        autoscaler_class(annotations),
+        component.deployment_strategy,
+    )
 
 
 # --- InferenceGraphs ------------------------------------------------------------------------
@@ -168,6 +474,7 @@ def render_graph(
     services: Mapping[str, InferenceService],
     options: RenderOptions,
 ) -> list[Manifest]:
+    """The router's Deployment, Service and HPA, as KServe's raw_ig.go makes them."""
     resolution = resolve_graph(graph, services)
     if resolution.missing:
         raise RenderError(
@@ -180,36 +487,49 @@ def render_graph(
     container: Manifest = {
         "name": name,
         "image": options.router_image,
+        "imagePullPolicy": "IfNotPresent",
         "args": ["--graph-json", graph_json],
         "ports": [{"containerPort": HTTP_PORT, "name": "http", "protocol": "TCP"}],
+        # KServe's router config: spec.resources when given, else its defaults.
+        "resources": spec.resources or ROUTER_RESOURCES,
         "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": HTTP_PORT},
+            "httpGet": {"path": "/readyz", "port": HTTP_PORT, "scheme": "HTTP"},
+            "initialDelaySeconds": 5,
+            "timeoutSeconds": 2,
             "periodSeconds": 5,
+            "successThreshold": 1,
+            "failureThreshold": 3,
         },
         "securityContext": {
-            "allowPrivilegeEscalation": False,
+            "privileged": False,
             "runAsNonRoot": True,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
         },
     }
     if options.propagate_headers:
         value = ",".join(options.propagate_headers)
         container["env"] = [{"name": "PROPAGATE_HEADERS", "value": value}]
-    if spec.resources:
-        container["resources"] = spec.resources
-    pod: Manifest = {"containers": [container]}
+    # The graph needs no API access (KServe sets the same).
+    pod: Manifest = {"containers": [container], "automountServiceAccountToken": False}
     for field in ("affinity", "tolerations", "nodeSelector", "nodeName", "serviceAccountName"):
         value = getattr(spec, _snake(field))
         if value is not None:
             pod[field] = value
-    labels = {
-        "app": name,
-        "serving.kserve.io/inferencegraph": name,
-        "app.kubernetes.io/managed-by": "infergraph",
-    }
-    owner = _owner("serving.kserve.io/v1alpha1", "InferenceGraph", graph.resource.metadata)
-    scaling = _Scaling(spec.min_replicas, spec.max_replicas, spec.scale_target, spec.scale_metric)
-    return _workload(name, labels, pod, owner, scaling, options)
+    metadata = graph.resource.metadata
+    labels = {**(metadata.labels or {}), "serving.kserve.io/inferencegraph": name, **MANAGED}
+    annotations = dict(metadata.annotations or {})
+    owner = _owner("serving.kserve.io/v1alpha1", "InferenceGraph", metadata)
+    scaling = _Scaling(
+        spec.min_replicas,
+        spec.max_replicas,
+        spec.scale_target,
+        spec.scale_metric,
+        autoscaler_class(annotations),
+        None,
+    )
+    return _workload(name, labels, annotations, pod, owner, scaling, options)
 
 
 # --- shared ---------------------------------------------------------------------------------
@@ -221,79 +541,112 @@ class _Scaling:
     max_replicas: int | None
     target: int | None
     metric: ScaleMetric | None
+    autoscaler: str = AUTOSCALER_HPA
+    strategy: Manifest | None = None
 
 
 def _workload(
     name: str,
     labels: dict[str, str],
+    annotations: dict[str, str],
     pod: Manifest,
     owner: Manifest | None,
     scaling: _Scaling,
     options: RenderOptions,
 ) -> list[Manifest]:
+    """KServe's raw reconcilers: a Deployment and a Service, selecting `app: isvc.<name>`, and
+    an HPA unless the autoscaler class is external or none. The Deployment carries `replicas`
+    only for class none (KServe's rule): otherwise the HPA, or whoever scales it, owns it."""
+    labels = {**labels, "app": raw_service_label(name)}
     if options.mode is Mode.SERVERLESS:
         return [_knative_service(name, labels, pod, owner, scaling, options)]
-    metadata = _metadata(name, labels, owner, options)
-    replicas = scaling.min_replicas if scaling.min_replicas is not None else 1
+    metadata = _metadata(name, labels, annotations, owner, options)
+    spec: Manifest = {
+        "selector": {"matchLabels": {"app": labels["app"]}},
+        "template": {"metadata": {"labels": labels}, "spec": pod},
+    }
+    if annotations:
+        spec["template"]["metadata"]["annotations"] = annotations
+    if scaling.autoscaler == AUTOSCALER_NONE and scaling.min_replicas is not None:
+        spec["replicas"] = scaling.min_replicas
+    if scaling.strategy is not None:
+        spec["strategy"] = scaling.strategy
     deployment: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata,
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": labels["app"]}},
-            "template": {"metadata": {"labels": labels}, "spec": pod},
-        },
+        "spec": spec,
     }
     service: Manifest = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(name, labels, owner, options),
-        "spec": {
-            "selector": {"app": labels["app"]},
-            "ports": [{"name": "http", "port": 80, "targetPort": HTTP_PORT, "protocol": "TCP"}],
-        },
+        "metadata": _metadata(name, labels, annotations, owner, options),
+        "spec": {"selector": {"app": labels["app"]}, "ports": _service_ports(name, pod)},
     }
     out = [deployment, service]
-    hpa = _hpa(name, labels, owner, scaling, options)
-    if hpa is not None:
-        out.append(hpa)
+    if scaling.autoscaler == AUTOSCALER_HPA:
+        out.append(_hpa(name, _metadata(name, labels, annotations, owner, options), scaling))
     return out
 
 
-def _hpa(
-    name: str,
-    labels: dict[str, str],
-    owner: Manifest | None,
-    scaling: _Scaling,
-    options: RenderOptions,
-) -> Manifest | None:
-    if scaling.max_replicas is None or scaling.metric in (ScaleMetric.CONCURRENCY, ScaleMetric.RPS):
-        return None  # concurrency/rps are Knative metrics; without a maximum there is no HPA
+def raw_service_label(name: str) -> str:
+    """KServe's GetRawServiceLabel: the `app` label its raw objects select on."""
+    return f"isvc.{name}"
+
+
+def _service_ports(name: str, pod: Manifest) -> list[Manifest]:
+    """KServe's createDefaultSvc: port 80 to the first declared port of the first container
+    (a collocated transformer's if there is one), the other ports on their own numbers."""
+    containers = pod["containers"]
+    container = _named(containers, TRANSFORMER_CONTAINER) or containers[0]
+    ports = container.get("ports") or []
+    if not ports:
+        return [{"name": name, "port": 80, "targetPort": HTTP_PORT, "protocol": "TCP"}]
+    out = []
+    for index, port in enumerate(ports):
+        entry: Manifest = {
+            "port": 80 if index == 0 else port["containerPort"],
+            "targetPort": port["containerPort"],
+            "protocol": port.get("protocol") or "TCP",
+        }
+        if port.get("name"):
+            entry["name"] = port["name"]
+        if any(tag in port.get("name", "") for tag in ("grpc", "h2c")):
+            entry["appProtocol"] = "kubernetes.io/h2c"
+        out.append(entry)
+    return out
+
+
+def _hpa(name: str, metadata: Manifest, scaling: _Scaling) -> Manifest:
+    """KServe's createHPA: minReplicas at least 1, maxReplicas at least minReplicas, cpu at
+    scaleTarget (default 80%) or memory at scaleTarget (no memory default)."""
     minimum = max(1, scaling.min_replicas or 1)
-    maximum = max(minimum, scaling.max_replicas)
-    metric = (scaling.metric or ScaleMetric.CPU).value
+    maximum = max(minimum, scaling.max_replicas or 0)
+    metrics = []
+    metric = scaling.metric or ScaleMetric.CPU
+    if metric is ScaleMetric.CPU or (metric is ScaleMetric.MEMORY and scaling.target):
+        target = scaling.target or DEFAULT_SCALE_TARGET
+        metrics.append(
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": metric.value,
+                    "target": {"type": "Utilization", "averageUtilization": target},
+                },
+            }
+        )
+    spec: Manifest = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+        "minReplicas": minimum,
+        "maxReplicas": maximum,
+    }
+    if metrics:
+        spec["metrics"] = metrics
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(name, labels, owner, options),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": minimum,
-            "maxReplicas": maximum,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": metric,
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": scaling.target or DEFAULT_SCALE_TARGET,
-                        },
-                    },
-                }
-            ],
-        },
+        "metadata": metadata,
+        "spec": spec,
     }
 
 
@@ -322,15 +675,21 @@ def _knative_service(
     return {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",
-        "metadata": _metadata(name, labels, owner, options),
+        "metadata": _metadata(name, labels, {}, owner, options),
         "spec": {"template": {"metadata": template_metadata, "spec": pod}},
     }
 
 
 def _metadata(
-    name: str, labels: dict[str, str], owner: Manifest | None, options: RenderOptions
+    name: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    owner: Manifest | None,
+    options: RenderOptions,
 ) -> Manifest:
     metadata: Manifest = {"name": name, "namespace": options.namespace, "labels": dict(labels)}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
     if owner is not None:
         metadata["ownerReferences"] = [owner]
     return metadata

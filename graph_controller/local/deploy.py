@@ -1,8 +1,10 @@
 """`infergraph up`: run a bundle's predictors and routers as local processes on 127.0.0.1.
 
 The order is KServe's: predictors first (runtime chosen by `plan_local`, as KServe selects it),
-each waited for on its readiness endpoint; then serviceNames are resolved to those processes'
-URLs with the same `resolve_graph` the Kubernetes controller uses; then one router per graph.
+each waited for on its readiness endpoint; then transformers, each given its predictor's
+address as `--predictor_host` and answering for its InferenceService; then serviceNames
+are resolved to those processes' URLs with the same `resolve_graph` the Kubernetes
+controller uses; then one router per graph.
 Any failure stops everything already started and reports the failing process's log tail.
 A state file lets `infergraph down` (another process) stop a running `up`.
 """
@@ -107,6 +109,9 @@ async def deployment(
     _check_references(bundle)
     async with Supervisor(child_output or emit) as supervisor:
         services: dict[str, InferenceService] = {}
+        hosts: dict[
+            str, str
+        ] = {}  # predictor host:port, what a transformer's --predictor_host takes
         starting: list[tuple[Child, str]] = []
         for predictor in plan.predictors:
             port = free_port()
@@ -114,9 +119,27 @@ async def deployment(
                 predictor.service, predictor.command(port), predictor.env, bundle.root
             )
             address = f"http://{LOOPBACK}:{port}"
+            hosts[predictor.service] = f"{LOOPBACK}:{port}"
             starting.append((child, f"{address}{predictor.ready_path}"))
             emit(f"starting {predictor.service} (runtime {predictor.runtime}) on {address}")
             services[predictor.service] = ready_at(bundle.services[predictor.service], address)
+        await asyncio.gather(*(wait_ready(c, url, ready_timeout) for c, url in starting))
+
+        # A transformer answers for its InferenceService (KServe's address), calling the
+        # predictor process started above.
+        starting = []
+        for transformer in plan.transformers:
+            port = free_port()
+            child = await supervisor.start(
+                f"{transformer.service}/transformer",
+                transformer.command(port, hosts[transformer.service]),
+                transformer.env,
+                bundle.root,
+            )
+            address = f"http://{LOOPBACK}:{port}"
+            starting.append((child, f"{address}{transformer.ready_path}"))
+            emit(f"starting {transformer.service} transformer on {address}")
+            services[transformer.service] = ready_at(bundle.services[transformer.service], address)
         await asyncio.gather(*(wait_ready(c, url, ready_timeout) for c, url in starting))
 
         graphs: list[RunningGraph] = []

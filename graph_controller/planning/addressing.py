@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from graph_controller.planning.runtime_selection import model_protocol
+from graph_controller.planning.components import (
+    model_name,
+    predictor_name,
+    protocol,
+    transformer_name,
+)
 from schemas.errors import FieldError, SpecError, render_path
 from schemas.inference_service import (
     Addressable,
@@ -30,14 +35,19 @@ def predict_url(address: str, model: str, protocol: ProtocolVersion = ProtocolVe
     return f"{base}/v1/models/{model}:predict"
 
 
-def predictor_name(service: str) -> str:
-    """The name KServe gives an InferenceService's predictor Deployment and Service."""
-    return f"{service}-predictor"
+__all__ = ["cluster_address", "predict_url", "predictor_name", "resolve_graph"]
 
 
-def cluster_address(service: str, namespace: str, cluster_domain: str = "cluster.local") -> str:
-    """The in-cluster URL KServe gives an InferenceService (its predictor's Service)."""
-    return f"http://{predictor_name(service)}.{namespace}.svc.{cluster_domain}"
+def cluster_address(
+    service: str,
+    namespace: str,
+    cluster_domain: str = "cluster.local",
+    transformer: bool = False,
+) -> str:
+    """The in-cluster URL KServe gives an InferenceService: its transformer's Service when it
+    has one, else its predictor's (KServe's getRawServiceHost)."""
+    host = transformer_name(service) if transformer else predictor_name(service)
+    return f"http://{host}.{namespace}.svc.{cluster_domain}"
 
 
 def status_address(status: InferenceServiceStatus | None) -> str | None:
@@ -97,7 +107,10 @@ class Resolution:
 
 
 def resolve_graph(graph: ValidGraph, services: Mapping[str, InferenceService]) -> Resolution:
-    """Fill each step's serviceUrl from the InferenceService it names, as KServe's controller."""
+    """Fill each step's serviceUrl from the InferenceService it names, as KServe's controller.
+
+    `services` are keyed by the name graphs use; each service's metadata.name is that name.
+    """
     urls: dict[str, str] = {}
     missing: list[str] = []
     unready: list[str] = []
@@ -107,10 +120,10 @@ def resolve_graph(graph: ValidGraph, services: Mapping[str, InferenceService]) -
             missing.append(name)
             continue
         address = status_address(service.status)
-        model = service.spec.predictor.model_spec()
-        protocol = model_protocol(model) if model is not None else ProtocolVersion.V1
         if address is None:
             unready.append(name)
         else:
-            urls[name] = predict_url(address, name, protocol)
+            # KServe's GetPredictorEndpoint: the model name and protocol of the component
+            # the address belongs to (the transformer when there is one).
+            urls[name] = predict_url(address, model_name(service), protocol(service))
     return Resolution(graph.with_service_urls(urls), tuple(missing), tuple(unready))

@@ -1,6 +1,12 @@
 """The local plan: for each InferenceService, the runtime KServe would select and the command
-that runs it as a process on this machine (`infergraph up`). Pure but for checking that a model
-folder exists.
+that runs it as a process on this machine (`infergraph up`), and, for a `spec.transformer`, the
+transformer's command. Pure but for checking that a model folder exists.
+
+A transformer runs locally from the annotation `infergraph.dev/local-command` on
+`spec.transformer.annotations` (a JSON argv with `{python}`, `{port}`, `{model_name}`,
+`{predictor_host}`), started in the bundle's folder; KServe's transformer flags
+(`--model_name`, `--predictor_host`, `--http_port`) are added when the argv lacks them, as
+KServe adds them to the transformer container.
 """
 
 from __future__ import annotations
@@ -10,6 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from graph_controller.planning.components import (
+    model_name,
+    transformer_args,
+    unsupported,
+    with_webhook_defaults,
+)
 from graph_controller.planning.runtime_selection import (
     Runtime,
     RuntimeSelectionError,
@@ -36,8 +48,23 @@ class PredictorPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class TransformerPlan:
+    """A transformer in front of a predictor; `{port}`, `{predictor_host}` filled at start."""
+
+    service: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    ready_path: str
+
+    def command(self, port: int, predictor_host: str) -> list[str]:
+        fills = {"{port}": str(port), "{predictor_host}": predictor_host}
+        return [_fill(arg, fills) for arg in self.argv]
+
+
+@dataclass(frozen=True, slots=True)
 class LocalPlan:
     predictors: tuple[PredictorPlan, ...]
+    transformers: tuple[TransformerPlan, ...] = ()
 
 
 class LocalPlanError(ValueError):
@@ -85,21 +112,60 @@ def plan_local(
 ) -> LocalPlan:
     """Pick each predictor's runtime (as KServe would) and fill its local command."""
     predictors = []
+    transformers = []
     problems: list[str] = []
     for name, service in services.items():
+        refused = unsupported(service)
+        if refused:
+            problems.append(f"InferenceService '{name}': " + "; ".join(map(str, refused)))
+            continue
         try:
             predictors.append(_plan_predictor(name, service, runtimes, root, python))
+            if service.spec.transformer is not None:
+                transformers.append(_plan_transformer(name, service, python))
         except (RuntimeSelectionError, LocalPlanError) as error:
             problems.append(f"InferenceService '{name}': {error}")
     if problems:
         raise LocalPlanError("; ".join(problems))
-    return LocalPlan(tuple(predictors))
+    return LocalPlan(tuple(predictors), tuple(transformers))
+
+
+def _plan_transformer(name: str, service: InferenceService, python: str) -> TransformerPlan:
+    transformer = service.spec.transformer
+    if transformer is None:
+        raise LocalPlanError("no transformer")  # unreachable: callers check
+    raw = (transformer.annotations or {}).get(LOCAL_COMMAND_ANNOTATION)
+    field = f"spec.transformer.annotations.{LOCAL_COMMAND_ANNOTATION}"
+    if raw is None:
+        raise LocalPlanError(
+            f"the transformer has no local command: add {field}, a JSON argv with "
+            "{python}, {port}, {model_name}, {predictor_host} (e.g. "
+            '["{python}", "transformer/my_transformer.py"])'
+        )
+    try:
+        argv = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise LocalPlanError(f"{field} is not JSON: {error}") from None
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise LocalPlanError(f"{field} must be a JSON list of strings")
+    containers = transformer.containers or []
+    if containers and containers[0].env:
+        env = {e.name: e.value for e in containers[0].env if e.value is not None}
+    else:
+        env = {}
+    filled = [_fill(arg, {"{python}": python, "{model_name}": name}) for arg in argv]
+    given = list(containers[0].args or []) if containers else []
+    args = transformer_args(
+        [*filled, *given], name, "", None, predictor_host="{predictor_host}", http_port="{port}"
+    )
+    # The transformer serves the model name a graph calls (KServe's GetModelName).
+    return TransformerPlan(name, tuple(args), env, f"/v1/models/{model_name(service)}")
 
 
 def _plan_predictor(
     name: str, service: InferenceService, runtimes: Sequence[Runtime], root: Path, python: str
 ) -> PredictorPlan:
-    model = service.spec.predictor.model_spec()
+    model = with_webhook_defaults(service).spec.predictor.model
     if model is None:
         raise LocalPlanError(
             "custom predictor containers cannot run locally; use spec.predictor.model with "

@@ -125,6 +125,26 @@ async def test_transformer_scales_before_the_predictor(no_leftovers: list[str]) 
     assert body == {"predictions": [0, 1, 2]}
 
 
+async def test_kserve_transformer_component_answers_for_its_inference_service(
+    no_leftovers: list[str],
+) -> None:
+    # spec.transformer: a kserve.Model with preprocess in front of the predictor, reached
+    # through the InferenceService's address as on KServe.
+    folder = EXAMPLES / "iris-kserve-transformer"
+    no_leftovers.append(str(folder))
+    iris = load_iris()
+    rows = [iris.data[i].tolist() for i in (0, 60, 120)]
+    lines: list[str] = []
+    async with (
+        deployment(load_bundle(folder), lambda line: None, child_output=lines.append) as running,
+        aiohttp.ClientSession() as session,
+    ):
+        status, body = await post(session, running.graphs[0].url, {"instances": rows})
+    assert status == 200
+    assert body == {"predictions": [0, 1, 2]}
+    assert any("transformer" in ln and "POST /v1/models/iris%3Apredict" in ln for ln in lines)
+
+
 async def test_a_predictor_that_fails_to_start_stops_everything_and_shows_its_log(
     tmp_path: Path, no_leftovers: list[str]
 ) -> None:

@@ -47,8 +47,15 @@ CONTROLLER_CALLS: set[tuple[str, str, str, str]] = {
         # create: a server-side apply PATCH that creates is authorized for create too.
         for verb in ("list", "watch", "create", "patch")
     ),
-    ("autoscaling", "horizontalpodautoscalers", "delete", "cluster"),
     ("", "events", "create", "cluster"),
+    *(
+        (group, resource, "delete", "cluster")
+        for group, resource in (
+            ("apps", "deployments"),
+            ("", "services"),
+            ("autoscaling", "horizontalpodautoscalers"),
+        )
+    ),
     *(("coordination.k8s.io", "leases", verb, NAMESPACE) for verb in ("get", "create", "update")),
 }
 
@@ -69,7 +76,7 @@ FORBIDDEN = [
     ("delete", "inferenceservices.serving.kserve.io", "default"),
     ("patch", "clusterservingruntimes.serving.kserve.io", ""),
     ("update", "deployments.apps", "default"),  # writes are server-side apply patches
-    ("delete", "deployments.apps", "default"),  # the garbage collector deletes them
+    ("delete", "pods", "default"),  # the Deployments' controller manages them
     ("patch", "inferencegraphs.serving.kserve.io", "default"),  # only their status
     ("get", "inferenceservices.serving.kserve.io", "default"),  # read from the watch cache
     ("patch", "leases.coordination.k8s.io", NAMESPACE),
@@ -293,7 +300,8 @@ def test_controller_under_its_service_account_uses_exactly_its_rbac(
     deployed: ControlPlane, tmp_path: Path
 ) -> None:
     """The controller, run as infergraph-controller with config/rbac only, reconciles a graph
-    (and prunes an HPA) with no 403, and the audit log shows every granted call used."""
+    (prunes an HPA, stops an InferenceService) with no 403, and the audit log shows every
+    granted call used."""
     from tests.k8s.controller import Cluster, graph, is_true, isvc, running, wait_for
 
     config = deployed.service_account_kubeconfig(NAMESPACE, "infergraph-controller")
@@ -313,14 +321,20 @@ def test_controller_under_its_service_account_uses_exactly_its_rbac(
                 controller=c,
             )
             assert cluster.owned("horizontalpodautoscalers", "scaled-predictor") is not None
-            cluster.patch(
-                "InferenceService",
-                "scaled",
-                {"spec": {"predictor": {"minReplicas": None, "maxReplicas": None}}},
-            )
+            external = {"serving.kserve.io/autoscalerClass": "external"}
+            cluster.patch("InferenceService", "scaled", {"metadata": {"annotations": external}})
             wait_for(
                 "HPA pruned under the ServiceAccount",
                 lambda: cluster.owned("horizontalpodautoscalers", "scaled-predictor") is None,
+                controller=c,
+            )
+            stop = {"serving.kserve.io/stop": "true"}
+            cluster.patch("InferenceService", "scaled", {"metadata": {"annotations": stop}})
+            wait_for(
+                "stopped: Deployment and Service deleted under the ServiceAccount",
+                lambda: (
+                    cluster.names("deployments") == ["g"] and cluster.names("services") == ["g"]
+                ),
                 controller=c,
             )
 

@@ -63,7 +63,13 @@ def test_inference_service_gets_deployment_service_and_ready_status(
         assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
             "example.invalid/sklearn-iris:1"
         )
-        assert cluster.owned("horizontalpodautoscalers", "sklearn-iris-predictor") is None
+        # KServe's RawDeployment: an HPA (min 1, max 1 by default) owns the replicas.
+        hpa = cluster.owned("horizontalpodautoscalers", "sklearn-iris-predictor")
+        assert hpa is not None
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 1)
+        assert deployment["spec"]["selector"]["matchLabels"] == {
+            "app": "isvc.sklearn-iris-predictor"
+        }
 
 
 def _graph_state(cluster: Cluster, name: str) -> str:
@@ -159,12 +165,9 @@ def test_update_rolls_out_and_delete_cascades(cluster: Cluster, tmp_path: Path) 
             return [s.get("serviceName") for s in steps] == ["b"]
 
         wait_for("router Deployment routes to b", routes_to_b, controller=c)
-        # A spec that no longer asks for an HPA: the controller deletes the one it made.
-        cluster.patch(
-            "InferenceService",
-            "a",
-            {"spec": {"predictor": {"minReplicas": None, "maxReplicas": None}}},
-        )
+        # autoscalerClass external (an annotation-only edit): the controller deletes its HPA.
+        external = {"serving.kserve.io/autoscalerClass": "external"}
+        cluster.patch("InferenceService", "a", {"metadata": {"annotations": external}})
         wait_for(
             "HPA a-predictor deleted",
             lambda: cluster.owned("horizontalpodautoscalers", "a-predictor") is None,
@@ -266,3 +269,111 @@ def test_ready_is_announced_with_an_event_as_kserve_does(cluster: Cluster, tmp_p
             assert event["type"] == "Normal"
             assert event["message"] == f"{kind} [{name}] is Ready"
             assert event["source"] == {"component": "infergraph-controller"}
+
+
+def _replicas_owners(deployment: dict[str, Any]) -> list[str]:
+    return [
+        m["manager"]
+        for m in deployment["metadata"].get("managedFields", [])
+        if "f:replicas" in (m.get("fieldsV1") or {}).get("f:spec", {})
+    ]
+
+
+def test_hpa_scaling_is_never_reverted(cluster: Cluster, tmp_path: Path) -> None:
+    ns = cluster.namespace
+    with running(cluster.plane, tmp_path / "controller.log", f"--namespace={ns}") as c:
+        cluster.create(isvc("scaled", max_replicas=5))
+        wait_for(
+            "scaled Ready",
+            lambda: is_true(cluster.get("InferenceService", "scaled"), "Ready"),
+            controller=c,
+        )
+        deployment = cluster.owned("deployments", "scaled-predictor")
+        assert deployment is not None
+        assert "infergraph" not in _replicas_owners(deployment)
+        # Scale as the HPA controller does: through the scale subresource.
+        cluster.plane.kubectl("scale", "-n", ns, "deployment/scaled-predictor", "--replicas=3")
+        # A spec change makes the controller apply the Deployment again.
+        cluster.patch(
+            "InferenceService", "scaled", {"spec": {"predictor": {"labels": {"rev": "2"}}}}
+        )
+
+        def relabelled() -> dict[str, Any] | None:
+            found = cluster.owned("deployments", "scaled-predictor")
+            labels = (found or {}).get("spec", {}).get("template", {}).get("metadata", {})
+            return found if labels.get("labels", {}).get("rev") == "2" else None
+
+        after = wait_for("Deployment re-applied", relabelled, controller=c)
+    assert after["spec"]["replicas"] == 3
+    assert "infergraph" not in _replicas_owners(after)
+
+
+def test_stop_removes_objects_and_resume_restores_them(cluster: Cluster, tmp_path: Path) -> None:
+    with running(
+        cluster.plane, tmp_path / "controller.log", f"--namespace={cluster.namespace}"
+    ) as c:
+        cluster.create(isvc("m"))
+        wait_for(
+            "m Ready", lambda: is_true(cluster.get("InferenceService", "m"), "Ready"), controller=c
+        )
+        stop = {"serving.kserve.io/stop": "true"}
+        cluster.patch("InferenceService", "m", {"metadata": {"annotations": stop}})
+        stopped = wait_for(
+            "m Stopped",
+            lambda: (o := cluster.get("InferenceService", "m")) and is_true(o, "Stopped") and o,
+            controller=c,
+        )
+        assert condition(stopped, "Ready")["reason"] == "Stopped"  # type: ignore[index]
+        wait_for(
+            "m's objects deleted",
+            lambda: cluster.names("deployments") == [] and cluster.names("services") == [],
+            controller=c,
+            describe=lambda: f"{cluster.names('deployments')} {cluster.names('services')}",
+        )
+        assert cluster.names("horizontalpodautoscalers") == []
+        cluster.patch(
+            "InferenceService", "m", {"metadata": {"annotations": {"serving.kserve.io/stop": None}}}
+        )
+        wait_for(
+            "m Ready again",
+            lambda: (
+                is_true(cluster.get("InferenceService", "m"), "Ready")
+                and cluster.names("deployments") == ["m-predictor"]
+            ),
+            controller=c,
+        )
+
+
+def test_serverless_is_refused_and_transformer_gets_the_address(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    ns = cluster.namespace
+    with running(cluster.plane, tmp_path / "controller.log", f"--namespace={ns}") as c:
+        serverless = isvc("knative")
+        serverless["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Serverless"}
+        cluster.create(serverless)
+        piped = isvc("piped")
+        piped["spec"]["transformer"] = {
+            "containers": [{"name": "t", "image": "example.invalid/transformer:1"}]
+        }
+        cluster.create(piped)
+        refused = wait_for(
+            "knative refused",
+            lambda: condition(cluster.get("InferenceService", "knative"), "Ready"),
+            controller=c,
+        )
+        assert (refused["status"], refused["reason"]) == ("False", "Unsupported")
+        assert "Knative, which InferGraph does not support" in refused["message"]
+        ready = wait_for(
+            "piped Ready",
+            lambda: (o := cluster.get("InferenceService", "piped")) and is_true(o, "Ready") and o,
+            controller=c,
+        )
+    assert is_true(ready, "TransformerReady")
+    url = f"http://piped-transformer.{ns}.svc.cluster.local"
+    assert ready["status"]["address"] == {"url": url}
+    transformer = cluster.owned("deployments", "piped-transformer")
+    assert transformer is not None
+    args = transformer["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--predictor_host") + 1] == f"piped-predictor.{ns}"
+    assert "knative-predictor" not in cluster.names("deployments")

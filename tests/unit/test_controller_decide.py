@@ -72,6 +72,7 @@ def test_service_ready_follows_its_deployment() -> None:
     waiting = decide.plan_service(isvc(), [], deployment("False"), OPTIONS, NOW)
     assert conditions(waiting.status) == {
         "PredictorReady": ("False", "R"),
+        "Stopped": ("False", "NotStopped"),
         "Ready": ("False", "R"),
     }
     ready = decide.plan_service(isvc(), [], deployment("True"), OPTIONS, NOW)
@@ -79,8 +80,10 @@ def test_service_ready_follows_its_deployment() -> None:
     assert ready.status["url"] == "http://m-predictor.ns.svc.cluster.local"
     assert ready.status["observedGeneration"] == 2
     kinds = [m["kind"] for m in ready.manifests]
-    assert kinds == ["Deployment", "Service"]
-    assert ready.prune == frozenset({"HorizontalPodAutoscaler"})
+    assert kinds == ["Deployment", "Service", "HorizontalPodAutoscaler"]  # KServe: always an HPA
+    assert ready.prune == frozenset(
+        (kind, "m-transformer") for kind in ("Deployment", "Service", "HorizontalPodAutoscaler")
+    )
     owner = ready.manifests[0]["metadata"]["ownerReferences"][0]
     assert owner["uid"] == "uid-m"
     assert owner["controller"] is True
@@ -226,3 +229,55 @@ def test_an_invalid_graph_waits_for_no_service() -> None:
 def test_service_url_only_when_ready() -> None:
     assert decide.service_url(isvc(ready=False)) is None
     assert decide.service_url(isvc(ready=True)) == "http://m-predictor.ns.svc.cluster.local"
+
+
+def test_stop_annotation_removes_everything_and_says_stopped() -> None:
+    stopped = isvc()
+    stopped["metadata"]["annotations"] = {"serving.kserve.io/stop": "True"}
+    desired = decide.plan_service(stopped, [], deployment("True"), OPTIONS, NOW)
+    assert desired.manifests == []
+    assert conditions(desired.status) == {
+        "PredictorReady": ("False", "Stopped"),
+        "Stopped": ("True", "StopAnnotationSet"),
+        "Ready": ("False", "Stopped"),
+    }
+    assert ("Deployment", "m-predictor") in desired.prune
+    assert ("Service", "m-transformer") in desired.prune
+
+
+@pytest.mark.parametrize(
+    ("annotations", "predictor", "words"),
+    [
+        pytest.param(
+            {"serving.kserve.io/deploymentMode": "Serverless"},
+            {},
+            "Knative, which InferGraph does not support",
+            id="serverless",
+        ),
+        pytest.param({}, {"logger": {"mode": "all"}}, "spec.predictor.logger", id="logger"),
+        pytest.param({}, {"batcher": {}}, "spec.predictor.batcher", id="batcher"),
+        pytest.param({"serving.kserve.io/autoscalerClass": "keda"}, {}, "KEDA", id="keda"),
+    ],
+)
+def test_unsupported_fields_and_annotations_are_refused(
+    annotations: dict[str, str], predictor: dict[str, Any], words: str
+) -> None:
+    obj = isvc(**predictor)
+    obj["metadata"]["annotations"] = annotations
+    desired = decide.plan_service(obj, [], None, OPTIONS, NOW)
+    assert desired.manifests == []
+    ready = next(c for c in desired.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Unsupported")
+    assert words in ready["message"]
+
+
+def test_transformer_readiness_and_address() -> None:
+    obj = isvc()
+    obj["spec"]["transformer"] = {"containers": [{"image": "example.invalid/t:1"}]}
+    waiting = decide.plan_service(obj, [], deployment("True"), OPTIONS, NOW, None)
+    assert conditions(waiting.status)["TransformerReady"] == ("False", "DeploymentNotFound")
+    assert conditions(waiting.status)["Ready"] == ("False", "DeploymentNotFound")
+    ready = decide.plan_service(obj, [], deployment("True"), OPTIONS, NOW, deployment("True"))
+    assert conditions(ready.status)["Ready"] == ("True", "Ready")
+    assert ready.status["address"] == {"url": "http://m-transformer.ns.svc.cluster.local"}
+    assert ("Deployment", "m-transformer") not in ready.prune

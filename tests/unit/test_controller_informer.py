@@ -15,3 +15,15 @@ def test_a_namespace_list_only_forgets_objects_of_that_namespace() -> None:
     missing = store._missing_from(fresh_a, "a")
     assert [o["metadata"]["name"] for o in missing] == ["y"]
     assert [o["metadata"]["name"] for o in store._missing_from(fresh_a, None)] == ["y", "z"]
+
+
+def test_annotation_or_label_only_edits_requeue() -> None:
+    from graph_controller.controller.reconciler import _spec_changed
+
+    old = {"metadata": {"generation": 3, "annotations": {}, "labels": {"a": "1"}}}
+    stop = {"metadata": {"generation": 3, "annotations": {"serving.kserve.io/stop": "true"},
+                         "labels": {"a": "1"}}}  # fmt: skip
+    relabel = {"metadata": {"generation": 3, "annotations": {}, "labels": {"a": "2"}}}
+    assert _spec_changed("MODIFIED", stop, old)
+    assert _spec_changed("MODIFIED", relabel, old)
+    assert not _spec_changed("MODIFIED", dict(old), old)

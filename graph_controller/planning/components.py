@@ -1,0 +1,317 @@
+"""What KServe derives from an InferenceService's spec and metadata, beyond its runtime (pure).
+
+- `with_webhook_defaults`: what KServe's mutating webhook stores before any controller reads
+  the object (framework keys become `model`; Triton, ONNX and HuggingFace default to v2);
+- `with_runtime_defaults`: what KServe's predictor reconcile adds for its own runtimes by name
+  (`kserve-mlserver`, `kserve-torchserve`, `kserve-tritonserver`) before rendering the pod;
+- `model_name` and `protocol`: KServe's GetModelName and GetProtocol, which decide the path of
+  the URL a graph step calls (`predict_url`);
+- `transformer_args`: the flags KServe's CustomTransformer adds (`--model_name`,
+  `--predictor_host`, `--http_port`, `--workers`);
+- `unsupported`: every field or annotation InferGraph accepts in the schema but does not
+  implement, each with the reason; render, `up`, `validate` and the controller all refuse them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from schemas.errors import FieldError
+from schemas.inference_service import (
+    FRAMEWORK_FORMATS,
+    ComponentExtension,
+    InferenceService,
+    ModelSpec,
+    PredictorSpec,
+    ProtocolVersion,
+)
+from schemas.pod import Container, EnvVar
+
+MODEL_NAME_ARG = "--model_name"
+PREDICTOR_HOST_ARG = "--predictor_host"
+HTTP_PORT_ARG = "--http_port"
+WORKERS_ARG = "--workers"
+DEFAULT_HTTP_PORT = "8080"
+MLSERVER_MODEL_NAME = "MLSERVER_MODEL_NAME"
+PROTOCOL_ENV = "PROTOCOL"  # a custom container's protocol (KServe's CustomSpecProtocolEnvVarKey)
+MODEL_DIR = "/mnt/models"
+
+STOP = "serving.kserve.io/stop"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+RAW_DEPLOYMENT = "RawDeployment"
+AUTOSCALER_HPA, AUTOSCALER_EXTERNAL, AUTOSCALER_NONE = "hpa", "external", "none"
+
+# Framework keys KServe's webhook defaults to protocol v2 when they give none.
+_V2_FRAMEWORKS = ("triton", "onnx", "huggingface")
+
+
+def predictor_name(service: str) -> str:
+    """The name KServe gives an InferenceService's predictor Deployment and Service."""
+    return f"{service}-predictor"
+
+
+def transformer_name(service: str) -> str:
+    return f"{service}-transformer"
+
+
+def is_stopped(annotations: Mapping[str, str] | None) -> bool:
+    """KServe's GetForceStopRuntime: `serving.kserve.io/stop` equal to "true", any case."""
+    return (annotations or {}).get(STOP, "").lower() == "true"
+
+
+def autoscaler_class(annotations: Mapping[str, str] | None) -> str:
+    return (annotations or {}).get(AUTOSCALER_CLASS, AUTOSCALER_HPA)
+
+
+# --- KServe's defaulting --------------------------------------------------------------------
+
+
+def with_webhook_defaults(service: InferenceService) -> InferenceService:
+    """The object as KServe's mutating webhook stores it: `model` instead of a framework key."""
+    predictor = service.spec.predictor
+    if predictor.model is not None:
+        model = predictor.model
+        if model.protocol_version is None and model.model_format.name == "triton":
+            model = model.model_copy(update={"protocol_version": ProtocolVersion.V2})
+        return _with_model(service, predictor, model, None)
+    for key in (k for k in FRAMEWORK_FORMATS if getattr(predictor, k) is not None):
+        converted = predictor.model_spec()
+        if converted is None:  # unreachable: a framework key is set
+            break
+        if converted.protocol_version is None and key in _V2_FRAMEWORKS:
+            converted = converted.model_copy(update={"protocol_version": ProtocolVersion.V2})
+        return _with_model(service, predictor, converted, key)
+    return service
+
+
+def _with_model(
+    service: InferenceService, predictor: PredictorSpec, model: ModelSpec, framework: str | None
+) -> InferenceService:
+    update: dict[str, object] = {"model": model}
+    if framework is not None:
+        update[framework] = None
+    spec = service.spec.model_copy(update={"predictor": predictor.model_copy(update=update)})
+    return service.model_copy(update={"spec": spec})
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeDefaults:
+    """What KServe's SetRuntimeDefaults adds for the runtime it selected, by runtime name."""
+
+    env: tuple[EnvVar, ...] = ()  # appended to the model's env when not already named there
+    args: tuple[str, ...] = ()
+    labels: Mapping[str, str] | None = None  # added to the InferenceService's labels
+    protocol: ProtocolVersion | None = None
+
+
+def runtime_defaults(runtime: str, name: str, model: ModelSpec) -> RuntimeDefaults:
+    has_storage = model.storage_uri is not None or model.storage is not None
+    env: tuple[EnvVar, ...]
+    if runtime == "kserve-mlserver":
+        if has_storage:
+            env = (EnvVar(name=MLSERVER_MODEL_NAME, value=name),
+                   EnvVar(name="MLSERVER_MODEL_URI", value=MODEL_DIR))  # fmt: skip
+        else:
+            env = (EnvVar(name="MLSERVER_LOAD_MODELS_AT_STARTUP", value="false"),)
+        model_class = {
+            "xgboost": "mlserver_xgboost.XGBoostModel",
+            "lightgbm": "mlserver_lightgbm.LightGBMModel",
+            "mlflow": "mlserver_mlflow.MLflowRuntime",
+        }.get(model.model_format.name, "mlserver_sklearn.SKLearnModel")
+        protocol = model.protocol_version or ProtocolVersion.V2
+        return RuntimeDefaults(env, (), {"modelClass": model_class}, protocol)
+    if runtime == "kserve-torchserve":
+        protocol = model.protocol_version or ProtocolVersion.V1
+        envelope = "kservev2" if protocol is not ProtocolVersion.V1 else "kserve"
+        env = (EnvVar(name="PROTOCOL_VERSION", value=protocol.value),)
+        return RuntimeDefaults(env, (), {"serviceEnvelope": envelope}, protocol)
+    if runtime == "kserve-tritonserver":
+        args = () if has_storage else ("--model-control-mode=explicit",)
+        return RuntimeDefaults((), args, None, model.protocol_version or ProtocolVersion.V2)
+    return RuntimeDefaults()
+
+
+# --- addressing facts -----------------------------------------------------------------------
+
+
+def _model_name_from_args(args: Sequence[str] | None) -> str:
+    """KServe's getModelNameFromArgs: `--model_name=x` or `--model_name x`; the last wins."""
+    found = ""
+    values = list(args or [])
+    for index, arg in enumerate(values):
+        if arg.startswith(MODEL_NAME_ARG):
+            parts = arg.split("=")
+            if len(parts) == 2:
+                found = parts[1]
+            if index + 1 < len(values) and not values[index + 1].startswith("--"):
+                found = values[index + 1]
+    return found
+
+
+def model_name(service: InferenceService) -> str:
+    """KServe's GetModelName: the name in the URL a graph calls (the InferenceService's unless a
+    transformer's or the model's args, or MLServer's env, name another)."""
+    name = service.metadata.name or ""
+    transformer = service.spec.transformer
+    if transformer is not None and transformer.containers:
+        found = _model_name_from_args(transformer.containers[0].args)
+        if found:
+            return found
+    predictor = with_webhook_defaults(service).spec.predictor
+    if predictor.model is not None:
+        for env in predictor.model.env or []:
+            if env.name == MLSERVER_MODEL_NAME:
+                return env.value or ""
+        return _model_name_from_args(predictor.model.args) or name
+    if predictor.containers:
+        return _model_name_from_args(predictor.containers[0].args) or name
+    return name
+
+
+def _container_protocol(container: Container) -> ProtocolVersion:
+    for env in container.env or []:
+        if env.name == PROTOCOL_ENV and env.value in ("v1", "v2"):
+            return ProtocolVersion(env.value)
+    return ProtocolVersion.V1
+
+
+def protocol(service: InferenceService) -> ProtocolVersion:
+    """KServe's GetProtocol of the component a graph calls: the transformer's when there is
+    one (its container's PROTOCOL env, default v1), else the predictor's (the model's
+    protocolVersion after the webhook's defaults, default v1)."""
+    transformer = service.spec.transformer
+    if transformer is not None:
+        containers = transformer.containers or []
+        return _container_protocol(containers[0]) if containers else ProtocolVersion.V1
+    predictor = with_webhook_defaults(service).spec.predictor
+    if predictor.model is not None:
+        return predictor.model.protocol_version or ProtocolVersion.V1
+    containers = predictor.containers or []
+    for container in containers:
+        if container.name == "transformer-container":
+            return _container_protocol(container)
+    return _container_protocol(containers[0]) if containers else ProtocolVersion.V1
+
+
+def transformer_args(
+    args: Sequence[str],
+    service: str,
+    namespace: str,
+    concurrency: int | None,
+    predictor_host: str | None = None,
+    http_port: str = DEFAULT_HTTP_PORT,
+) -> list[str]:
+    """KServe's CustomTransformer.GetContainer: each flag added unless an arg starts with it.
+    `predictor_host` defaults to the predictor's Service in `namespace`."""
+
+    def given(flag: str) -> bool:
+        return any(a == flag or a.startswith(flag) for a in args)
+
+    out = list(args)
+    if not given(MODEL_NAME_ARG):
+        out += [MODEL_NAME_ARG, service]
+    if not given(PREDICTOR_HOST_ARG):
+        host = predictor_host or f"{predictor_name(service)}.{namespace}"
+        out += [PREDICTOR_HOST_ARG, host]
+    if not given(HTTP_PORT_ARG):
+        out += [HTTP_PORT_ARG, http_port]
+    if not given(WORKERS_ARG) and concurrency is not None:
+        out += [WORKERS_ARG, str(concurrency)]
+    return out
+
+
+# --- what is refused ------------------------------------------------------------------------
+
+_AGENT = "needs KServe's agent sidecar, which InferGraph does not deploy"
+_KNATIVE = "is a Knative (Serverless mode) setting; InferGraph deploys RawDeployment only"
+# Component fields accepted by the schema and refused, with why (README: "KServe vs InferGraph").
+REFUSED_COMPONENT_FIELDS: dict[str, str] = {
+    "logger": f"request logging {_AGENT}",
+    "batcher": f"request batching {_AGENT}",
+    "canaryTrafficPercent": f"canary rollout {_KNATIVE}",
+    "containerConcurrency": f"per-pod concurrency {_KNATIVE}",
+    "timeout": f"the request timeout {_KNATIVE}",
+    "autoScaling": "autoScaling metrics (KServe's v1beta1 AutoScalingSpec) are not implemented "
+    "yet; use scaleMetric and scaleTarget",
+    "scaleMetricType": "scaleMetricType (KEDA scaling) is not implemented",
+}
+REFUSED_PREDICTOR_FIELDS: dict[str, str] = {
+    "workerSpec": "multi-node (Ray) predictors are not implemented",
+    "model.storage": "storage specs (KServe's storage-config secret) are not implemented; "
+    "use storageUri",
+}
+REFUSED_SPEC_FIELDS: dict[str, str] = {
+    "explainer": "explainers are not implemented: InferGraph deploys no explainer and no "
+    ":explain route; graphs call :predict through the transformer or predictor",
+}
+# Refused on a cluster only (`render` in raw mode and the controller); `up` runs locally.
+REFUSED_DEPLOYMENT_MODES: dict[str, str] = {
+    "Serverless": "Serverless mode needs Knative, which InferGraph does not support; "
+    "use RawDeployment",
+    "ModelMesh": "ModelMesh is not supported; use RawDeployment",
+}
+REFUSED_ANNOTATIONS: dict[str, dict[str, str]] = {
+    AUTOSCALER_CLASS: {
+        "keda": "KEDA autoscaling is not implemented; use hpa, external or none",
+        "kpa": "the Knative autoscaler needs Serverless mode; use hpa, external or none",
+    },
+}
+
+
+def unsupported(service: InferenceService, on_cluster: bool = False) -> list[FieldError]:
+    """Every field or annotation of `service` that InferGraph accepts but does not implement
+    (`on_cluster`: also a deployment mode other than RawDeployment)."""
+    problems = []
+    spec = service.spec
+    for field, why in REFUSED_SPEC_FIELDS.items():
+        if getattr(spec, field) is not None:
+            problems.append(FieldError(f"spec.{field}", why))
+    components: list[tuple[str, ComponentExtension]] = [("predictor", spec.predictor)]
+    if spec.transformer is not None:
+        components.append(("transformer", spec.transformer))
+    for component, fields in components:
+        for field, why in REFUSED_COMPONENT_FIELDS.items():
+            if getattr(fields, _snake(field)) is not None:
+                problems.append(FieldError(f"spec.{component}.{field}", why))
+    predictor = spec.predictor
+    if predictor.worker_spec is not None:
+        problems.append(
+            FieldError("spec.predictor.workerSpec", REFUSED_PREDICTOR_FIELDS["workerSpec"])
+        )
+    model = predictor.model_spec()
+    if model is not None and model.storage is not None:
+        problems.append(
+            FieldError("spec.predictor.model.storage", REFUSED_PREDICTOR_FIELDS["model.storage"])
+        )
+    annotations = service.metadata.annotations or {}
+    for annotation, refused in REFUSED_ANNOTATIONS.items():
+        value = annotations.get(annotation)
+        if value is not None and value in refused:
+            problems.append(
+                FieldError(f"metadata.annotations.{annotation}", f"'{value}': {refused[value]}")
+            )
+    refused_classes = REFUSED_ANNOTATIONS[AUTOSCALER_CLASS]
+    known = (AUTOSCALER_HPA, AUTOSCALER_EXTERNAL, AUTOSCALER_NONE, *refused_classes)
+    if autoscaler_class(annotations) not in known:
+        problems.append(
+            FieldError(
+                f"metadata.annotations.{AUTOSCALER_CLASS}",
+                f"unknown autoscaler class '{autoscaler_class(annotations)}' "
+                f"(KServe's: {', '.join(known)})",
+            )
+        )
+    mode = annotations.get(DEPLOYMENT_MODE)
+    if on_cluster and mode in REFUSED_DEPLOYMENT_MODES:
+        problems.append(
+            FieldError(
+                f"metadata.annotations.{DEPLOYMENT_MODE}",
+                f"'{mode}': {REFUSED_DEPLOYMENT_MODES[mode]}",
+            )
+        )
+    return problems
+
+
+def _snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)

@@ -1,0 +1,532 @@
+"""InferenceServices materialised as KServe v0.15.2's RawDeployment does, with runtimes shaped
+like KServe's published ones (tests/fixtures/kserve_runtimes.yaml); every manifest is also
+checked against Kubernetes' OpenAPI schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from graph_controller.controller.render import Mode, RenderError, RenderOptions, render
+from graph_controller.planning.runtime_selection import Runtime, Scope
+from schemas.inference_service import InferenceService
+from schemas.loading import load_documents
+from schemas.serving_runtime import ClusterServingRuntime
+from schemas.valid_graph import validate_graph
+from tests.unit.test_render import validate
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "kserve_runtimes.yaml"
+
+
+def runtimes() -> list[Runtime]:
+    out = []
+    for doc in load_documents(FIXTURES.read_bytes(), str(FIXTURES)):
+        assert isinstance(doc.resource, ClusterServingRuntime)
+        name = doc.resource.metadata.name or ""
+        out.append(Runtime(name, Scope.CLUSTER, doc.resource.spec))
+    return out
+
+
+def isvc(
+    name: str = "m",
+    metadata: dict[str, Any] | None = None,
+    **predictor: Any,
+) -> InferenceService:
+    return InferenceService.model_validate(
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": name, **(metadata or {})},
+            "spec": {"predictor": predictor},
+        }
+    )
+
+
+def model(fmt: str, **fields: Any) -> dict[str, Any]:
+    return {"model": {"modelFormat": {"name": fmt}, "storageUri": "s3://bucket/m", **fields}}
+
+
+def rendered(service: InferenceService, namespace: str = "ns") -> dict[tuple[str, str], Any]:
+    name = service.metadata.name or ""
+    manifests = render({}, {name: service}, runtimes(), RenderOptions(namespace=namespace))
+    for manifest in manifests:
+        validate(manifest)
+    return {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+
+
+def pod(objects: dict[tuple[str, str], Any], name: str = "m-predictor") -> Any:
+    return objects[("Deployment", name)]["spec"]["template"]["spec"]
+
+
+def env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+# --- ports, probes, runtime shapes ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("predictor", "target", "second"),
+    [
+        pytest.param(model("sklearn"), 8080, None, id="sklearn-no-ports"),
+        pytest.param(model("xgboost"), 8080, None, id="xgboost"),
+        pytest.param(model("huggingface"), 8080, None, id="huggingface"),
+        pytest.param(model("triton"), 8080, None, id="triton"),
+        pytest.param(model("pytorch"), 8085, 7070, id="torchserve-8085"),
+        pytest.param(model("tensorflow"), 8080, None, id="tf-serving"),
+        pytest.param(model("custom-5000"), 5000, None, id="custom-5000"),
+        pytest.param(
+            model("sklearn", protocolVersion="v2", ports=[{"containerPort": 9000, "name": "grpc"}]),
+            9000,
+            None,
+            id="mlserver-grpc-only",
+        ),
+    ],
+)
+def test_service_targets_the_first_declared_port_and_probe_checks_it(
+    predictor: dict[str, Any], target: int, second: int | None
+) -> None:
+    objects = rendered(isvc(**predictor))
+    (port, *more) = objects[("Service", "m-predictor")]["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (80, target)  # KServe keeps 80 in front
+    assert [p["port"] for p in more] == ([second] if second else [])
+    container = pod(objects)["containers"][0]
+    assert container["name"] == "kserve-container"
+    assert container["readinessProbe"] == {
+        "tcpSocket": {"port": target},
+        "timeoutSeconds": 1,
+        "periodSeconds": 10,
+        "successThreshold": 1,
+        "failureThreshold": 3,
+    }
+
+
+def test_grpc_port_gets_kserve_app_protocol() -> None:
+    objects = rendered(isvc(**model("pytorch")))
+    ports = objects[("Service", "m-predictor")]["spec"]["ports"]
+    assert ports[1] == {
+        "name": "grpc",
+        "port": 7070,
+        "targetPort": 7070,
+        "protocol": "TCP",
+        "appProtocol": "kubernetes.io/h2c",
+    }
+
+
+# --- the container merge ---------------------------------------------------------------------
+
+
+def test_mlserver_env_merges_by_name_and_templates_the_model_class() -> None:
+    predictor = model(
+        "sklearn",
+        protocolVersion="v2",
+        runtime="kserve-mlserver",
+        env=[{"name": "MLSERVER_HTTP_PORT", "value": "8081"}, {"name": "EXTRA", "value": "x"}],
+    )
+    container = pod(rendered(isvc(**predictor)))["containers"][0]
+    assert env(container) == {
+        "MLSERVER_MODEL_IMPLEMENTATION": "mlserver_sklearn.SKLearnModel",  # {{.Labels.modelClass}}
+        "MLSERVER_HTTP_PORT": "8081",  # the model's value wins
+        "MLSERVER_GRPC_PORT": "9000",  # the runtime's stays
+        "MODELS_DIR": "/mnt/models",
+        "EXTRA": "x",
+        "MLSERVER_MODEL_NAME": "m",  # KServe's MLServer defaults
+        "MLSERVER_MODEL_URI": "/mnt/models",
+    }
+    # apimachinery's merge order: a runtime-only item goes before a patch item only when it
+    # precedes that item in the runtime's list; items new in the patch go first otherwise.
+    assert [e["name"] for e in container["env"]] == [
+        "MLSERVER_MODEL_IMPLEMENTATION",
+        "MLSERVER_HTTP_PORT",
+        "EXTRA",
+        "MLSERVER_MODEL_NAME",
+        "MLSERVER_MODEL_URI",
+        "MLSERVER_GRPC_PORT",
+        "MODELS_DIR",
+    ]
+
+
+def test_resources_merge_by_key_and_args_are_appended() -> None:
+    predictor = model("sklearn", resources={"limits": {"memory": "4Gi"}}, args=["--workers", "2"])
+    container = pod(rendered(isvc(**predictor)))["containers"][0]
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"cpu": "1", "memory": "4Gi"},
+    }
+    assert container["args"] == [
+        "--model_name=m",
+        "--model_dir=/mnt/models",
+        "--http_port=8080",
+        "--workers",
+        "2",
+    ]
+    assert container["securityContext"]["runAsNonRoot"] is True  # the runtime's, kept
+
+
+def test_huggingface_keeps_its_devshm_volume_and_mount() -> None:
+    spec = pod(rendered(isvc(**model("huggingface"))))
+    assert {"name": "devshm", "emptyDir": {"medium": "Memory"}} in spec["volumes"]
+    mounts = spec["containers"][0]["volumeMounts"]
+    assert {"name": "devshm", "mountPath": "/dev/shm"} in mounts
+
+
+def test_runtime_pod_fields_merge_with_the_predictors() -> None:
+    service = isvc(
+        metadata={"namespace": "ns", "annotations": {"team": "vision"}},
+        **model("custom-5000"),
+        nodeSelector={"zone": "a"},
+        volumes=[{"name": "data", "emptyDir": {}}],
+        imagePullSecrets=[{"name": "mine"}],
+        containers=[{"name": "logger", "image": "example.invalid/log:1"}],
+    )
+    spec = pod(rendered(service))
+    assert spec["nodeSelector"] == {"pool": "inference", "zone": "a"}
+    assert spec["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert [s["name"] for s in spec["imagePullSecrets"]] == ["mine", "runtime-registry"]
+    assert [v["name"] for v in spec["volumes"]] == [
+        "data",
+        "cache",
+        "kserve-provision-location",
+    ]
+    assert [c["name"] for c in spec["containers"]] == [
+        "kserve-container",
+        "metrics-sidecar",  # the runtime's extra container
+        "logger",  # the predictor's
+    ]
+    assert spec["containers"][0]["args"] == ["--name=m", "--ns=ns", "--team=vision"]
+
+
+def test_a_placeholder_kserve_cannot_fill_is_refused() -> None:
+    bad = Runtime(
+        "bad",
+        Scope.CLUSTER,
+        runtimes()[0].spec.model_copy(
+            update={
+                "containers": [
+                    runtimes()[0].spec.containers[0].model_copy(update={"args": ["{{.Spec}}"]})
+                ]
+            }
+        ),
+    )
+    service = isvc(**model("sklearn", runtime="bad"))
+    with pytest.raises(RenderError, match=r"placeholder '\{\{.Spec\}\}' is not supported"):
+        render({}, {"m": service}, [bad], RenderOptions())
+
+
+def test_missing_label_prints_like_go_templates() -> None:
+    spec = pod(rendered(isvc(**model("custom-5000"))))
+    assert spec["containers"][0]["args"][2] == "--team=<no value>"
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+
+def test_storage_initializer_gets_kserve_defaults() -> None:
+    spec = pod(rendered(isvc(**model("sklearn"))))
+    (init,) = spec["initContainers"]
+    assert init["resources"] == {
+        "requests": {"cpu": "100m", "memory": "100Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    assert init["args"] == ["s3://bucket/m", "/mnt/models"]
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_pvc_storage_is_mounted_without_an_initializer() -> None:
+    predictor = model("sklearn", storageUri="pvc://models-claim/iris/v1")
+    spec = pod(rendered(isvc(**predictor)))
+    assert "initContainers" not in spec
+    assert {
+        "name": "kserve-pvc-source",
+        "persistentVolumeClaim": {"claimName": "models-claim"},
+    } in (spec["volumes"])
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": "kserve-pvc-source", "mountPath": "/mnt/models", "readOnly": True,
+         "subPath": "iris/v1"}
+    ]  # fmt: skip
+
+
+# --- labels, annotations, scaling ------------------------------------------------------------
+
+
+def test_labels_and_annotations_propagate_with_kserve_priority() -> None:
+    service = isvc(
+        metadata={
+            "labels": {"team": "isvc", "owner": "isvc"},
+            "annotations": {
+                "sidecar.istio.io/inject": "true",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+            },
+        },
+        **model("custom-5000"),
+        labels={"owner": "predictor"},
+        annotations={"prometheus.io/scrape": "true"},
+    )
+    objects = rendered(service)
+    deployment = objects[("Deployment", "m-predictor")]
+    template = deployment["spec"]["template"]["metadata"]
+    for meta in (deployment["metadata"], template, objects[("Service", "m-predictor")]["metadata"]):
+        assert meta["labels"]["team"] == "isvc"  # runtime's 'runtime-team' is overridden
+        assert meta["labels"]["owner"] == "predictor"
+        assert meta["labels"]["app"] == "isvc.m-predictor"
+        assert meta["labels"]["component"] == "predictor"
+        assert meta["annotations"] == {
+            "sidecar.istio.io/inject": "true",
+            "prometheus.io/scrape": "true",
+        }
+
+
+@pytest.mark.parametrize(
+    ("annotations", "extension", "hpa", "replicas"),
+    [
+        pytest.param({}, {}, True, None, id="hpa-default"),
+        pytest.param({}, {"minReplicas": 2, "maxReplicas": 5}, True, None, id="hpa-owns"),
+        pytest.param(
+            {"serving.kserve.io/autoscalerClass": "external"},
+            {"minReplicas": 2},
+            False,
+            None,
+            id="external",
+        ),
+        pytest.param(
+            {"serving.kserve.io/autoscalerClass": "none"}, {"minReplicas": 2}, False, 2, id="none"
+        ),
+    ],
+)
+def test_replicas_belong_to_the_hpa_or_whoever_scales(
+    annotations: dict[str, str], extension: dict[str, Any], hpa: bool, replicas: int | None
+) -> None:
+    objects = rendered(isvc(metadata={"annotations": annotations}, **model("sklearn"), **extension))
+    assert (("HorizontalPodAutoscaler", "m-predictor") in objects) is hpa
+    assert objects[("Deployment", "m-predictor")]["spec"].get("replicas") == replicas
+
+
+def test_router_matches_kserve_raw_ig() -> None:
+    graph = validate_graph(
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "InferenceGraph",
+            "metadata": {"name": "g", "labels": {"team": "t"}, "annotations": {"a": "b"}},
+            "spec": {
+                "nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": "http://x"}]}}
+            },
+        }
+    )
+    manifests = render({"g": graph}, {}, [], RenderOptions())
+    objects = {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+    deployment = objects[("Deployment", "g")]
+    assert deployment["spec"]["selector"] == {"matchLabels": {"app": "isvc.g"}}
+    assert deployment["metadata"]["labels"]["team"] == "t"
+    assert deployment["metadata"]["annotations"] == {"a": "b"}
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["containers"][0]["resources"] == {
+        "requests": {"cpu": "100m", "memory": "100Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    assert "replicas" not in deployment["spec"]
+    assert ("HorizontalPodAutoscaler", "g") in objects
+
+
+# --- URLs: protocol, model name, transformer ---------------------------------------------------
+
+
+def graph_url(service: InferenceService) -> str:
+    graph = validate_graph(
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "InferenceGraph",
+            "metadata": {"name": "g"},
+            "spec": {
+                "nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceName": "m"}]}}
+            },
+        }
+    )
+    manifests = render({"g": graph}, {"m": service}, runtimes(), RenderOptions(namespace="ns"))
+    router = next(
+        x for x in manifests if x["kind"] == "Deployment" and x["metadata"]["name"] == "g"
+    )
+    args = router["spec"]["template"]["spec"]["containers"][0]["args"]
+    url: str = orjson.loads(args[1])["nodes"]["root"]["steps"][0]["serviceUrl"]
+    return url
+
+
+PREDICTOR = "http://m-predictor.ns.svc.cluster.local"
+
+
+@pytest.mark.parametrize(
+    ("predictor", "url"),
+    [
+        pytest.param(model("sklearn"), f"{PREDICTOR}/v1/models/m:predict", id="v1"),
+        pytest.param(
+            model("sklearn", protocolVersion="v2"), f"{PREDICTOR}/v2/models/m/infer", id="v2"
+        ),
+        pytest.param(model("triton"), f"{PREDICTOR}/v2/models/m/infer", id="triton-defaults-v2"),
+        pytest.param(
+            model("sklearn", args=["--model_name", "iris"]),
+            f"{PREDICTOR}/v1/models/iris:predict",
+            id="model-name-arg",
+        ),
+        pytest.param(
+            model(
+                "sklearn",
+                protocolVersion="v2",
+                runtime="kserve-mlserver",
+                env=[{"name": "MLSERVER_MODEL_NAME", "value": "iris"}],
+            ),
+            f"{PREDICTOR}/v2/models/iris/infer",
+            id="mlserver-model-name",
+        ),
+    ],
+)
+def test_graph_url_follows_protocol_and_model_name(predictor: dict[str, Any], url: str) -> None:
+    assert graph_url(isvc(**predictor)) == url
+
+
+def with_transformer(**transformer: Any) -> InferenceService:
+    base = isvc(**model("sklearn")).model_dump(by_alias=True, exclude_none=True)
+    base["spec"]["transformer"] = {
+        "containers": [{"name": "t", "image": "example.invalid/transformer:1"}],
+        **transformer,
+    }
+    return InferenceService.model_validate(base)
+
+
+def test_transformer_gets_its_own_workload_and_the_address() -> None:
+    objects = rendered(with_transformer(minReplicas=1, labels={"tier": "pre"}))
+    spec = pod(objects, "m-transformer")
+    (container,) = spec["containers"]
+    assert container["name"] == "kserve-container"
+    assert container["args"] == [
+        "--model_name",
+        "m",
+        "--predictor_host",
+        "m-predictor.ns",
+        "--http_port",
+        "8080",
+    ]
+    assert container["readinessProbe"]["tcpSocket"] == {"port": 8080}
+    labels = objects[("Deployment", "m-transformer")]["metadata"]["labels"]
+    assert labels["component"] == "transformer"
+    assert labels["tier"] == "pre"
+    assert labels["app"] == "isvc.m-transformer"
+    assert ("Service", "m-transformer") in objects
+    assert ("HorizontalPodAutoscaler", "m-transformer") in objects
+    assert ("Deployment", "m-predictor") in objects
+    assert graph_url(with_transformer()) == (
+        "http://m-transformer.ns.svc.cluster.local/v1/models/m:predict"
+    )
+
+
+# --- refused -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        ({"predictor": {"logger": {"mode": "all"}}}, "spec.predictor.logger"),
+        ({"predictor": {"batcher": {"maxBatchSize": 8}}}, "spec.predictor.batcher"),
+        ({"explainer": {"containers": [{"image": "x"}]}}, "spec.explainer"),
+        ({"predictor": {"canaryTrafficPercent": 10}}, "spec.predictor.canaryTrafficPercent"),
+        ({"predictor": {"scaleMetric": "rps"}}, "spec.predictor.scaleMetric"),
+        (
+            {"transformer": {"containers": [{"image": "t"}], "logger": {}}},
+            "spec.transformer.logger",
+        ),
+    ],
+)
+def test_fields_not_implemented_are_refused_by_name(change: dict[str, Any], path: str) -> None:
+    base = isvc(**model("sklearn")).model_dump(by_alias=True, exclude_none=True)
+    for key, value in change.items():
+        base["spec"][key] = {**base["spec"].get(key, {}), **value}
+    service = InferenceService.model_validate(base)
+    with pytest.raises(RenderError, match=rf"{path}: "):
+        render({}, {"m": service}, runtimes(), RenderOptions())
+
+
+def test_serverless_annotation_is_refused_in_raw_mode_only() -> None:
+    service = isvc(
+        metadata={"annotations": {"serving.kserve.io/deploymentMode": "Serverless"}},
+        **model("sklearn"),
+    )
+    with pytest.raises(RenderError, match="needs Knative"):
+        render({}, {"m": service}, runtimes(), RenderOptions())
+    assert render({}, {"m": service}, runtimes(), RenderOptions(mode=Mode.SERVERLESS))
+
+
+# --- the README table: every refused row is refused --------------------------------------------
+
+README = Path(__file__).parents[2] / "README.md"
+# For each refused row of the README table: an InferenceService change that uses it.
+REFUSED_SAMPLES: dict[str, dict[str, Any]] = {
+    "`explainer`": {"spec": {"explainer": {"containers": [{"image": "x"}]}}},
+    "`logger`": {"spec": {"predictor": {"logger": {"mode": "all"}}}},
+    "`batcher`": {"spec": {"predictor": {"batcher": {"maxBatchSize": 8}}}},
+    "`canaryTrafficPercent`": {"spec": {"predictor": {"canaryTrafficPercent": 10}}},
+    "`containerConcurrency`": {"spec": {"predictor": {"containerConcurrency": 4}}},
+    "`timeout`": {"spec": {"predictor": {"timeout": 30}}},
+    "`autoScaling`": {"spec": {"predictor": {"autoScaling": {"metrics": []}}}},
+    "`scaleMetricType`": {"spec": {"predictor": {"scaleMetricType": "Utilization"}}},
+    "`workerSpec`": {"spec": {"predictor": {"workerSpec": {}}}},
+    "`model.storage`": {"spec": {"predictor": {"model": {"storage": {"key": "k"}}}}},
+    "`scaleMetric: concurrency` / `rps`": {"spec": {"predictor": {"scaleMetric": "rps"}}},
+    "`serving.kserve.io/deploymentMode: Serverless`": {
+        "metadata": {"annotations": {"serving.kserve.io/deploymentMode": "Serverless"}}
+    },
+    "`serving.kserve.io/deploymentMode: ModelMesh`": {
+        "metadata": {"annotations": {"serving.kserve.io/deploymentMode": "ModelMesh"}}
+    },
+    "`serving.kserve.io/autoscalerClass: keda`": {
+        "metadata": {"annotations": {"serving.kserve.io/autoscalerClass": "keda"}}
+    },
+    "`serving.kserve.io/autoscalerClass: kpa`": {
+        "metadata": {"annotations": {"serving.kserve.io/autoscalerClass": "kpa"}}
+    },
+}
+
+
+def refused_rows() -> list[str]:
+    text = README.read_text()
+    table = text.split("### InferenceService fields and annotations: KServe vs InferGraph")[1]
+    rows = [line for line in table.split("\n\n")[2].splitlines() if line.startswith("| `")]
+    return [r.split(" | ")[0].removeprefix("| ") for r in rows if "| refused" in r]
+
+
+def deep_merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = deep_merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def test_readme_lists_exactly_the_refused_fields() -> None:
+    assert sorted(refused_rows()) == sorted(REFUSED_SAMPLES)
+
+
+@pytest.mark.parametrize("row", sorted(REFUSED_SAMPLES))
+def test_every_refused_readme_row_is_refused(row: str) -> None:
+    base = isvc(**model("sklearn")).model_dump(by_alias=True, exclude_none=True)
+    service = InferenceService.model_validate(deep_merge(base, REFUSED_SAMPLES[row]))
+    with pytest.raises(RenderError):
+        render({}, {"m": service}, runtimes(), RenderOptions())
+
+
+def test_validate_and_up_refuse_what_is_not_implemented(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from graph_controller.cli.main import main as infergraph
+    from graph_controller.planning.local_plan import LocalPlanError, plan_local
+
+    base = isvc(**model("sklearn")).model_dump(by_alias=True, exclude_none=True)
+    service = deep_merge(base, {"spec": {"predictor": {"batcher": {"maxBatchSize": 8}}}})
+    path = tmp_path / "m.json"
+    path.write_text(orjson.dumps(service).decode())
+    assert infergraph(["validate", str(path)]) == 1
+    assert (
+        "spec.predictor.batcher: request batching needs KServe's agent" in capsys.readouterr().err
+    )
+    with pytest.raises(LocalPlanError, match=r"spec.predictor.batcher: request batching"):
+        plan_local({"m": InferenceService.model_validate(service)}, runtimes(), tmp_path, "py")
