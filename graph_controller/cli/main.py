@@ -326,7 +326,10 @@ def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
     p = argparse.ArgumentParser(prog="infergraph", description="Build and run InferenceGraphs.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('infergraph')}")
     sub = p.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate", help="check resource files; print every error")
     validate.add_argument(
