@@ -8,15 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from router import logs
 from router.app import STATE, build_app
 from router.auth import TokenFileError, read_token
 from router.graph import CompiledGraph, compile_graph
-from router.headers import HeaderPatternError, HeaderPropagator
+from router.headers import HeaderPropagator
 from router.logs import RequestLog
 from router.reload import GraphReloader
 from router.server import serve
@@ -31,7 +32,22 @@ def _load_file(path: Path) -> CompiledGraph:
     return compile_graph(load_graph_file(path))
 
 
+def _readiness(fd: int | None) -> Callable[[], None] | None:
+    """What tells a pool's supervisor this worker listens: one byte on the inherited pipe."""
+    if fd is None:
+        return None
+
+    def ready() -> None:
+        with os.fdopen(fd, "wb") as pipe:
+            pipe.write(b"\n")
+
+    return ready
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Until `serve` handles SIGHUP (reload, or a logged no-op), one arriving while we start must
+    # not end the process; workers inherit the disposition through exec for the same window.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         settings = from_args(sys.argv[1:] if argv is None else argv, os.environ)
         logs.configure(settings.log_level)
@@ -49,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracing = (
             Tracing.from_env(os.environ) if settings.workers == 1 or settings.reuse_port else None
         )
-    except (SpecError, HeaderPatternError, UnsupportedFlag, TokenFileError, ValueError) as error:
+    except (SpecError, UnsupportedFlag, TokenFileError, ValueError) as error:
         print(f"router: {error}", file=sys.stderr)
         return 1
     app = build_app(
@@ -78,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.enable_tls,
         reloader,
         settings.reuse_port,
+        settings.metrics_port,
+        _readiness(settings.ready_fd),
     )
     try:
         import uvloop

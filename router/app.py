@@ -38,6 +38,7 @@ from router.headers import HeaderPropagator
 from router.logs import RequestLog
 from router.metrics import Metrics
 from router.payload import Payload, Reply
+from router.protocol import read_deadline
 from router.recording import Recorder, Recorders, Trace
 from router.resilience import Breakers
 from router.tracing import Tracing, current_trace_id
@@ -109,8 +110,8 @@ def build_app(
     app[STATE] = state
     app.cleanup_ctx.append(_client_session)
     app.router.add_get("/readyz", readyz, expect_handler=_expect)
-    app.router.add_get("/metrics", metrics, expect_handler=_expect)
-    app.router.add_route("*", "/{tail:.*}", run_graph, expect_handler=_expect)
+    app.router.add_get("/metrics", metrics, expect_handler=_expect_with_token)
+    app.router.add_route("*", "/{tail:.*}", run_graph, expect_handler=_expect_with_token)
     return app
 
 
@@ -141,9 +142,53 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
         return error_response(
             ExpectationFailed(f"Expect: {expect!r} is not supported; only 100-continue is")
         )
+    limit = request.app[STATE].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        # The point of Expect: refuse before the client sends a body we would not read.
+        response: web.Response = error_response(
+            BodyTooLarge(f"request body of {request.content_length} bytes exceeds {limit} bytes")
+        )
+        # RFC 9110 10.1.1: a final answer before the content says whether the connection stays;
+        # it cannot, as the client may still send the body on it.
+        response.force_close()
+        return response
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0  # as aiohttp's own: the 100 is not part of the response
     return None
+
+
+async def _expect_with_token(request: web.Request) -> web.StreamResponse | None:
+    """As `_expect`, and a request without the --auth-token-file token gets its 401 first."""
+    if request.version == (1, 1):
+        refused = _unauthorized(request, request.app[STATE])
+        if refused is not None:
+            refused.force_close()  # as for the 413: the unsent body may still follow
+            return refused
+    return await _expect(request)
+
+
+def _unauthorized(request: web.Request, state: ServingState) -> web.Response | None:
+    """The 401 for a request without the --auth-token-file token, or None when it may pass."""
+    if state.auth_token is None or authorized(
+        request.headers.get("Authorization"), state.auth_token
+    ):
+        return None
+    response = error_response(Unauthorized("a valid 'Authorization: Bearer <token>' is required"))
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def metrics_app(app: web.Application) -> web.Application:
+    """`GET /metrics` of `app`'s router, unauthenticated, for a separate port (--metrics-port).
+
+    With --auth-token-file, Prometheus would otherwise need the clients' token; a port of its
+    own, reachable only where the operator exposes it, is the usual answer (controller-runtime
+    managers, such as KServe's controller, have a metrics address of their own too).
+    """
+    side = web.Application()
+    side[STATE] = app[STATE]
+    side.router.add_get("/metrics", open_metrics)
+    return side
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -153,6 +198,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """`/metrics` on the main port: behind --auth-token-file like the graph (see metrics_app)."""
+    refused = _unauthorized(request, request.app[STATE])
+    return refused if refused is not None else await open_metrics(request)
+
+
+async def open_metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     assert state.metrics is not None  # build_app always creates it
     body, content_type = state.metrics.render()
@@ -171,14 +222,9 @@ def error_response(error: RouterError) -> web.Response:
 
 async def run_graph(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    if state.auth_token is not None and not authorized(
-        request.headers.get("Authorization"), state.auth_token
-    ):
-        response = error_response(
-            Unauthorized("a valid 'Authorization: Bearer <token>' is required")
-        )
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+    refused = _unauthorized(request, state)
+    if refused is not None:
+        return refused
     if state.max_in_flight and state.in_flight >= state.max_in_flight:
         # Refuse at once rather than queue: a queue only turns overload into timeouts.
         return error_response(TooBusy(f"{state.in_flight} requests in flight, the limit"))
@@ -310,7 +356,8 @@ async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
             # The whole body came with the headers (the usual small request): reading cannot
             # wait, so no serverRead timer is armed.
             return await request.read()
-        async with asyncio.timeout(seconds):
+        # serverRead bounds the whole request, from its first byte (router.protocol).
+        async with asyncio.timeout_at(read_deadline(request, seconds)):
             return await request.read()
     except TimeoutError:
         raise RequestTimeout(

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from router.app import ServingState
 from router.graph import CompiledGraph
-from router.headers import HeaderPatternError
 from schemas.errors import SpecError
 
 log = logging.getLogger("router.reload")
@@ -50,7 +49,7 @@ class GraphReloader:
         self._seen = signature(self._path)
         try:
             graph = self._load(self._path)
-        except (SpecError, HeaderPatternError, OSError) as error:
+        except (SpecError, OSError) as error:
             self.rejections += 1
             log.error("graph reload rejected, still serving the previous graph: %s", error)
             return False

@@ -12,11 +12,13 @@ import gc
 import logging
 import signal
 import ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
-from router.app import STATE
+from router.app import STATE, metrics_app
 from router.graph import CompiledGraph
+from router.protocol import ReadBoundSite
 from router.reload import GraphReloader
 
 log = logging.getLogger("router")
@@ -47,12 +49,14 @@ async def serve(
     enable_tls: bool = False,
     reloader: GraphReloader | None = None,
     reuse_port: bool = False,
+    metrics_port: int | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> None:
+    """Serve until SIGTERM/SIGINT; `ready` is called once every port listens."""
+    state = app[STATE]
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log=None,
-        keepalive_timeout=graph.timeouts.server_idle,
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
         # A client that goes away cancels its request's handler, and with it every step call
         # still in flight (KServe's router keeps calling models for nobody).
@@ -63,7 +67,27 @@ async def serve(
     if enable_tls:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(TLS_CERT, TLS_KEY)
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None)
+
+    def site(on: web.BaseRunner, port: int) -> ReadBoundSite:
+        return ReadBoundSite(
+            on,
+            host,
+            port,
+            lambda: state.graph.timeouts.server_read,
+            ssl_context=ssl_context,
+            reuse_port=reuse_port,
+            access_log=None,
+            keepalive_timeout=graph.timeouts.server_idle,
+        )
+
+    sites = [site(runner, port)]
+    metrics_runner = None
+    if metrics_port is not None:
+        metrics_runner = web.AppRunner(
+            metrics_app(app), handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+        )
+        await metrics_runner.setup()
+        sites.append(site(metrics_runner, metrics_port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -72,18 +96,34 @@ async def serve(
     if reloader is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader.reload)
         watcher = asyncio.ensure_future(reloader.watch())
+    else:
+        # SIGHUP's default action would end the process and every request in flight; a pool's
+        # supervisor forwards it to all workers, and scripts send it to "reload" any router.
+        loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
     _tune_gc()
     try:
-        await site.start()
+        for each in sites:
+            await each.start()
         log.info("router listening on %s:%d", host, port)
+        if metrics_port is not None:
+            log.info("metrics on %s:%d/metrics, without authentication", host, metrics_port)
+        if ready is not None:
+            ready()
         await stop.wait()
         log.info("shutting down: /readyz is 503, draining for %gs", drain_seconds)
-        app[STATE].shutting_down = True
+        state.shutting_down = True
         await asyncio.sleep(drain_seconds)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
         if watcher is not None:
             watcher.cancel()
         await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()  # scrapes see the drain to its end
+        # Only now: until the last in-flight request is answered, no signal may end the process.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
     log.info("router stopped")
+
+
+def _nothing_to_reload() -> None:
+    log.warning("SIGHUP ignored: the graph came from --graph-json, there is no file to reload")

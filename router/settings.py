@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 
+DISTRIBUTION = "infergraph"  # pyproject.toml's project name
 DEFAULT_PORT = 8080  # KServe's router port
 DEFAULT_DRAIN_SECONDS = 30.0  # KServe's drainSleepDuration
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # generous for tensors; bounds memory per request
@@ -31,6 +33,8 @@ class RouterSettings:
     max_in_flight: int
     workers: int
     reuse_port: bool
+    ready_fd: int | None
+    metrics_port: int | None
     auth_token_file: str | None
     log_level: str
     request_log: bool
@@ -41,6 +45,9 @@ class RouterSettings:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m router", description="Run an InferenceGraph behind one HTTP endpoint."
+    )
+    p.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--graph-json", help="the graph spec as JSON (what KServe passes)")
@@ -78,6 +85,14 @@ def parser() -> argparse.ArgumentParser:
         help="processes sharing the port with SO_REUSEPORT, e.g. one per core (default 1)",
     )
     p.add_argument("--worker-of-pool", action="store_true", help=argparse.SUPPRESS)
+    # Internal: a pool worker writes a byte here once it listens (router.workers).
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="also serve GET /metrics on this port, without --auth-token-file's token "
+        "(default: /metrics only on --port, behind the token when one is required)",
+    )
     p.add_argument(
         "--log-level",
         default="INFO",
@@ -105,6 +120,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    """The installed distribution's version: one number, kept in pyproject.toml."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "(unknown: the infergraph package is not installed, so it has no metadata)"
+
+
 class UnsupportedFlag(ValueError):
     """A KServe flag we recognise but cannot honour yet: refuse rather than run unprotected."""
 
@@ -113,6 +136,10 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
     args = parser().parse_args(argv)
     if args.workers < 1:
         raise UnsupportedFlag(f"--workers must be at least 1, got {args.workers}")
+    if args.metrics_port is not None and args.metrics_port == args.port:
+        raise UnsupportedFlag(
+            f"--metrics-port {args.metrics_port} is also --port: metrics need a port of their own"
+        )
     if args.enable_auth:
         raise UnsupportedFlag(
             "--enable-auth (Kubernetes TokenReview/SubjectAccessReview) is not supported yet; "
@@ -130,6 +157,8 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
         max_in_flight=args.max_in_flight,
         workers=args.workers,
         reuse_port=args.worker_of_pool,
+        ready_fd=args.ready_fd,
+        metrics_port=args.metrics_port,
         auth_token_file=args.auth_token_file,
         log_level=args.log_level.upper(),
         request_log=args.request_log,

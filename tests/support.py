@@ -139,6 +139,34 @@ async def _script(request: web.Request, body: bytes) -> web.StreamResponse:
     return web.json_response({"error": f"no script for {request.path}"}, status=404)
 
 
+@dataclass(frozen=True)
+class RawAnswer:
+    """One HTTP/1.1 response as read off a socket: status, lower-cased headers, body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def read_answer(reader: asyncio.StreamReader) -> RawAnswer:
+    """The next response on `reader` (interim 1xx ones included), framed by Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await reader.readexactly(length) if length else b""
+    return RawAnswer(int(status_line.split()[1]), headers, body)
+
+
+def host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,6 +39,33 @@ async def test_metrics_endpoint_counts_requests_steps_and_errors(
         'infergraph_step_errors_total{graph="demo",node="root",status="503",step="s1"} 3.0' in text
     )
     assert "infergraph_in_flight_requests" in text
+
+
+async def test_metrics_follow_the_token_on_the_main_port_and_are_open_on_metrics_port(
+    backend: Backend, router: StartRouter, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    metrics_port = free_port()
+    args = ["--auth-token-file", str(token), "--metrics-port", str(metrics_port)]
+    bearer = {"Authorization": "Bearer s3cret"}
+    async with router(seq(backend.at("/echo/a")), args=args) as r:
+        assert (await r.post({"instances": [1]}, headers=bearer))[0] == 200
+        async with aiohttp.ClientSession() as s:
+            async with s.get(r.url + "/metrics") as anonymous:
+                refused = anonymous.status, await anonymous.json()
+            async with s.get(r.url + "/metrics", headers=bearer) as with_token:
+                assert with_token.status == 200
+            side = f"http://{LOOPBACK}:{metrics_port}"
+            async with s.get(side + "/metrics") as scrape:
+                assert scrape.status == 200
+                text = await scrape.text()
+            async with s.post(side + "/", json={"instances": [1]}, headers=bearer) as graph:
+                assert graph.status in (404, 405)  # the metrics port never runs the graph
+    assert refused[0] == 401
+    assert "Bearer" in refused[1]["cause"]
+    assert 'infergraph_requests_total{graph="graph",status="200"} 1.0' in text
+    assert len(backend.calls) == 1
 
 
 async def run_router(
@@ -100,3 +128,29 @@ async def test_request_log_lines_are_json_and_opt_in(backend: Backend) -> None:
     (line,) = request_lines(logged)
     assert line["level"] == "INFO"
     assert (line["status"], line["method"], line["path"]) == (200, "POST", "/")
+
+
+async def test_no_deprecation_warning_per_request(backend: Backend, router: StartRouter) -> None:
+    # Every warning shown, every time (PYTHONWARNINGS reaches the router process): the request
+    # paths below (graph, trace and explain headers, tracing, request log, metrics, 413, 100)
+    # must not use anything deprecated in aiohttp, OpenTelemetry or prometheus_client.
+    env = {"PYTHONWARNINGS": "always", "OTEL_TRACES_EXPORTER": "console"}
+    args = ["--request-log", "--log-level", "DEBUG", "--max-body-bytes", "100"]
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with router(seq(backend.at("/echo/a")), env=env, args=args) as r:
+        for headers in (
+            {"traceparent": traceparent},
+            {"X-InferGraph-Trace": "1"},
+            {"X-InferGraph-Explain": "1"},
+            {"Expect": "100-continue"},
+        ):
+            assert (await r.post({"instances": [1]}, headers=headers))[0] == 200
+        assert (await r.post(b"x" * 200))[0] == 413
+        async with aiohttp.ClientSession() as s, s.get(r.url + "/metrics") as response:
+            assert response.status == 200
+        r.process.terminate()
+        await asyncio.wait_for(r.process.wait(), 15)
+        assert r.process.stderr is not None
+        log = (await r.process.stderr.read()).decode()
+    assert '"status":200' in log  # the request log ran
+    assert "Warning" not in log, log

@@ -221,7 +221,8 @@ def test_an_apply_the_api_server_refuses_is_a_condition_and_an_event(
 ) -> None:
     refused = isvc("bad-name")
     # Valid to our schema, refused by the API server's validation (422).
-    refused["spec"]["predictor"]["containers"][0]["name"] = "Not_A_Label"
+    env = [{"name": "NOT VALID!", "value": "x"}]
+    refused["spec"]["predictor"]["containers"][0]["env"] = env
     with running(cluster.plane, tmp_path / "c.log", f"--namespace={cluster.namespace}") as c:
         c.wait_ready()
         cluster.create(refused)
@@ -237,7 +238,7 @@ def test_an_apply_the_api_server_refuses_is_a_condition_and_an_event(
         )
         assert ready["status"] == "False"
         assert "422" in ready["message"]
-        assert "a lowercase RFC 1123 label must consist of" in ready["message"]
+        assert "a valid environment variable name must consist of" in ready["message"]
         warning = wait_for(
             "an InternalError Warning Event",
             lambda: next(
@@ -248,7 +249,7 @@ def test_an_apply_the_api_server_refuses_is_a_condition_and_an_event(
         )
         assert warning["type"] == "Warning"
         assert warning["involvedObject"]["kind"] == "InferenceService"
-        assert "a lowercase RFC 1123 label" in warning["message"]
+        assert "a valid environment variable name" in warning["message"]
         assert not any(line.get("message") == "reconcile failed, not retried" for line in c.lines())
 
 

@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.support import LOOPBACK, Backend, free_port
+from tests.support import LOOPBACK, Backend, StartRouter, free_port, host_port, read_answer
 
 MAX_BODY = 64 * 1024  # small limits keep the oversized cases fast
 CLIENT_TIMEOUT = 1  # routerTimeouts.serviceClient, seconds
@@ -220,6 +220,68 @@ async def test_slowloris_body_is_cut_at_server_read(backend: Backend, graph_serv
     assert answer.startswith(b"HTTP/1.1 408")
     assert b"serverRead" in answer
     assert backend.calls == []
+
+
+def _read_bound_graph(backend: Backend) -> dict[str, Any]:
+    # serverIdle far above serverRead: only serverRead may end these connections.
+    return {
+        "nodes": {
+            "root": {"routerType": "Sequence", "steps": [{"serviceUrl": backend.at("/echo/a")}]}
+        },
+        "routerTimeouts": {"serverRead": 1, "serverIdle": 100},
+    }
+
+
+async def test_slowloris_headers_are_cut_at_server_read(
+    backend: Backend, router: StartRouter
+) -> None:
+    # A real router process: serverRead over the headers is the server's (router.protocol).
+    async with router(_read_bound_graph(backend)) as r:
+        reader, writer = await asyncio.open_connection(*host_port(r.url))
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        answering = asyncio.ensure_future(read_answer(reader))
+        for byte in b"X-Slow: " + b"1" * 100:  # a byte now and then, never ending the headers
+            await asyncio.wait([answering], timeout=0.1)
+            if answering.done():
+                break  # writing on after the router closed would reset the connection
+            writer.write(bytes([byte]))
+            await writer.drain()
+        answer = await asyncio.wait_for(answering, 10)
+        rest = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    assert answer.status == 408
+    assert answer.headers["connection"] == "close"
+    body = orjson.loads(answer.body)
+    assert body["error"]
+    assert "headers not received within 1s (serverRead)" in body["cause"]
+    assert rest == b""  # then closed
+    assert backend.calls == []
+
+
+async def test_silent_connection_is_closed_at_server_read_with_nothing_written(
+    backend: Backend, router: StartRouter
+) -> None:
+    async with router(_read_bound_graph(backend)) as r:
+        reader, writer = await asyncio.open_connection(*host_port(r.url))
+        got = await asyncio.wait_for(reader.read(), 10)  # serverIdle (100 s) would time out
+        writer.close()
+    assert got == b""
+
+
+async def test_kept_alive_connection_may_idle_past_server_read(
+    backend: Backend, router: StartRouter
+) -> None:
+    # Between requests only serverIdle applies; serverRead starts with the next request's byte.
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    async with router(_read_bound_graph(backend)) as r:
+        reader, writer = await asyncio.open_connection(*host_port(r.url))
+        writer.write(request)
+        first = await asyncio.wait_for(read_answer(reader), 10)
+        await asyncio.sleep(1.5)  # longer than serverRead
+        writer.write(request)
+        second = await asyncio.wait_for(read_answer(reader), 10)
+        writer.close()
+    assert (first.status, second.status) == (200, 200)
 
 
 async def test_client_disconnect_mid_request_leaves_nothing_running(

@@ -261,3 +261,36 @@ async def test_clients_that_keep_sending_through_shutdown_see_answers_or_refusal
     assert reset <= RACING_AT_CLOSE, kinds
     assert kinds["200"] > CLIENTS
     assert exit_code == 0
+
+
+async def test_sighup_without_a_graph_file_is_logged_and_ignored(
+    backend: Backend, tmp_path: Path
+) -> None:
+    # --graph-json has no file to reload: SIGHUP must not end the process (its default action)
+    # nor the request in flight.
+    spec = {"nodes": {"root": {"routerType": "Sequence", "steps": [
+        {"serviceUrl": backend.at("/slow/1500")}]}}}  # fmt: skip
+    log = tmp_path / "router.log"
+    process, url = await _start(
+        "--graph-json", orjson.dumps(spec).decode(), "--drain-seconds", "0.2", log=log
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def post() -> int:
+                async with session.post(url, json={"instances": [1]}) as response:
+                    await response.read()
+                    return response.status
+
+            in_flight = asyncio.ensure_future(post())
+            await asyncio.wait_for(backend.arrived.wait(), 10)
+            process.send_signal(signal.SIGHUP)
+            assert await asyncio.wait_for(in_flight, 10) == 200
+            async with session.get(url + "/readyz") as ready:
+                assert ready.status == 200
+            assert process.returncode is None
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        await _stop(process)
+    assert any("SIGHUP ignored" in line for line in _errors(log))
