@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo picture envtest controller-scale bench soak clean
+.PHONY: venv test lint demo picture go envtest controller-scale bench soak clean
 
 venv: $(STAMP)
 
@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # tests/k8s run against a real control plane: build it first (fast when cached) and hand
-# pytest the directory build.sh prints.
-test: venv envtest
+# pytest the directory build.sh prints. Go is checked before the venv's minutes of installing.
+test: go venv envtest
 	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" $(BIN)/pytest
 
 lint: venv
@@ -45,8 +45,12 @@ picture: venv
 # A Kubernetes test control plane built from Go sources (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, KWOK), cached in ~/.cache/infergraph;
 # several minutes on 2 cores, once; then a no-op.
-envtest:
+envtest: go
 	@tools/envtest/build.sh
+
+# Go >= 1.24 builds the control plane and the GJSON oracle; says how to install it otherwise.
+go:
+	@tools/require-go.sh
 
 # The controller at scale: N graphs + N InferenceServices on a fresh envtest control plane;
 # writes load/results/controller_scale.json. A few minutes for the default 500.

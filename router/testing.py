@@ -3,8 +3,10 @@
 Public API, for users' pytest suites:
 
 - `graphs(...)`: random valid InferenceGraph specs (size, node types, depth are knobs);
-- `payloads()`: v1 `{"instances": ...}` and v2 `{"inputs": [...]}` request bodies;
-- `from_schema(schema)`: request bodies matching a JSON Schema you give for a model;
+- `payloads(protocol=None)`: v1 `{"instances": ...}` and v2 `{"inputs": [...]}` request
+  bodies, or only one of them with `protocol="v1"`/`"v2"`;
+- `from_schema(schema)`: request bodies matching a JSON Schema you give for a model
+  (hypothesis-jsonschema);
 - `GraphHarness(graph, models)`: runs a graph (a `ValidGraph`, e.g. from
   `schemas.loading.load_graph_file`, or a spec/resource as a dict, validated here) through
   the router's real executor and nodes, with each InferenceService played by a plain Python
@@ -29,6 +31,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import hypothesis_jsonschema
+import jsonschema
 import orjson
 from hypothesis import strategies as st
 
@@ -114,11 +118,23 @@ def graphs(
 
 
 _numbers = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+PROTOCOLS = ("v1", "v2")
+
+
+def payloads(
+    features: int = 4, max_instances: int = 3, protocol: str | None = None
+) -> st.SearchStrategy[dict[str, Any]]:
+    """A v1 `{"instances": rows}` body or a v2 `{"inputs": [...]}` body with one FP64 tensor
+    holding the same rows; `protocol="v1"` or `"v2"` gives only that kind."""
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise ValueError(f"payloads: protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    return _payloads(features, max_instances, protocol)
 
 
 @st.composite
-def payloads(draw: st.DrawFn, features: int = 4, max_instances: int = 3) -> dict[str, Any]:
-    """A v1 `instances` body or a v2 `inputs` body with one FP64 tensor."""
+def _payloads(
+    draw: st.DrawFn, features: int, max_instances: int, protocol: str | None
+) -> dict[str, Any]:
     rows = draw(
         st.lists(
             st.lists(_numbers, min_size=features, max_size=features),
@@ -126,56 +142,106 @@ def payloads(draw: st.DrawFn, features: int = 4, max_instances: int = 3) -> dict
             max_size=max_instances,
         )
     )
-    if draw(st.booleans()):
+    if protocol == "v1" or (protocol is None and draw(st.booleans())):
         return {"instances": rows}
     flat = [x for row in rows for x in row]
     tensor = {"name": "input-0", "shape": [len(rows), features], "datatype": "FP64", "data": flat}
     return {"inputs": [tensor]}
 
 
+# hypothesis-jsonschema knows drafts 4, 6 and 7. Later drafts' keywords are unknown to draft 7,
+# so it would generate values as if they were absent: they are refused instead.
+_LATER_DRAFT_KEYWORDS = frozenset(
+    {
+        "prefixItems",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+        "dependentSchemas",
+        "dependentRequired",
+        "minContains",
+        "maxContains",
+        "$anchor",
+        "$dynamicRef",
+        "$dynamicAnchor",
+        "$recursiveRef",
+        "$recursiveAnchor",
+    }
+)
+_SUPPORTED_DRAFTS = {
+    "http://json-schema.org/draft-04/schema": jsonschema.Draft4Validator,
+    "http://json-schema.org/draft-06/schema": jsonschema.Draft6Validator,
+    "http://json-schema.org/draft-07/schema": jsonschema.Draft7Validator,
+}
+# Keywords whose value is one subschema, a name -> subschema map, or a list of subschemas.
+_ONE_SCHEMA = ("additionalItems", "additionalProperties", "contains", "propertyNames", "not")
+_ONE_SCHEMA_CONDITIONAL = ("if", "then", "else")
+_SCHEMA_MAPS = ("properties", "patternProperties", "definitions", "$defs", "dependencies")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
+
+
+def _later_draft_keywords(schema: Any, where: str) -> list[str]:
+    """`<path>: <keyword>` for each later-draft keyword in a schema position."""
+    if not isinstance(schema, Mapping):
+        return []
+    found = [f"{where}: {key}" for key in schema if key in _LATER_DRAFT_KEYWORDS]
+    children: list[tuple[str, Any]] = [
+        (f"{where}.{key}", schema[key])
+        for key in (*_ONE_SCHEMA, *_ONE_SCHEMA_CONDITIONAL)
+        if key in schema
+    ]
+    items = schema.get("items")
+    if isinstance(items, list):
+        children += [(f"{where}.items[{i}]", item) for i, item in enumerate(items)]
+    elif items is not None:
+        children.append((f"{where}.items", items))
+    for key in _SCHEMA_MAPS:
+        if isinstance(schema.get(key), Mapping):
+            children += [(f"{where}.{key}.{name}", sub) for name, sub in schema[key].items()]
+    for key in _SCHEMA_LISTS:
+        if isinstance(schema.get(key), list):
+            children += [(f"{where}.{key}[{i}]", sub) for i, sub in enumerate(schema[key])]
+    for path, child in children:
+        found += _later_draft_keywords(child, path)
+    return found
+
+
 def from_schema(schema: Mapping[str, Any]) -> st.SearchStrategy[Any]:
-    """Values matching a JSON Schema: type, properties/required, items/minItems/maxItems,
-    enum, const, minimum/maximum, minLength/maxLength, anyOf/oneOf (first matching branch)."""
-    if "const" in schema:
-        return st.just(schema["const"])
-    if "enum" in schema:
-        return st.sampled_from(list(schema["enum"]))
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            return st.one_of([from_schema(option) for option in schema[key]])
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        return st.one_of([from_schema({**schema, "type": t}) for t in kind])
-    if kind == "object" or (kind is None and "properties" in schema):
-        properties: Mapping[str, Any] = schema.get("properties", {})
-        required = set(schema.get("required", []))
-        return st.fixed_dictionaries(
-            {k: from_schema(v) for k, v in properties.items() if k in required},
-            optional={k: from_schema(v) for k, v in properties.items() if k not in required},
+    """Values valid under a JSON Schema (drafts 4, 6 and 7: every keyword, including `pattern`,
+    `format`, `$ref`, `allOf`, `if`/`then`), drawn by hypothesis-jsonschema.
+
+    Raises ValueError, naming the place, for a schema that is itself invalid, one declaring a
+    later draft in `$schema`, or one using a later draft's keywords: generating values while
+    ignoring a constraint would test something other than what the schema says."""
+    declared = str(schema.get("$schema", "http://json-schema.org/draft-07/schema"))
+    validator = _SUPPORTED_DRAFTS.get(declared.rstrip("#"))
+    if validator is None:
+        raise ValueError(
+            f"from_schema: $schema {declared!r} is not supported; "
+            "hypothesis-jsonschema knows JSON Schema drafts 4, 6 and 7"
         )
-    if kind == "array":
-        return st.lists(
-            from_schema(schema.get("items", {})),
-            min_size=schema.get("minItems", 0),
-            max_size=schema.get("maxItems", max(5, schema.get("minItems", 0))),
+    try:
+        validator.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path)
+        raise ValueError(f"from_schema: invalid schema at <root>{where}: {e.message}") from e
+    later = _later_draft_keywords(schema, "<root>")
+    if later:
+        raise ValueError(
+            "from_schema: keywords from JSON Schema 2019-09/2020-12 are not supported "
+            f"(drafts 4, 6 and 7 are): {'; '.join(later)}"
         )
-    if kind == "integer":
-        return st.integers(schema.get("minimum"), schema.get("maximum"))
-    if kind == "number":
-        return st.floats(
-            schema.get("minimum"), schema.get("maximum"), allow_nan=False, allow_infinity=False
-        )
-    if kind == "string":
-        return st.text(min_size=schema.get("minLength", 0), max_size=schema.get("maxLength", 20))
-    if kind == "boolean":
-        return st.booleans()
-    if kind == "null":
-        return st.none()
-    return st.recursive(
-        st.none() | st.booleans() | _numbers | st.text(max_size=5),
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
-        max_leaves=5,
-    )
+    strategy: st.SearchStrategy[Any] = hypothesis_jsonschema.from_schema(dict(schema))
+    # JSON allows integers of any size; orjson, which the harness sends bodies with, cannot
+    # write one beyond 64 bits (and the router would read it as a float).
+    return strategy.filter(_encodable)
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 # --- the harness ------------------------------------------------------------------------------

@@ -1,13 +1,16 @@
 """`infergraph check`: generate inputs for a graph and report what looks wrong, with examples.
 
 Runs the graph through `router.testing.GraphHarness` (the router's own executor) on inputs
-generated with hypothesis, models played by the user's functions (`--models models.py`,
-a dict `MODELS` or functions named after the services) or, by default, by a model that
-answers `{"predictions": <its instances>}`. Findings, each with a counter-example:
+generated with hypothesis (v1 and v2 bodies, one protocol's, or bodies valid under a JSON
+Schema), models played by the user's functions (`--models models.py`: a dict `MODELS`, which
+wins, or functions named after the services) or, by default, by a model that answers
+`{"predictions": <its instances>}`. Findings, each with a counter-example:
 
 - unreached steps (dead branches); Switch inputs that match no route; conditions that always
   held; Splitter shares far from their weights; Ensembles whose answers cannot be aggregated;
-  step timeouts longer than the graph's deadline; any 5xx while every model is healthy.
+  step timeouts longer than the graph's deadline; any 5xx while every model is healthy;
+- a user's model that raised: the exception and the input it got (the run goes on, the model
+  answering 500 as a model server would).
 
 Everything is read from the values the executor records (decisions' kind and outcome, the
 router error's type), never from the wording of a message.
@@ -16,12 +19,14 @@ router error's type), never from the wording of a message.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +35,8 @@ from router.testing import (
     DecisionKind,
     GraphHarness,
     Model,
+    ModelFailure,
+    ModelUnreachable,
     NoRouteMatched,
     Outcome,
     Run,
@@ -39,6 +46,7 @@ from schemas.graph import InferenceGraphSpec, RouterType
 from schemas.valid_graph import ValidGraph
 
 SPLIT_SIGMAS = 5.0  # a share further than this many binomial deviations is a finding
+SHOWN_CHARS = 200  # a model input quoted in a finding is cut here: generated bodies can be long
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ def default_model(request: Any) -> Any:
 
 
 def load_models(path: str | None, services: list[str]) -> dict[str, Model]:
+    """The models for `services`: from `path`'s `MODELS` dict, else its function named after
+    the service (`-` read as `_`), else `default_model`. ValueError names a `MODELS` entry
+    that is not a service of the graph or not callable."""
     models: dict[str, Model] = {name: default_model for name in services}
     if path is None:
         return models
@@ -66,14 +77,56 @@ def load_models(path: str | None, services: list[str]) -> dict[str, Model]:
         raise ValueError(f"cannot import models from {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    given_models = getattr(module, "MODELS", None)
-    if isinstance(given_models, Mapping):
-        models.update(given_models)
     for name in services:
         function = getattr(module, name.replace("-", "_"), None)
         if callable(function):
             models[name] = function
+    given_models = getattr(module, "MODELS", None)
+    if given_models is None:
+        return models
+    if not isinstance(given_models, Mapping):
+        raise ValueError(f"{path}: MODELS must be a dict of service name to function")
+    for name, function in given_models.items():
+        if name not in models:
+            raise ValueError(
+                f"{path}: MODELS names {name!r}, which no step of the graph calls "
+                f"(services: {', '.join(services) or 'none'})"
+            )
+        if not callable(function):
+            raise ValueError(f"{path}: MODELS[{name!r}] is {function!r}, not a function")
+        models[name] = function
     return models
+
+
+@dataclass(frozen=True)
+class Raised:
+    """A user's model raised: which, what, and on which input."""
+
+    service: str
+    error: Exception
+    model_input: Any
+
+
+class _Guarded:
+    """A user's model whose exceptions are recorded and answered as a model server would
+    (500), so `check` reports them with their input instead of stopping at a traceback."""
+
+    def __init__(self, service: str, model: Model, raised: list[Raised]) -> None:
+        self._service = service
+        self._model = model
+        self._raised = raised
+
+    async def __call__(self, body: Any) -> Any:
+        try:
+            answer = self._model(body)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except (ModelFailure, ModelUnreachable):
+            raise  # the model's way of answering an error: part of the graph's behaviour
+        except Exception as error:  # user code: anything it raises is the finding
+            self._raised.append(Raised(self._service, error, body))
+            raise ModelFailure(500, {"error": f"{self._service} raised {error!r}"}) from error
+        return answer
 
 
 def check(
@@ -91,8 +144,11 @@ def check(
     are those of that traffic, which may be far from the weights (a few users, one route).
     """
     spec = graph.spec
-    harness = GraphHarness(graph, models, seed=seed)
+    raised: list[Raised] = []
+    guarded = {name: _Guarded(name, model, raised) for name, model in models.items()}
+    harness = GraphHarness(graph, guarded, seed=seed)
     runs: list[tuple[Any, Run]] = []
+    raising: list[tuple[Any, Raised]] = []  # (the graph's input, what a model raised on it)
 
     @settings(
         max_examples=examples,
@@ -103,14 +159,53 @@ def check(
     )
     @given(inputs if inputs is not None else payloads())
     def explore(body: Any) -> None:
-        runs.append((body, harness.run(body, _headers(headers, len(runs)))))
+        raised.clear()
+        run = harness.run(body, _headers(headers, len(runs)))
+        if raised:
+            raising.extend((body, r) for r in raised)
+        else:  # with a model that raised, its 500 says nothing about the graph
+            runs.append((body, run))
 
     explore()
     findings = _static(spec, harness)
+    findings += _model_raised(raising)
     findings += _from_runs(spec, runs)
     first = runs[0][0] if runs else {"instances": [[0]]}
     findings += _splitter_shares(spec, harness, first, headers)
     return findings
+
+
+def _model_raised(raising: list[tuple[Any, Raised]]) -> list[Finding]:
+    """One finding per model and exception type, with the first input that raised it."""
+    findings: list[Finding] = []
+    seen: set[tuple[str, type[Exception]]] = set()
+    for body, r in raising:
+        key = (r.service, type(r.error))
+        if key in seen:
+            continue
+        seen.add(key)
+        shown = (
+            orjson.dumps(r.model_input).decode() if _is_json(r.model_input) else repr(r.model_input)
+        )
+        if len(shown) > SHOWN_CHARS:
+            shown = shown[: SHOWN_CHARS - 3] + "..."
+        findings.append(
+            Finding(
+                "model-raised",
+                f"models.{r.service}",
+                f"model {r.service} raised {r.error!r} on input {shown}",
+                body,
+            )
+        )
+    return findings
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _headers(mix: Sequence[Mapping[str, str]], index: int) -> Mapping[str, str] | None:
