@@ -2,7 +2,7 @@
 # Build KServe's own controller (github.com/kserve/kserve, cmd/manager) from the Go module proxy,
 # the version the router bench builds its router from, so tests/k8s/test_kserve_oracle.py can
 # run it beside ours and diff what the two produce. Its published CRDs (config/crd/full) and
-# serving runtimes (config/runtimes) come from the same module and are copied next to the
+# serving runtimes (config/runtimes, with the default ClusterStorageContainer) come from the same module and are copied next to the
 # binary: nothing of KServe's is committed here. Cached outside the repo, keyed by version, so
 # a machine builds it once (about 15 minutes on 2 shared cores with an empty Go module cache).
 #   tools/kserve/build.sh        -> prints the directory holding bin/manager, crd/, runtimes/
@@ -31,6 +31,7 @@ export GOFLAGS=-mod=mod
 module_dir="$("$GO" list -m -f '{{.Dir}}' "github.com/kserve/kserve")"
 cp "$module_dir"/config/crd/full/serving.kserve.io_*.yaml "$CACHE/crd/"
 cp "$module_dir"/config/runtimes/*.yaml "$CACHE/runtimes/"
+cp "$module_dir"/config/storagecontainers/default.yaml "$CACHE/runtimes/storagecontainer-default.yaml"
 # The module cache is read-only; the copies need not be.
 chmod -R u+w "$CACHE/crd" "$CACHE/runtimes"
 touch "$CACHE/crd/.complete" "$CACHE/runtimes/.complete"
