@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo picture go envtest controller-scale bench soak clean
+.PHONY: venv test lint demo picture go envtest kserve-oracle controller-scale bench soak clean
 
 venv: $(STAMP)
 
@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,models]'
 	touch $(STAMP)
 
-# tests/k8s run against a real control plane: build it first (fast when cached) and hand
-# pytest the directory build.sh prints. Go is checked before the venv's minutes of installing.
-test: go venv envtest
-	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" $(BIN)/pytest
+# tests/k8s run against a real control plane and KServe's own controller: build both first
+# (fast when cached) and hand pytest the directories the build scripts print. Go is checked
+# before the venv's minutes of installing.
+test: go venv envtest kserve-oracle
+	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" \
+		INFERGRAPH_KSERVE_HOME="$$(tools/kserve/build.sh)" $(BIN)/pytest
 
 lint: venv
 	$(BIN)/ruff check router schemas graph_controller tests examples load
@@ -51,6 +53,12 @@ envtest: go
 # Go >= 1.24 builds the control plane and the GJSON oracle; says how to install it otherwise.
 go:
 	@tools/require-go.sh
+
+# KServe's controller (cmd/manager of github.com/kserve/kserve v0.15.2) with its published CRDs
+# and runtimes, for the differential test tests/k8s/test_kserve_oracle.py; cached in
+# ~/.cache/infergraph; about 15 minutes on 2 cores, once; then a no-op.
+kserve-oracle: go
+	@tools/kserve/build.sh
 
 # The controller at scale: N graphs + N InferenceServices on a fresh envtest control plane;
 # writes load/results/controller_scale.json. A few minutes for the default 500.
