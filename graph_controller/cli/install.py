@@ -135,14 +135,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--kubectl", default="kubectl", help="the kubectl to run")
     p.add_argument("--kubeconfig", default=None)
-    p.add_argument("--config", type=Path, default=CONFIG, help="the config/ kustomize tree")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="the config/ kustomize tree (default: the repository's config/)",
+    )
     p.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     kubectl = Kubectl(args.kubectl, args.kubeconfig)
     try:
-        applied = install(kubectl, args.mode, args.force_crds, args.config)
+        applied = install(kubectl, args.mode, args.force_crds, args.config or CONFIG)
     except InstallError as error:
         print(f"infergraph install: {error}", file=sys.stderr)
         return 1
