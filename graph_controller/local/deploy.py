@@ -94,14 +94,19 @@ async def deployment(
         starting: list[tuple[Child, str]] = []
         for predictor in plan.predictors:
             port = free_port()
+            grpc_port = free_port() if predictor.grpc else None
             child = await supervisor.start(
-                predictor.service, predictor.command(port), predictor.env, bundle.root
+                predictor.service, predictor.command(port, grpc_port), predictor.env, bundle.root
             )
             address = f"http://{LOOPBACK}:{port}"
             hosts[predictor.service] = f"{LOOPBACK}:{port}"
             starting.append((child, f"{address}{predictor.ready_path}"))
             emit(f"starting {predictor.service} (runtime {predictor.runtime}) on {address}")
-            services[predictor.service] = ready_at(bundle.services[predictor.service], address)
+            # Graphs call a grpc-v2 predictor on its gRPC port (predict_url: grpc://...).
+            called = address if grpc_port is None else f"http://{LOOPBACK}:{grpc_port}"
+            if grpc_port is not None:
+                emit(f"  {predictor.service} serves gRPC v2 on {LOOPBACK}:{grpc_port}")
+            services[predictor.service] = ready_at(bundle.services[predictor.service], called)
         await asyncio.gather(*(wait_ready(c, url, ready_timeout) for c, url in starting))
 
         # A transformer answers for its InferenceService (KServe's address), calling the
