@@ -61,7 +61,9 @@ spec:
 ---
 apiVersion: serving.kserve.io/v1alpha1
 kind: InferenceGraph
-metadata: {{name: iris}}
+metadata:
+  name: iris
+  annotations: {{infergraph.dev/grpc-port: "8081"}}
 spec:
   nodes:
     root:
@@ -95,8 +97,18 @@ async def test_rest_and_grpc_clients_reach_kserves_grpc_endpoint(
         status, answer, _ = await post_json(running.graphs[0].url, body)
         assert status == 200, answer
         assert answer["outputs"][0]["data"] == [0, 1, 2]
-        found = re.search(r"serves gRPC v2 on (\S+)", "\n".join(lines))
+        found = re.search(r"iris-grpc serves gRPC v2 on (\S+)", "\n".join(lines))
         assert found is not None, lines
+        # gRPC client -> the router `up` started with a gRPC port (the annotation).
+        ingress = re.search(r"graph iris serves gRPC v2 on (\S+)", "\n".join(lines))
+        assert ingress is not None, lines
+        async with grpc.aio.insecure_channel(ingress[1]) as channel:
+            infer = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=ModelInferRequest.SerializeToString,
+                response_deserializer=ModelInferResponse.FromString,
+            )
+            assert _ints(await infer(_iris_request(rows), timeout=30)) == [0, 1, 2]
         # gRPC client -> a router process with --grpc-port and two workers -> gRPC model.
         grpc_port = free_port()
         spec = root_graph("Sequence", {"serviceUrl": f"grpc://{found[1]}/iris-grpc"})
