@@ -17,6 +17,7 @@ draining); ServerLive is True while the process serves.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -195,6 +196,9 @@ async def _model_infer(
             status = error.status
             await _abort(context, error)
             raise  # unreachable: abort raises
+        except asyncio.CancelledError:
+            status = 499  # the client cancelled or its deadline passed (nginx's "client closed")
+            raise
     finally:
         state.in_flight -= 1
         if state.metrics is not None:
