@@ -381,3 +381,18 @@ async def test_a_non_v2_answer_cannot_go_back_over_grpc(backend: Backend) -> Non
             await router.infer(_request(("x", "FP32", [1], struct.pack("<f", math.pi))))
     assert failure.value.code() is grpc.StatusCode.UNAVAILABLE
     assert "the graph's answer is not a v2 inference response" in failure.value.details()
+
+
+async def test_a_met_quorum_cancels_the_grpc_calls_still_running(grpc_model: GrpcModel) -> None:
+    spec = root_graph(
+        "Ensemble",
+        {"name": "fast", "serviceUrl": grpc_model.url("echo")},
+        {"name": "slow", "serviceUrl": grpc_model.url("slow-10000")},
+        quorum=1,
+    )
+    async with grpc_router(spec) as router:
+        body = {"inputs": [{"name": "x", "datatype": "INT64", "shape": [1], "data": [7]}]}
+        status, answer, _ = await post_json(router.http, body)
+        assert status == 200, answer
+        assert answer["fast"]["outputs"][0]["data"] == [7]
+        await _until(lambda: grpc_model.cancelled == ["slow-10000"])
