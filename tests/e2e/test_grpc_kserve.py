@@ -26,51 +26,7 @@ from tests.conftest import StartRouter
 from tests.support import LOOPBACK, free_port, post_json, root_graph
 
 pytestmark = pytest.mark.slow
-MODEL = Path(__file__).parents[2] / "examples" / "iris-ensemble" / "models" / "iris-logreg"
-# KServe's sklearn runtime lists v1 and v2; gRPC needs a runtime that says grpc-v2, with the
-# gRPC port named h2c as KServe's docs declare it.
-BUNDLE = """\
-apiVersion: serving.kserve.io/v1alpha1
-kind: ServingRuntime
-metadata:
-  name: sklearn-grpc
-  annotations:
-    infergraph.dev/local-command: >-
-      ["{{python}}", "-m", "graph_controller.model_servers.sklearn", "--model_name",
-       "{{model_name}}", "--model_dir", "{{model_dir}}", "--http_port", "{{port}}",
-       "--enable_grpc", "false"]
-spec:
-  supportedModelFormats:
-    - {{name: sklearn, version: "1", autoSelect: true}}
-  protocolVersions: [grpc-v2]
-  containers:
-    - name: kserve-container
-      image: kserve/sklearnserver:v0.15.0
-      args: ["--model_name={{{{.Name}}}}", --model_dir=/mnt/models, --grpc_port=8081]
-      ports: [{{name: h2c, containerPort: 8081, protocol: TCP}}]
----
-apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata: {{name: iris-grpc}}
-spec:
-  predictor:
-    model:
-      modelFormat: {{name: sklearn}}
-      protocolVersion: grpc-v2
-      storageUri: {model}
----
-apiVersion: serving.kserve.io/v1alpha1
-kind: InferenceGraph
-metadata:
-  name: iris
-  annotations: {{infergraph.dev/grpc-port: "8081"}}
-spec:
-  nodes:
-    root:
-      routerType: Sequence
-      steps:
-        - {{serviceName: iris-grpc}}
-"""
+EXAMPLE = Path(__file__).parents[2] / "examples" / "iris-grpc"
 
 
 def _iris_request(rows: list[list[float]]) -> ModelInferRequest:
@@ -82,25 +38,22 @@ def _iris_request(rows: list[list[float]]) -> ModelInferRequest:
     return request
 
 
-async def test_rest_and_grpc_clients_reach_kserves_grpc_endpoint(
-    tmp_path: Path, router: StartRouter
-) -> None:
-    if not (MODEL / "model.joblib").exists():
+async def test_rest_and_grpc_clients_reach_kserves_grpc_endpoint(router: StartRouter) -> None:
+    if not (EXAMPLE / "models" / "iris" / "model.joblib").exists():
         pytest.fail("run `python examples/train.py` first: the iris model is missing")
-    (tmp_path / "bundle.yaml").write_text(BUNDLE.format(model=MODEL))
     iris = load_iris()
     rows = [iris.data[i].tolist() for i in (0, 60, 120)]
     lines: list[str] = []
-    async with deployment(load_bundle(tmp_path), lines.append) as running:
+    async with deployment(load_bundle(EXAMPLE), lines.append) as running:
         # REST client -> router -> the ModelServer's gRPC endpoint.
         body = {"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [3, 4], "data": rows}]}
         status, answer, _ = await post_json(running.graphs[0].url, body)
         assert status == 200, answer
         assert answer["outputs"][0]["data"] == [0, 1, 2]
-        found = re.search(r"iris-grpc serves gRPC v2 on (\S+)", "\n".join(lines))
+        found = re.search(r"  iris serves gRPC v2 on (\S+)", "\n".join(lines))
         assert found is not None, lines
         # gRPC client -> the router `up` started with a gRPC port (the annotation).
-        ingress = re.search(r"graph iris serves gRPC v2 on (\S+)", "\n".join(lines))
+        ingress = re.search(r"graph iris-grpc serves gRPC v2 on (\S+)", "\n".join(lines))
         assert ingress is not None, lines
         async with grpc.aio.insecure_channel(ingress[1]) as channel:
             infer = channel.unary_unary(
@@ -111,7 +64,7 @@ async def test_rest_and_grpc_clients_reach_kserves_grpc_endpoint(
             assert _ints(await infer(_iris_request(rows), timeout=30)) == [0, 1, 2]
         # gRPC client -> a router process with --grpc-port and two workers -> gRPC model.
         grpc_port = free_port()
-        spec = root_graph("Sequence", {"serviceUrl": f"grpc://{found[1]}/iris-grpc"})
+        spec = root_graph("Sequence", {"serviceUrl": f"grpc://{found[1]}/iris"})
         args = ["--grpc-port", str(grpc_port), "--workers", "2", "--drain-seconds", "5"]
         async with (
             router(spec, args=args) as process,
@@ -123,7 +76,7 @@ async def test_rest_and_grpc_clients_reach_kserves_grpc_endpoint(
                 response_deserializer=ModelInferResponse.FromString,
             )
             reply = await infer(_iris_request(rows), timeout=30)
-            assert reply.model_name == "iris-grpc"
+            assert reply.model_name == "iris"
             assert _ints(reply) == [0, 1, 2]
             ready = channel.unary_unary(
                 "/inference.GRPCInferenceService/ServerReady",
