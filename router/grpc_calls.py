@@ -171,7 +171,8 @@ def _failure(
     # granularity); a model that answers DEADLINE_EXCEEDED sooner ran out of its own.
     if code is grpc.StatusCode.DEADLINE_EXCEEDED and took >= seconds - 0.001:
         raise StepTimeout(
-            cause,
+            # What Go's gRPC client says when its context's deadline passes.
+            go_status_error(code, "context deadline exceeded"),
             node=step.owner,
             step=step.key,
             url=url,

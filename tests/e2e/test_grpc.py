@@ -73,6 +73,8 @@ async def _script(model: GrpcModel, raw: bytes, context: Any) -> bytes:
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full")
     elif name == "invalid":
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input 'x' has the wrong shape")
+    elif name == "garbage":  # not a ModelInferResponse
+        return b"\xff\xff\xff"
     elif name == "slow":  # answers after <arg> ms; records an RPC cancelled before that
         try:
             await asyncio.sleep(int(arg) / 1000)
@@ -247,7 +249,10 @@ async def test_a_step_past_its_timeout_is_deadline_exceeded_naming_the_step(
             await router.infer(_request(("x", "FP32", [1], struct.pack("<f", 1))))
         status, body, _ = await post_json(router.http, {"inputs": []})
     assert failure.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-    assert failure.value.details() == "rpc error: code = DeadlineExceeded desc = Deadline Exceeded"
+    assert (
+        failure.value.details()
+        == "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
+    )
     assert ("infergraph-step", "slow") in tuple(failure.value.trailing_metadata() or ())
     assert status == 504
     assert body["cause"] == failure.value.details()
@@ -396,3 +401,15 @@ async def test_a_met_quorum_cancels_the_grpc_calls_still_running(grpc_model: Grp
         assert status == 200, answer
         assert answer["fast"]["outputs"][0]["data"] == [7]
         await _until(lambda: grpc_model.cancelled == ["slow-10000"])
+
+
+async def test_an_answer_that_is_not_a_model_infer_response_is_a_502_naming_the_step(
+    grpc_model: GrpcModel,
+) -> None:
+    async with grpc_router(_sequence(grpc_model.url("garbage"))) as router:
+        status, body, _ = await post_json(router.http, {"inputs": []})
+    assert status == 502
+    assert body["cause"].startswith(
+        f"node 'root' step 0: {grpc_model.url('garbage')} answered a ModelInferResponse the "
+        "router cannot read"
+    )
