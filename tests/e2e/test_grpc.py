@@ -413,3 +413,19 @@ async def test_an_answer_that_is_not_a_model_infer_response_is_a_502_naming_the_
         f"node 'root' step 0: {grpc_model.url('garbage')} answered a ModelInferResponse the "
         "router cannot read"
     )
+
+
+async def test_the_auth_token_guards_model_infer(grpc_model: GrpcModel) -> None:
+    request = _request(("x", "FP32", [1], struct.pack("<f", 1)))
+    async with grpc_router(_sequence(grpc_model.url("echo")), auth_token=b"s3cret") as router:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await router.infer(request)
+        method = router.channel.unary_unary(
+            INFER,
+            request_serializer=ModelInferRequest.SerializeToString,
+            response_deserializer=ModelInferResponse.FromString,
+        )
+        answer = await method(request, metadata=(("authorization", "Bearer s3cret"),), timeout=30)
+    assert failure.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert answer.raw_output_contents[0] == struct.pack("<f", 1)
+    assert len(grpc_model.calls) == 1
