@@ -33,6 +33,7 @@ from graph_controller.planning.components import (
     transformer_name,
     unsupported,
 )
+from graph_controller.planning.router_ports import RouterPortError, grpc_port
 from graph_controller.planning.runtime_selection import Runtime, RuntimeSelectionError, Scope
 from schemas.errors import SpecError
 from schemas.inference_service import InferenceService, InferenceServiceStatus
@@ -278,6 +279,10 @@ def plan_graph(
     if isinstance(graph, SpecError):
         why = Readiness(False, "InvalidSpec", "; ".join(str(e) for e in graph.errors))
         return failed(obj, why, now, GRAPH_CONDITIONS)
+    try:
+        grpc_port(graph.resource.metadata.annotations)  # render_graph reads it
+    except RouterPortError as error:
+        return failed(obj, Readiness(False, "InvalidSpec", str(error)), now, GRAPH_CONDITIONS)
     parsed = {}
     invalid = []
     for service_name, service in services.items():

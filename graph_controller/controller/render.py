@@ -42,6 +42,7 @@ from graph_controller.planning.container_merge import (
     merge_pod_specs,
     replace_placeholders,
 )
+from graph_controller.planning.router_ports import RouterPortError, grpc_port
 from graph_controller.planning.runtime_selection import Runtime, select_runtime
 from schemas.errors import FieldError
 from schemas.graph import ScaleMetric
@@ -511,6 +512,13 @@ def render_graph(
     if options.propagate_headers:
         value = ",".join(options.propagate_headers)
         container["env"] = [{"name": "PROPAGATE_HEADERS", "value": value}]
+    try:
+        grpc = grpc_port(graph.resource.metadata.annotations)
+    except RouterPortError as error:
+        raise RenderError(f"InferenceGraph '{name}': {error}") from None
+    if grpc is not None:
+        container["args"] += ["--grpc-port", str(grpc)]
+        container["ports"].append({"containerPort": grpc, "name": "grpc", "protocol": "TCP"})
     # The graph needs no API access (KServe sets the same).
     pod: Manifest = {"containers": [container], "automountServiceAccountToken": False}
     for field in ("affinity", "tolerations", "nodeSelector", "nodeName", "serviceAccountName"):

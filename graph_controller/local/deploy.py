@@ -31,6 +31,7 @@ from graph_controller.planning.addressing import ready_at, resolve_graph
 from graph_controller.planning.builtin_runtimes import builtin_runtimes
 from graph_controller.planning.bundle import Bundle
 from graph_controller.planning.local_plan import LocalPlan, LocalPlanError, plan_local
+from graph_controller.planning.router_ports import RouterPortError, grpc_port
 from schemas.inference_service import InferenceService
 from schemas.valid_graph import ValidGraph
 
@@ -115,14 +116,19 @@ async def deployment(
         starting: list[tuple[Child, str]] = []
         for predictor in plan.predictors:
             port = free_port()
+            model_grpc = free_port() if predictor.grpc else None
             child = await supervisor.start(
-                predictor.service, predictor.command(port), predictor.env, bundle.root
+                predictor.service, predictor.command(port, model_grpc), predictor.env, bundle.root
             )
             address = f"http://{LOOPBACK}:{port}"
             hosts[predictor.service] = f"{LOOPBACK}:{port}"
             starting.append((child, f"{address}{predictor.ready_path}"))
             emit(f"starting {predictor.service} (runtime {predictor.runtime}) on {address}")
-            services[predictor.service] = ready_at(bundle.services[predictor.service], address)
+            # Graphs call a grpc-v2 predictor on its gRPC port (predict_url: grpc://...).
+            called = address if model_grpc is None else f"http://{LOOPBACK}:{model_grpc}"
+            if model_grpc is not None:
+                emit(f"  {predictor.service} serves gRPC v2 on {LOOPBACK}:{model_grpc}")
+            services[predictor.service] = ready_at(bundle.services[predictor.service], called)
         await asyncio.gather(*(wait_ready(c, url, ready_timeout) for c, url in starting))
 
         # A transformer answers for its InferenceService (KServe's address), calling the
@@ -151,9 +157,16 @@ async def deployment(
                 resolved.router_json(),
                 "--host", LOOPBACK, "--port", str(port), "--drain-seconds", "0",
             ]  # fmt: skip
+            wants_grpc = grpc_port(graph.resource.metadata.annotations) is not None
+            # Locally on a free port: the annotation's number (8081) may be taken here.
+            router_grpc = free_port() if wants_grpc else None
+            if router_grpc is not None:
+                argv += ["--grpc-port", str(router_grpc)]
             child = await supervisor.start(f"router/{name}", argv)
             url = f"http://{LOOPBACK}:{port}"
             await wait_ready(child, f"{url}/readyz", ready_timeout)
+            if router_grpc is not None:
+                emit(f"graph {name} serves gRPC v2 on {LOOPBACK}:{router_grpc}")
             graphs.append(RunningGraph(name, url))
         yield Deployment(supervisor, tuple(graphs))
 
@@ -221,6 +234,11 @@ def _check_references(bundle: Bundle) -> None:
         for service in graph.referenced_services()
         if service not in bundle.services
     ]
+    for name, graph in bundle.graphs.items():
+        try:
+            grpc_port(graph.resource.metadata.annotations)
+        except RouterPortError as error:
+            problems.append(f"InferenceGraph '{name}': {error}")
     if problems:
         raise LocalPlanError("; ".join(problems))
 

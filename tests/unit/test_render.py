@@ -27,6 +27,7 @@ BUNDLES = [
     "wine-canary",
     "iris-transformer",
     "iris-kserve-transformer",
+    "iris-grpc",
 ]
 
 
