@@ -170,9 +170,7 @@ def test_splitter_share_fires_when_the_traffic_is_one_sticky_user() -> None:
     ]
     many_users = [{"X-User-Id": f"user-{i}"} for i in range(500)]
     assert not [
-        f
-        for f in check(spec, models, examples=10, headers=many_users)
-        if f.id == "splitter-share"
+        f for f in check(spec, models, examples=10, headers=many_users) if f.id == "splitter-share"
     ]
 
 

@@ -211,7 +211,9 @@ def _shrunk(
                 suppress_health_check=list(HealthCheck),
             ),
         )
-    except hypothesis.errors.NoSuchExample:
+    except (hypothesis.errors.NoSuchExample, hypothesis.errors.Flaky):
+        # Not found again, or not every time (a Splitter's draw decided it): the input that
+        # showed it is the counter-example.
         return sample.body, message
     if id(smallest) not in messages:
         # find() returns the shrunk value itself; its run is repeated to get its message.

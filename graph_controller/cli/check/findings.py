@@ -282,7 +282,9 @@ def _server_error(run: Run, rejected_all: set[str], out: dict[Key, str]) -> None
         return
     if site is not None and site.node in rejected_all:
         return
-    if site is not None:
+    if error is not None and error.node is not None:  # the error names its node and step
+        node, step, what = error.node, error.step, error.explanation
+    elif site is not None:
         node, step, what = site.node, site.step, site.error.explanation
     else:  # an answer with a 5xx status, not an error: the innermost node that answered it
         failing = [v for v in run.visits if v.status is not None and v.status >= 500]
