@@ -175,3 +175,49 @@ def test_a_models_value_that_cannot_be_used_is_an_error(
     status, _, err = run_check(tmp_path, capsys, models)
     assert status == 1
     assert message in err
+
+
+ALWAYS = """
+nodes:
+  root:
+    routerType: Sequence
+    steps:
+      - {serviceName: reader, name: read}
+      - serviceName: reader
+        name: again
+        condition: predictions{mark}
+"""
+
+
+@pytest.mark.parametrize(
+    ("mark", "expected"),
+    [("", ["condition-always-holds"]), ("  # default", [])],
+    ids=["unmarked", "marked-default"],
+)
+def test_a_condition_marked_default_may_always_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mark: str, expected: list[str]
+) -> None:
+    graph = write(tmp_path, "g.yaml", ALWAYS.replace("{mark}", mark))
+    module = write(tmp_path, "models.py", "def reader(body):\n    return {'predictions': [1]}\n")
+    infergraph(["check", graph, "--models", module, "--examples", "20", "--json"])
+    findings = orjson.loads(capsys.readouterr().out)
+    assert [(f["id"], f["where"]) for f in findings] == [
+        (i, "nodes.root.steps[1]") for i in expected
+    ]
+
+
+def test_a_schema_per_model_shapes_the_bodies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": 2}},
+    }
+    schema_file = write(tmp_path, "reader.json", json.dumps(schema))
+    status, findings, _ = run_check(tmp_path, capsys, READER, "--schema", f"reader={schema_file}")
+    # Bodies come from the reader's schema: its smallest instance has one null row, which the
+    # model cannot take the length of.
+    assert status == 1
+    assert [(f["id"], f["example"]) for f in findings] == [("model-raised", {"instances": [None]})]
+    assert findings[0]["message"].startswith("model reader raised TypeError(")
