@@ -12,14 +12,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from schemas.errors import FieldError, SpecError
 from schemas.loading import load_documents
 from schemas.valid_graph import ValidGraph
-
-if TYPE_CHECKING:
-    from hypothesis.strategies import SearchStrategy
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -171,53 +167,9 @@ def _render(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Exit 1 when there are findings; --json prints them for CI."""
-    import orjson
+    from graph_controller.cli.check import cli
 
-    from graph_controller.cli.check import check, load_models, report
-
-    try:
-        graph = _graph(args.file)
-        models = load_models(args.models, list(graph.referenced_services()))
-        inputs = _check_inputs(args)
-    except (SpecError, OSError, ValueError) as error:
-        print(f"infergraph check: {error}", file=sys.stderr)
-        return 1
-    findings = check(graph, models, examples=args.examples, inputs=inputs)
-    if args.json:
-        sys.stdout.write(orjson.dumps(report(findings), option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        for finding in findings:
-            where = f"{finding.where}: " if finding.where else ""
-            example = (
-                f"\n    e.g. {orjson.dumps(finding.example).decode()}" if finding.example else ""
-            )
-            print(f"{finding.kind}: {where}{finding.message}{example}")
-        print(f"{len(findings)} finding(s) in {args.examples} generated inputs")
-    return 1 if findings else 0
-
-
-def _check_inputs(args: argparse.Namespace) -> SearchStrategy[Any] | None:
-    """The request strategy `--protocol` or `--schema` asks for; None: v1 and v2 bodies."""
-    import yaml
-
-    from router.testing import from_schema, payloads
-
-    if args.protocol is not None:
-        return payloads(protocol=args.protocol)
-    if args.schema is None:
-        return None
-    try:
-        schema = yaml.safe_load(Path(args.schema).read_text())
-    except OSError as error:
-        raise ValueError(f"--schema {args.schema}: cannot read: {error.strerror}") from error
-    except yaml.YAMLError as error:
-        raise ValueError(f"--schema {args.schema}: not JSON or YAML: {error}") from error
-    if not isinstance(schema, dict):
-        raise ValueError(f"--schema {args.schema}: a JSON Schema is an object, got {schema!r}")
-    try:
-        return from_schema(schema)
-    except ValueError as error:
-        raise ValueError(f"--schema {args.schema}: {error}") from error
+    return cli.run(args)
 
 
 def _controller(args: argparse.Namespace) -> int:
@@ -378,12 +330,19 @@ def parser() -> argparse.ArgumentParser:
     checker.add_argument("--models", help="a Python file: MODELS = {name: fn} or functions")
     checker.add_argument("--examples", type=int, default=200, help="inputs to generate")
     checker.add_argument("--json", action="store_true", help="findings as JSON, for CI")
+    checker.add_argument(
+        "--headers", metavar="FILE", help="a JSON/YAML list of request header sets, sent in turn"
+    )
+    checker.add_argument("--seed", type=int, default=0, help="Splitter draws and retry jitter")
     bodies = checker.add_mutually_exclusive_group()
     bodies.add_argument(
         "--protocol", choices=("v1", "v2"), help="generate only this protocol's bodies"
     )
     bodies.add_argument(
-        "--schema", metavar="FILE", help="generate bodies valid under this JSON Schema"
+        "--schema",
+        metavar="[MODEL=]FILE",
+        action="append",
+        help="a JSON Schema of what MODEL accepts (repeatable), or of the graph's request",
     )
     checker.set_defaults(run=_check)
 

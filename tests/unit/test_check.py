@@ -54,25 +54,41 @@ def run_check(
 def test_a_model_that_raises_is_a_finding_with_its_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The model reads v1 bodies only (v2 ones raise KeyError), so v1 bodies are generated,
+    # the edge case without rows among them: the model's own ValueError is found.
     status, findings, _ = run_check(tmp_path, capsys, READER)
     assert status == 1
-    (raised,) = [f for f in findings if f["kind"] == "model-raised"]
-    assert raised["where"] == "models.reader"
-    example = raised["example"]
-    assert isinstance(example, dict)
-    assert "inputs" in example  # a v2 body: the counter-example
-    # The first step gets the request as it is, so the model's input is the example.
-    shown = orjson.dumps(example).decode()
-    assert raised["message"] == f"model reader raised KeyError('instances') on input {shown}"
-    # The model's 500 is its own failure, not the graph's.
-    assert "5xx-with-healthy-models" not in {f["kind"] for f in findings}
+    assert findings == [
+        {
+            "id": "model-raised",
+            "node": "root",
+            "step": "read",
+            "where": "nodes.root.steps[0]",
+            "message": "model reader raised ValueError('no rows') on input {\"instances\":[]}",
+            "example": {"instances": []},
+            "headers": {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": "infergraph-check",
+                "Host": "graph.example",
+            },
+        }
+    ]
 
 
-def test_protocol_v1_generates_only_bodies_the_model_reads(
+def test_protocol_v2_is_what_the_user_asks_for(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, findings, _ = run_check(tmp_path, capsys, READER, "--protocol", "v1")
-    assert (status, findings) == (0, [])
+    status, findings, _ = run_check(tmp_path, capsys, READER, "--protocol", "v2")
+    assert status == 1
+    (raised,) = findings
+    assert raised["message"].startswith("model reader raised KeyError('instances') on input ")
+    # The smallest v2 body hypothesis could shrink to.
+    assert raised["example"] == {
+        "inputs": [
+            {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [0.0, 0.0, 0.0, 0.0]}
+        ]
+    }
 
 
 def test_a_schema_shapes_the_bodies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -92,7 +108,7 @@ def test_a_schema_shapes_the_bodies(tmp_path: Path, capsys: pytest.CaptureFixtur
     # Only v1 bodies now, but `instances` may be empty: the model's own ValueError is found.
     assert status == 1
     (raised,) = findings
-    assert raised["kind"] == "model-raised"
+    assert raised["id"] == "model-raised"
     assert (
         raised["message"] == "model reader raised ValueError('no rows') on input {\"instances\":[]}"
     )
@@ -159,3 +175,49 @@ def test_a_models_value_that_cannot_be_used_is_an_error(
     status, _, err = run_check(tmp_path, capsys, models)
     assert status == 1
     assert message in err
+
+
+ALWAYS = """
+nodes:
+  root:
+    routerType: Sequence
+    steps:
+      - {serviceName: reader, name: read}
+      - serviceName: reader
+        name: again
+        condition: predictions{mark}
+"""
+
+
+@pytest.mark.parametrize(
+    ("mark", "expected"),
+    [("", ["condition-always-holds"]), ("  # default", [])],
+    ids=["unmarked", "marked-default"],
+)
+def test_a_condition_marked_default_may_always_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mark: str, expected: list[str]
+) -> None:
+    graph = write(tmp_path, "g.yaml", ALWAYS.replace("{mark}", mark))
+    module = write(tmp_path, "models.py", "def reader(body):\n    return {'predictions': [1]}\n")
+    infergraph(["check", graph, "--models", module, "--examples", "20", "--json"])
+    findings = orjson.loads(capsys.readouterr().out)
+    assert [(f["id"], f["where"]) for f in findings] == [
+        (i, "nodes.root.steps[1]") for i in expected
+    ]
+
+
+def test_a_schema_per_model_shapes_the_bodies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": 2}},
+    }
+    schema_file = write(tmp_path, "reader.json", json.dumps(schema))
+    status, findings, _ = run_check(tmp_path, capsys, READER, "--schema", f"reader={schema_file}")
+    # Bodies come from the reader's schema: its smallest instance has one null row, which the
+    # model cannot take the length of.
+    assert status == 1
+    assert [(f["id"], f["example"]) for f in findings] == [("model-raised", {"instances": [None]})]
+    assert findings[0]["message"].startswith("model reader raised TypeError(")
