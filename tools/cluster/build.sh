@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Build the node half of a one-node cluster (kubelet, kube-proxy) from the same k8s.io/kubernetes
-# release as tools/envtest/build.sh, into the same cached bin directory, so the control plane and
-# the node come from one version. Each binary is built only when missing.
+# Build the node half of a one-node cluster from sources, into the cached bin directory of
+# tools/envtest/build.sh (which it runs first), so control plane and node come from one release:
+#   kubelet, kube-proxy   k8s.io/kubernetes, the envtest release
+#   pause                 Kubernetes' own build/pause/linux/pause.c from that module, static: the
+#                         CRI sandbox image, which no registry can provide here
+#   coredns               CoreDNS with only the plugins a cluster's DNS needs (kubernetes, cache,
+#                         errors, health, ready, bind), so none of its cloud SDKs are compiled
+# Each binary is built only when missing.
 #   tools/cluster/build.sh            -> prints the bin directory
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BIN="$("$HERE/../envtest/build.sh")"
 K8S_VERSION="${K8S_VERSION:-1.31.4}"
+COREDNS_VERSION="${COREDNS_VERSION:-1.11.3}"
 CACHE="$(dirname "$BIN")"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 export GOFLAGS=-mod=mod
@@ -46,5 +52,42 @@ GOSRC
   for cmd in kubelet kube-proxy; do
     [ -x "$BIN/$cmd" ] || nice -n 19 "$GO" build -o "$BIN/$cmd" "k8s.io/kubernetes/cmd/$cmd"
   done
+fi
+
+if missing pause; then
+  src="$(cd "$CACHE/node-src" && "$GO" list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux"
+  gcc -Os -Wall -Werror -static -DVERSION="v${K8S_VERSION}-infergraph" -o "$BIN/pause" "$src/pause.c"
+fi
+
+if missing coredns; then
+  mkdir -p "$CACHE/coredns-src" && cd "$CACHE/coredns-src"
+  printf 'module infergraph.local/coredns\n\ngo 1.22\n' > go.mod
+  # CoreDNS's own main compiles every plugin of plugin.cfg; an external main sets the directive
+  # list (in plugin.cfg's order, which is the order a query passes them) and imports only those.
+  cat > main.go <<'GOSRC'
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func init() {
+	dnsserver.Directives = []string{"bind", "ready", "health", "errors", "log", "cache", "kubernetes"}
+}
+
+func main() { coremain.Run() }
+GOSRC
+  "$GO" get "github.com/coredns/coredns@v${COREDNS_VERSION}" >/dev/null 2>&1
+  "$GO" mod tidy >/dev/null 2>&1
+  nice -n 19 "$GO" build -o "$BIN/coredns" .
 fi
 echo "$BIN"
