@@ -146,6 +146,28 @@ def write_certificates(directory: Path) -> None:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    # The API server's identity towards kubelet (logs, exec): a system:masters client cert.
+    client_key = _key()
+    client = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+                ]
+            )
+        )
+        .issuer_name(ca_name)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / "kubelet-client.crt").write_bytes(client.public_bytes(serialization.Encoding.PEM))
+    (directory / "kubelet-client.key").write_bytes(_pem(client_key))
     (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (directory / "apiserver.crt").write_bytes(serving.public_bytes(serialization.Encoding.PEM))
     (directory / "apiserver.key").write_bytes(_pem(serving_key))
@@ -333,6 +355,10 @@ class Cluster:
                 "--allow-privileged=true",
                 f"--cert-dir={d / 'apiserver-certs'}",
                 "--profiling=false",
+                # The node's name resolves nowhere on this machine; its address does.
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={d / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={d / 'kubelet-client.key'}",
             ],
         )
         context = ssl.create_default_context(cafile=str(d / "ca.crt"))
@@ -405,8 +431,14 @@ state = "{d / 'containerd-state'}"
   address = "{self.containerd_socket}"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
+  # kubelet asks for oom_score_adj -998 for sandboxes; lowering it needs CAP_SYS_RESOURCE,
+  # which root here lacks (runc: "failed to update /proc/self/oom_score_adj: Permission
+  # denied"). Clamp to containerd's own score instead, as for rootless containerd.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
     SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -429,14 +461,20 @@ state = "{d / 'containerd-state'}"
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
-            "address": LOOPBACK,
+            # The node's address: kubelet refuses a loopback node IP.
+            "address": GATEWAY,
             "port": free_port(),
             "readOnlyPort": 0,
             "healthzBindAddress": LOOPBACK,
             "healthzPort": free_port(),
-            # Only reachable from this machine; the API server fetches logs through it.
-            "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-            "authorization": {"mode": "AlwaysAllow"},
+            # Pods can reach this address: callers are authenticated (the API server by its
+            # client certificate, others by token) and authorized by the API server.
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
+                "x509": {"clientCAFile": str(d / "ca.crt")},
+            },
+            "authorization": {"mode": "Webhook"},
             "cgroupDriver": "cgroupfs",
             "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
             "clusterDNS": [GATEWAY],
@@ -449,7 +487,11 @@ state = "{d / 'containerd-state'}"
             "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
                              "imagefs.available": "1%"},  # fmt: skip
             "serializeImagePulls": False,
+            # kubelet's own iptables chains (KUBE-FIREWALL...) are not needed by kube-proxy.
+            "makeIPTablesUtilChains": False,
             "staticPodPath": "",
+            # Container logs with the run, not in /var/log/pods.
+            "podLogsDir": str(d / "pod-logs"),
         }
         (d / "kubelet.yaml").write_text(json.dumps(config))
         kubelet = self._spawn(
@@ -461,7 +503,7 @@ state = "{d / 'containerd-state'}"
                 f"--root-dir={d / 'kubelet'}",
                 f"--cert-dir={d / 'kubelet-pki'}",
                 f"--hostname-override={NODE_NAME}",
-                f"--node-ip={LOOPBACK}",
+                f"--node-ip={GATEWAY}",
             ],
         )
 
@@ -574,4 +616,35 @@ state = "{d / 'containerd-state'}"
             _run("umount", "-l", mount, check=False)
         if (self.bin_dir / "kube-proxy").exists():
             _run(self.bin_dir / "kube-proxy", "--cleanup", check=False)
+        _remove_kube_chains()
+        _remove_pod_cgroups()
         _run("ip", "link", "delete", BRIDGE, check=False)
+
+
+def _remove_kube_chains() -> None:
+    """The KUBE-* chains `kube-proxy --cleanup` leaves (its canaries, kubelet's)."""
+    for command in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle"):
+            rules = _run(command, "-t", table, "-S", check=False).splitlines()
+            for rule in rules:
+                if rule.startswith("-A ") and "KUBE-" in rule and not rule.split()[1].startswith("KUBE-"):
+                    _run(command, "-t", table, "-D", *rule.split()[1:], check=False)
+            for rule in rules:
+                if rule.startswith("-N KUBE-"):
+                    _run(command, "-t", table, "-F", rule.split()[1], check=False)
+            for rule in rules:
+                if rule.startswith("-N KUBE-"):
+                    _run(command, "-t", table, "-X", rule.split()[1], check=False)
+
+
+def _remove_pod_cgroups() -> None:
+    """kubelet's kubepods hierarchy in every cgroup v1 controller, deepest first (empty by now:
+    every container has been removed)."""
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        top = controller / "kubepods"
+        if not top.is_dir():
+            continue
+        directories = [Path(p) for p, _, _ in os.walk(top)]
+        for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                directory.rmdir()

@@ -84,8 +84,7 @@ def cluster_documents(example: str) -> list[dict[str, Any]]:
 
 
 def apply(cluster: Cluster, documents: list[dict[str, Any]]) -> None:
-    text = "\n---\n".join(json.dumps(d) for d in documents)
-    cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=text)
+    cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(documents))
 
 
 def get(cluster: Cluster, *args: str) -> Any:

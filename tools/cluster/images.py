@@ -54,6 +54,10 @@ APP_USER = "10001:10001"  # the Dockerfile's numeric user, so runAsNonRoot can c
 KSERVE_USER = "1000"  # KServe's server and storage-initializer images run as uid 1000
 PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYTHON_ENV = [f"PATH={PATH}", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"]
+# The model servers bind 127.0.0.1 unless told otherwise (`infergraph up` stays on loopback); in
+# a pod they must listen on the pod's address, as KServe's own server images do.
+SERVER = ("python", "-m")
+ALL_INTERFACES = ("--bind_host", "0.0.0.0")
 MODEL_STORE = "/models"  # where the storage-initializer image holds examples/<name>/models/*
 
 
@@ -221,7 +225,7 @@ def build(bin_dir: Path, out: Path) -> Path:
             [base, models_venv],
             {
                 **python_server,
-                "Entrypoint": ["python", "-m", "graph_controller.model_servers.sklearn"],
+                "Entrypoint": [*SERVER, "graph_controller.model_servers.sklearn", *ALL_INTERFACES],
                 "User": KSERVE_USER,
             },
         ),
@@ -230,7 +234,7 @@ def build(bin_dir: Path, out: Path) -> Path:
             [base, models_venv],
             {
                 **python_server,
-                "Entrypoint": ["python", "-m", "graph_controller.model_servers.custom"],
+                "Entrypoint": [*SERVER, "graph_controller.model_servers.custom", *ALL_INTERFACES],
                 "User": KSERVE_USER,
             },
         ),
