@@ -54,6 +54,7 @@ NODE_NAME = "infergraph-node"
 CLUSTER_DOMAIN = "cluster.local"
 CNI_BIN = "/usr/lib/cni"  # Debian's containernetworking-plugins
 NETNS_DIR = Path("/var/run/netns")
+CONTAINER_LOG_LINKS = Path("/var/log/containers")
 PAUSE_IMAGE = "localhost/infergraph/pause:1.31.4"  # tools/cluster/images.py's PAUSE_IMAGE
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -121,7 +122,8 @@ def write_certificates(directory: Path) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     names: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address(ip)) for ip in (LOOPBACK, GATEWAY, KUBERNETES_SERVICE_IP)
+        x509.IPAddress(ipaddress.ip_address(ip))
+        for ip in (LOOPBACK, GATEWAY, KUBERNETES_SERVICE_IP)
     ]
     names += [
         x509.DNSName(n)
@@ -237,14 +239,22 @@ class Cluster:
             argv, input=input, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
         )
         if check and result.returncode != 0:
-            raise EnvtestError(f"kubectl {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+            raise EnvtestError(
+                f"kubectl {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
+            )
         return result.stdout
 
     def ctr(self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> str:
         return _run(
-            "ctr", "--address", self.containerd_socket, "-n", "k8s.io", *args,
-            timeout=timeout, check=check,
-        )  # fmt: skip
+            "ctr",
+            "--address",
+            self.containerd_socket,
+            "-n",
+            "k8s.io",
+            *args,
+            timeout=timeout,
+            check=check,
+        )
 
     # --- start ---
 
@@ -278,9 +288,7 @@ class Cluster:
         self._network()
         write_certificates(d)
         (d / "tokens.csv").write_text(f'{self.admin_token},admin,admin,"system:masters"\n')
-        config = json.dumps(
-            kubeconfig(self.server, d / "ca.crt", self.admin_token, "admin")
-        )
+        config = json.dumps(kubeconfig(self.server, d / "ca.crt", self.admin_token, "admin"))
         self.kubeconfig.write_text(config)
         etcd = self._etcd()
         self._apiserver(etcd)
@@ -392,8 +400,9 @@ class Cluster:
             out = self.kubectl("get", "serviceaccount", "default", "-o", "name", check=False)
             return bool(out.strip())
 
-        self._wait(kcm, "kube-controller-manager (ServiceAccount default)", default_account,
-                   START_TIMEOUT)  # fmt: skip
+        self._wait(
+            kcm, "kube-controller-manager (ServiceAccount default)", default_account, START_TIMEOUT
+        )
 
     def _containerd(self) -> None:
         d = self.dir
@@ -426,7 +435,7 @@ class Cluster:
         (d / "containerd.toml").write_text(
             f"""version = 2
 root = "{root}"
-state = "{d / 'containerd-state'}"
+state = "{d / "containerd-state"}"
 [grpc]
   address = "{self.containerd_socket}"
 [plugins."io.containerd.grpc.v1.cri"]
@@ -484,8 +493,11 @@ state = "{d / 'containerd-state'}"
             # The images exist only locally: never garbage-collect them, never evict for disk.
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
-                             "imagefs.available": "1%"},  # fmt: skip
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "1%",
+                "imagefs.available": "1%",
+            },
             "serializeImagePulls": False,
             # kubelet's own iptables chains (KUBE-FIREWALL...) are not needed by kube-proxy.
             "makeIPTablesUtilChains": False,
@@ -516,8 +528,7 @@ state = "{d / 'containerd-state'}"
             ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
             return ready and not node["spec"].get("taints")
 
-        self._wait(kubelet, f"node {NODE_NAME} Ready and untainted", node_ready,
-                   NODE_READY_TIMEOUT)  # fmt: skip
+        self._wait(kubelet, f"node {NODE_NAME} Ready and untainted", node_ready, NODE_READY_TIMEOUT)
 
     def _kube_proxy(self) -> None:
         d = self.dir
@@ -535,7 +546,9 @@ state = "{d / 'containerd-state'}"
             "conntrack": {"maxPerCore": 0},
         }
         (d / "kube-proxy.yaml").write_text(json.dumps(config))
-        self._spawn("kube-proxy", [self.bin_dir / "kube-proxy", f"--config={d / 'kube-proxy.yaml'}"])
+        self._spawn(
+            "kube-proxy", [self.bin_dir / "kube-proxy", f"--config={d / 'kube-proxy.yaml'}"]
+        )
 
     def _coredns(self) -> None:
         d = self.dir
@@ -556,8 +569,12 @@ state = "{d / 'containerd-state'}"
 """
         )
         coredns = self._spawn("coredns", [self.bin_dir / "coredns", "-conf", d / "Corefile"])
-        self._wait(coredns, "CoreDNS /ready", lambda: _http_ok(f"http://{LOOPBACK}:{ready}/ready"),
-                   START_TIMEOUT)  # fmt: skip
+        self._wait(
+            coredns,
+            "CoreDNS /ready",
+            lambda: _http_ok(f"http://{LOOPBACK}:{ready}/ready"),
+            START_TIMEOUT,
+        )
 
     # --- stop ---
 
@@ -584,8 +601,15 @@ state = "{d / 'containerd-state'}"
         if "kubelet" not in by_name or not by_name["kubelet"].alive():
             return
         by_name["kube-controller-manager"].stop()
-        self.kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=1",
-                     "--wait=false", check=False)  # fmt: skip
+        self.kubectl(
+            "delete",
+            "pods",
+            "--all",
+            "--all-namespaces",
+            "--grace-period=1",
+            "--wait=false",
+            check=False,
+        )
 
         def stopped() -> bool:
             tasks = self.ctr("tasks", "ls", check=False).splitlines()[1:]
@@ -614,6 +638,10 @@ state = "{d / 'containerd-state'}"
         ]
         for mount in sorted(mounts, key=len, reverse=True):
             _run("umount", "-l", mount, check=False)
+        # kubelet links every container's log here, whatever podLogsDir says.
+        for link in CONTAINER_LOG_LINKS.glob("*.log"):
+            if link.is_symlink() and str(link.readlink()).startswith(str(self.dir)):
+                link.unlink()
         if (self.bin_dir / "kube-proxy").exists():
             _run(self.bin_dir / "kube-proxy", "--cleanup", check=False)
         _remove_kube_chains()
@@ -627,7 +655,11 @@ def _remove_kube_chains() -> None:
         for table in ("filter", "nat", "mangle"):
             rules = _run(command, "-t", table, "-S", check=False).splitlines()
             for rule in rules:
-                if rule.startswith("-A ") and "KUBE-" in rule and not rule.split()[1].startswith("KUBE-"):
+                if (
+                    rule.startswith("-A ")
+                    and "KUBE-" in rule
+                    and not rule.split()[1].startswith("KUBE-")
+                ):
                     _run(command, "-t", table, "-D", *rule.split()[1:], check=False)
             for rule in rules:
                 if rule.startswith("-N KUBE-"):

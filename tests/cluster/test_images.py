@@ -44,8 +44,15 @@ def test_a_layer_names_its_gzip_by_digest_and_its_tar_by_diff_id(
     assert layer.diff_id == sha256(plain)
     with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
         members = {m.name: m for m in tar.getmembers()}
-    assert sorted(members) == ["usr", "usr/bin", "usr/bin/alias", "usr/bin/tool", "usr/bin/tool-again"]
-    assert members["usr/bin/alias"].issym() and members["usr/bin/alias"].linkname == "tool"
+    assert sorted(members) == [
+        "usr",
+        "usr/bin",
+        "usr/bin/alias",
+        "usr/bin/tool",
+        "usr/bin/tool-again",
+    ]
+    assert members["usr/bin/alias"].issym()
+    assert members["usr/bin/alias"].linkname == "tool"
     assert members["usr/bin/tool-again"].islnk()
     assert members["usr/bin/tool"].mode & 0o777 == 0o755
 
@@ -130,7 +137,7 @@ def test_source_path(uri: str, path: str) -> None:
 
 
 def test_other_schemes_are_refused_with_the_supported_ones() -> None:
-    with pytest.raises(StorageError, match="scheme 's3' is not supported.*file://, pvc://"):
+    with pytest.raises(StorageError, match=r"scheme 's3' is not supported.*file://, pvc://"):
         source_path("s3://bucket/model")
 
 
@@ -147,6 +154,8 @@ def test_a_folder_is_copied_not_linked(tmp_path: Path) -> None:
     assert (out / "sub/extra.txt").read_text() == "x"
 
 
-def test_a_missing_source_fails_with_the_uri(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_source_fails_with_the_uri(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([f"file://{tmp_path}/nothing", str(tmp_path / "out")]) == 1
     assert f"storageUri 'file://{tmp_path}/nothing'" in capsys.readouterr().err

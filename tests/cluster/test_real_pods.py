@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,7 @@ def logs_of_everything(cluster: Cluster) -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(cluster: Cluster) -> Iterator[Cluster]:
+def installed(cluster: Cluster) -> Cluster:
     """InferGraph installed by the README's commands, both bundles applied and Ready."""
     cluster.kubectl("apply", "--server-side", "-k", str(REPO / "config/crd"))
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
@@ -131,11 +131,10 @@ def installed(cluster: Cluster) -> Iterator[Cluster]:
         return len(isvcs) == 5 and len(graphs) == 2 and all(map(ready, isvcs + graphs))
 
     try:
-        wait_for("every InferenceService and InferenceGraph Ready", everything_ready,
-                 READY_TIMEOUT)  # fmt: skip
+        wait_for("every InferenceService and InferenceGraph Ready", everything_ready, READY_TIMEOUT)
     except AssertionError as e:
         raise AssertionError(f"{e}\n{logs_of_everything(cluster)}") from e
-    yield cluster
+    return cluster
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, Any]:
@@ -172,8 +171,10 @@ def test_a_deleted_predictor_pod_is_replaced_and_the_graph_recovers(installed: C
 
     def replaced() -> bool:
         now = pods(installed, selector)
-        return len(now) == 1 and now[0]["metadata"]["uid"] != before["metadata"]["uid"] and (
-            pod_ready(now[0])
+        return (
+            len(now) == 1
+            and now[0]["metadata"]["uid"] != before["metadata"]["uid"]
+            and (pod_ready(now[0]))
         )
 
     wait_for("a new Ready iris-tree predictor pod", replaced, RECOVER_TIMEOUT)
@@ -235,19 +236,27 @@ async def test_new_splitter_weights_roll_the_router_without_a_failed_request(
         await asyncio.sleep(3)  # some load before the roll starts
         await asyncio.to_thread(
             installed.kubectl,
-            "patch", "-n", NAMESPACE, "inferencegraph", "wine-canary",
-            "--type=merge", "-p", json.dumps(patch),
-        )  # fmt: skip
+            "patch",
+            "-n",
+            NAMESPACE,
+            "inferencegraph",
+            "wine-canary",
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
         await asyncio.to_thread(wait_for, "the new router pod Ready", roll_finished, ROLL_TIMEOUT)
         # The old pod drains (30 s) after the new one is Ready; keep the load on through it.
         await asyncio.to_thread(
             wait_for,
             "the old router pod gone",
-            lambda: not any(
-                p["metadata"]["uid"] == old_router["metadata"]["uid"]
-                for p in get(installed, "pods", "-l", "serving.kserve.io/inferencegraph=wine-canary")[
-                    "items"
-                ]
+            lambda: (
+                not any(
+                    p["metadata"]["uid"] == old_router["metadata"]["uid"]
+                    for p in get(
+                        installed, "pods", "-l", "serving.kserve.io/inferencegraph=wine-canary"
+                    )["items"]
+                )
             ),
             ROLL_TIMEOUT,
         )
@@ -295,9 +304,11 @@ async def test_sigterm_drains_the_router_in_its_pod_through_the_readiness_probe(
 
     # The readiness probe (every 5 s, 3 failures) sees /readyz 503 within the 30 s drain.
     await asyncio.to_thread(
-        wait_for, "router pod NotReady while still running", taken_out_of_service,
+        wait_for,
+        "router pod NotReady while still running",
+        taken_out_of_service,
         DRAIN_OBSERVE_TIMEOUT,
-    )  # fmt: skip
+    )
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{pod_url}/readyz", timeout=REQUEST_TIMEOUT) as response:
             assert response.status == 503
@@ -317,9 +328,11 @@ async def test_sigterm_drains_the_router_in_its_pod_through_the_readiness_probe(
     (now,) = pods(installed, selector)
     assert now["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 0
     await asyncio.to_thread(
-        wait_for, "router Ready again", lambda: pod_ready(pods(installed, selector)[0]),
+        wait_for,
+        "router Ready again",
+        lambda: pod_ready(pods(installed, selector)[0]),
         DRAIN_OBSERVE_TIMEOUT,
-    )  # fmt: skip
+    )
     assert (await answers(graph_url(installed, "iris-ensemble"), IRIS_ROWS[:1]))[0][0] == 200
 
 

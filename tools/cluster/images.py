@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from oci import Image, Layer, write_archive  # noqa: E402
+from oci import Image, Layer, write_archive
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("INFERGRAPH_CACHE", Path.home() / ".cache/infergraph")) / "cluster"

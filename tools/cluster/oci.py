@@ -19,7 +19,7 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol, cast
 
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
@@ -33,10 +33,16 @@ class OCIError(RuntimeError):
     """A directory cannot be packed; the message names the path."""
 
 
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class _Hashing:
     """A write-only file that digests and counts what passes through it."""
 
-    def __init__(self, sink: IO[bytes] | None) -> None:
+    def __init__(self, sink: _Sink | None) -> None:
         self.sink = sink
         self.sha = hashlib.sha256()
         self.size = 0
@@ -74,17 +80,14 @@ class Layer:
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("wb") as raw:
             compressed = _Hashing(raw)
+            # gzip and tarfile only call write (and flush) on their fileobj; their stubs ask for
+            # more of a file than that, hence the casts.
             with gzip.GzipFile(
-                fileobj=compressed,  # type: ignore[arg-type]
-                mode="wb",
-                compresslevel=GZIP_LEVEL,
-                mtime=0,
+                fileobj=cast(Any, compressed), mode="wb", compresslevel=GZIP_LEVEL, mtime=0
             ) as gz:
                 plain = _Hashing(gz)
                 with tarfile.open(
-                    fileobj=plain,  # type: ignore[arg-type]
-                    mode="w|",
-                    format=tarfile.PAX_FORMAT,
+                    fileobj=cast(Any, plain), mode="w|", format=tarfile.PAX_FORMAT
                 ) as tar:
                     _add_tree(tar, root, overlay_upper)
         return cls(out, compressed.digest, plain.digest, compressed.size)
