@@ -74,6 +74,7 @@ bench: venv $(BENCH_STAMP)
 CLUSTER_PACKAGES := containerd runc containernetworking-plugins iptables conntrack debootstrap \
 	gcc libc6-dev
 cluster-e2e: venv
+	@[ "$$(id -u)" = 0 ] || { echo "cluster-e2e needs root: containerd, iptables, mounts"; exit 1; }
 	@for p in $(CLUSTER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
 	$(BIN)/python examples/train.py

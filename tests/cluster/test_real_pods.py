@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 MODEL_STORE = "/models"  # tools/cluster/images.py's MODEL_STORE
 NAMESPACE = "default"
+SYSTEM = "infergraph-system"  # config/manager's namespace
 BUNDLES = ("iris-ensemble", "wine-canary")
 # A kserve ModelServer with scikit-learn idles at ~0.1 CPU; the runtime asks for 1 CPU each.
 PREDICTOR_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
@@ -101,8 +102,9 @@ def graph_url(cluster: Cluster, graph: str) -> str:
     return f"http://{service['spec']['clusterIP']}:80"
 
 
-def pods(cluster: Cluster, selector: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = get(cluster, "pods", "-l", selector)["items"]
+def pods(cluster: Cluster, selector: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    found = cluster.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json")
+    items: list[dict[str, Any]] = json.loads(found)["items"]
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
 
@@ -119,7 +121,8 @@ def logs_of_everything(cluster: Cluster) -> str:
 @pytest.fixture(scope="module")
 def installed(cluster: Cluster) -> Cluster:
     """InferGraph installed by the README's commands, both bundles applied and Ready."""
-    cluster.kubectl("apply", "--server-side", "-k", str(REPO / "config/crd"))
+    # Word for word the README's "Installing on a cluster" (plus a bound on the wait).
+    cluster.kubectl("apply", "-k", str(REPO / "config/crd"))
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
     cluster.kubectl("apply", "-k", str(REPO / "config/default"))
     for example in BUNDLES:
@@ -156,6 +159,10 @@ async def local_answers(example: str, rows: list[list[float]]) -> list[tuple[int
 
 
 async def test_the_graph_answers_through_pods_as_infergraph_up_does(installed: Cluster) -> None:
+    # The controller that deployed all this runs as a pod of the router image.
+    (controller,) = pods(installed, "app.kubernetes.io/name=infergraph-controller", SYSTEM)
+    assert pod_ready(controller)
+    assert controller["spec"]["containers"][0]["image"] == "infergraph/router:0.1.0"
     on_cluster = await answers(graph_url(installed, "iris-ensemble"), IRIS_ROWS)
     local = await local_answers("iris-ensemble", IRIS_ROWS)
     assert on_cluster == local
