@@ -21,17 +21,20 @@ kubelet finds them locally (`IfNotPresent`, the default for a tag other than `la
 
 Each venv is installed in a chroot on an overlay of the base (so the layer is exactly what the
 install added) from wheels built on the host with the project's own venv. Cached in
-~/.cache/infergraph/cluster: the base root filesystem and its layer once; the rest every run.
+~/.cache/infergraph/cluster: the base root filesystem and its layer once; each venv layer until
+its wheels change; the small layers and the archive every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,14 +98,47 @@ def _stamp(rootfs: Path) -> Path:
 def cached_layer(name: str, source: Path, stamp: Path) -> Layer:
     """A layer of `source`, rebuilt only when `stamp` is newer than it."""
     out = CACHE / "layers" / f"{name}.tar.gz"
-    meta = out.with_suffix(".digests")
+    meta = _meta(out)
     if out.exists() and meta.exists() and meta.stat().st_mtime >= stamp.stat().st_mtime:
-        digest, diff_id, size = meta.read_text().split()
-        return Layer(out, digest, diff_id, int(size))
+        return _load(out)
     log(f"packing layer {name}")
-    layer = Layer.from_dir(source, out)
-    meta.write_text(f"{layer.digest} {layer.diff_id} {layer.size}\n")
+    return _save(Layer.from_dir(source, out))
+
+
+def _meta(out: Path) -> Path:
+    return out.with_name(out.name + ".digests")
+
+
+def _load(out: Path) -> Layer:
+    digest, diff_id, size, _key = (*_meta(out).read_text().split(), "")[:4]
+    return Layer(out, digest, diff_id, int(size))
+
+
+def _save(layer: Layer, key: str = "") -> Layer:
+    _meta(layer.path).write_text(f"{layer.digest} {layer.diff_id} {layer.size} {key}\n")
     return layer
+
+
+def _cached_key(out: Path) -> str:
+    meta = _meta(out)
+    if not (out.exists() and meta.exists()):
+        return ""
+    fields = meta.read_text().split()
+    return fields[3] if len(fields) == 4 else ""
+
+
+def venv_key(wheelhouse: Path, requirement: str, base: Layer) -> str:
+    """What a venv layer is made of: the wheels' contents, the requirement, the base layer and
+    this recipe. A wheel counts by its members' names, sizes and CRCs, not its bytes: a wheel
+    built again from unchanged sources differs only in its timestamps."""
+    sha = hashlib.sha256(f"{requirement}\n{base.digest}\n".encode())
+    sha.update(Path(__file__).read_bytes())
+    for wheel in sorted(wheelhouse.glob("*.whl")):
+        sha.update(wheel.name.encode())
+        with zipfile.ZipFile(wheel) as archive:
+            for member in sorted(archive.infolist(), key=lambda m: m.filename):
+                sha.update(f"{member.filename} {member.file_size} {member.CRC}\n".encode())
+    return sha.hexdigest()
 
 
 def base_layer(rootfs: Path) -> Layer:
@@ -140,8 +176,13 @@ def wheels() -> Path:
     return directory
 
 
-def venv_layer(name: str, rootfs: Path, wheelhouse: Path, requirement: str) -> Layer:
+def venv_layer(name: str, rootfs: Path, base: Layer, wheelhouse: Path, requirement: str) -> Layer:
     """/opt/venv with `requirement` installed offline from `wheelhouse`, and the app user."""
+    out = CACHE / "layers" / f"{name}.tar.gz"
+    key = venv_key(wheelhouse, requirement, base)
+    if _cached_key(out) == key:
+        log(f"layer {name}: unchanged")
+        return _load(out)
     with overlay(rootfs, CACHE / "work" / name) as (merged, upper):
         shutil.copytree(wheelhouse, merged / "tmp/wheels")
         chroot = ("chroot", merged)
@@ -174,9 +215,8 @@ def venv_layer(name: str, rootfs: Path, wheelhouse: Path, requirement: str) -> L
             "infergraph",
         )
         shutil.rmtree(merged / "tmp/wheels")
-    out = CACHE / "layers" / f"{name}.tar.gz"
     log(f"packing layer {name}")
-    return Layer.from_dir(upper, out, overlay_upper=True)
+    return _save(Layer.from_dir(upper, out, overlay_upper=True), key)
 
 
 def model_store_layer() -> Layer:
@@ -210,8 +250,8 @@ def build(bin_dir: Path, out: Path) -> Path:
     rootfs = base_rootfs()
     base = base_layer(rootfs)
     wheelhouse = wheels()
-    router_venv = venv_layer("venv-router", rootfs, wheelhouse, "infergraph")
-    models_venv = venv_layer("venv-models", rootfs, wheelhouse, "infergraph[models]")
+    router_venv = venv_layer("venv-router", rootfs, base, wheelhouse, "infergraph")
+    models_venv = venv_layer("venv-models", rootfs, base, wheelhouse, "infergraph[models]")
     store = model_store_layer()
     python_server = {"Env": PYTHON_ENV, "ExposedPorts": {"8080/tcp": {}}}
     images = [
