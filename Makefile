@@ -79,7 +79,7 @@ cluster-e2e: venv
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
 	$(BIN)/python examples/train.py
 	bin="$$(tools/cluster/build.sh)" && \
-	images="$$($(BIN)/python tools/cluster/images.py --bin-dir "$$bin")" && \
+	images="$$($(BIN)/python -m tools.cluster.images --bin-dir "$$bin")" && \
 	INFERGRAPH_ENVTEST_BIN="$$bin" INFERGRAPH_CLUSTER_IMAGES="$$images" \
 		$(BIN)/pytest tests/cluster -q $(CLUSTER_ARGS)
 

@@ -11,10 +11,12 @@ import io
 import json
 import os
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from tools.cluster.images import venv_key
 from tools.cluster.oci import Image, Layer, OCIError, write_archive
 from tools.cluster.storage_initializer import StorageError, copy_model, main, source_path
 
@@ -119,6 +121,28 @@ def test_the_archive_is_an_oci_layout_naming_each_image(tree: Path, tmp_path: Pa
         config = json.loads(blob(manifest["config"]["digest"]))
         assert config["rootfs"] == {"type": "layers", "diff_ids": [layer.diff_id]}
         assert config["config"] == image.config
+
+
+def write_wheel(path: Path, members: dict[str, bytes], year: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(zipfile.ZipInfo(name, (year, 1, 1, 0, 0, 0)), data)
+
+
+def test_a_venv_layer_is_reused_for_rebuilt_wheels_and_rebuilt_for_changed_ones(
+    tree: Path, tmp_path: Path
+) -> None:
+    base = Layer.from_dir(tree, tmp_path / "base.tar.gz")
+    members = {"pkg/__init__.py": b"x = 1\n", "pkg-0.1.dist-info/METADATA": b"Name: pkg\n"}
+    write_wheel(tmp_path / "a/pkg-0.1-py3-none-any.whl", members, 2020)
+    write_wheel(tmp_path / "b/pkg-0.1-py3-none-any.whl", members, 2024)  # rebuilt, same code
+    changed = {**members, "pkg/__init__.py": b"x = 2\n"}
+    write_wheel(tmp_path / "c/pkg-0.1-py3-none-any.whl", changed, 2020)
+    key = venv_key(tmp_path / "a", "pkg", base)
+    assert venv_key(tmp_path / "b", "pkg", base) == key
+    assert venv_key(tmp_path / "c", "pkg", base) != key
+    assert venv_key(tmp_path / "a", "pkg[extra]", base) != key
 
 
 # --- storage initializer --------------------------------------------------------------------

@@ -241,6 +241,12 @@ async def test_new_splitter_weights_roll_the_router_without_a_failed_request(
             }
         }
         await asyncio.sleep(3)  # some load before the roll starts
+        try:
+            await roll_and_drain(patch)
+        finally:
+            rolled.set()  # the load stops with the roll, also when the roll fails
+
+    async def roll_and_drain(patch: dict[str, Any]) -> None:
         await asyncio.to_thread(
             installed.kubectl,
             "patch",
@@ -267,7 +273,6 @@ async def test_new_splitter_weights_roll_the_router_without_a_failed_request(
             ),
             ROLL_TIMEOUT,
         )
-        rolled.set()
 
     async with aiohttp.ClientSession() as session:
         await asyncio.gather(roll(), *(client(i, session) for i in range(LOAD_CONCURRENCY)))

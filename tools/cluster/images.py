@@ -1,6 +1,6 @@
 """Build the cluster's images here, without a registry or a container daemon.
 
-    python tools/cluster/images.py [--out ARCHIVE]     -> prints the archive's path
+    python -m tools.cluster.images --bin-dir DIR [--out ARCHIVE]   -> prints the archive's path
 
 Every image is a Debian bookworm root filesystem from Debian's packages (debootstrap: python3.11
 and its venv module) plus layers of ours, packed by tools/cluster/oci.py into one OCI archive
@@ -38,8 +38,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from oci import Image, Layer, write_archive
+from tools.cluster.oci import Image, Layer, write_archive
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("INFERGRAPH_CACHE", Path.home() / ".cache/infergraph")) / "cluster"
