@@ -55,11 +55,15 @@ class Group:
         return out
 
 
+# Each example folder is its own bundle (`infergraph up examples/<folder>`), so its own group:
+# in one namespace their names collide (examples/iris-kserve-transformer's InferenceService
+# `iris` has a transformer Deployment `iris-transformer`, the name of
+# examples/iris-transformer's router), and both controllers would fight over that Deployment.
 GROUPS = (
-    Group(
-        "examples",
-        tuple(sorted(p for p in (REPO / "examples").glob("*/*.yaml") if p.parent.name != "kserve")),
-        published_runtimes=False,
+    *(
+        Group(folder.name, tuple(sorted(folder.glob("*.yaml"))), published_runtimes=False)
+        for folder in sorted((REPO / "examples").iterdir())
+        if folder.is_dir() and folder.name != "kserve" and any(folder.glob("*.yaml"))
     ),
     Group(
         "kserve-examples",
@@ -145,7 +149,8 @@ def settle(plane: ControlPlane, namespaces: list[str], alive: Callable[[], str |
     """Wait until every case object has a status with a Ready condition and nothing in the
     namespaces has changed for QUIET seconds. `alive` names a dead controller, if one is."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    last: tuple[tuple[str, str, str, str], ...] = ()
+    last: dict[str, str] = {}
+    changed: list[str] = []
     since = time.monotonic()
     pending: list[str] = []
     while time.monotonic() < deadline:
@@ -158,20 +163,20 @@ def settle(plane: ControlPlane, namespaces: list[str], alive: Callable[[], str |
             for ns, o in items
             if o["kind"] in CASE_KINDS and not _has_ready(o)
         ]
-        now = tuple(
-            sorted(
-                (ns, o["kind"], o["metadata"]["name"], o["metadata"]["resourceVersion"])
-                for ns, o in items
-            )
-        )
+        now = {
+            f"{ns}/{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+            for ns, o in items
+        }
         if now != last:
+            changed = sorted(k for k in set(now) | set(last) if now.get(k) != last.get(k))
             last, since = now, time.monotonic()
         elif not pending and time.monotonic() - since >= QUIET:
             return
         time.sleep(POLL)
     raise AssertionError(
         f"{', '.join(namespaces)} not settled after {SETTLE_TIMEOUT:.0f}s; "
-        f"without a Ready condition: {pending or 'none (objects still changing)'}"
+        f"without a Ready condition: {pending or 'none'}; "
+        f"changed in the last poll: {changed[:20] or 'none'}"
     )
 
 
