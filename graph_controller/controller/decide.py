@@ -1,7 +1,9 @@
 """What the cluster should look like, given what the controller observed (pure).
 
-For an InferenceService: its rendered Deployment/Service(/HPA) and a status whose `Ready` and
-`PredictorReady` follow the predictor Deployment's `Available` condition. For an
+For an InferenceService: its rendered Deployment/Service(/HPA) and a status as KServe's
+RawDeployment controller writes it with ingress creation off: `PredictorReady` (and
+`TransformerReady`) following the Deployments' `Available` conditions, `IngressReady`,
+`Ready`, `url`, `address`, `components`, `deploymentMode` and `modelStatus`. For an
 InferenceGraph: its router's objects once every InferenceService it names is Ready (their
 addresses resolved into `--graph-json`), and a status with `PredictorReady`, `RouterReady`,
 `Ready` and `url`. Also which InferenceServices a graph names, so an InferenceService that
@@ -28,6 +30,7 @@ from graph_controller.controller.render import (
 )
 from graph_controller.planning.addressing import resolve_graph, status_address
 from graph_controller.planning.components import (
+    RAW_DEPLOYMENT,
     is_stopped,
     predictor_name,
     transformer_name,
@@ -47,6 +50,7 @@ Condition = dict[str, str]
 READY = "Ready"
 PREDICTOR_READY = "PredictorReady"
 TRANSFORMER_READY = "TransformerReady"
+INGRESS_READY = "IngressReady"  # KServe's; True once the addresses exist (no Ingress object)
 STOPPED = "Stopped"  # KServe's condition for `serving.kserve.io/stop: "true"`
 ROUTER_READY = "RouterReady"
 SERVICE_CONDITIONS = (PREDICTOR_READY, READY)  # an InferenceService's, in status order
@@ -127,8 +131,11 @@ def referenced_services(obj: Object) -> frozenset[str]:
 
 
 def condition(kind: str, readiness: Readiness) -> Condition:
-    out = {"type": kind, "status": "True" if readiness.ready else "False"}
-    out["reason"] = readiness.reason
+    """A Knative condition as KServe's MarkTrue/MarkFalse write it: a True one carries no
+    reason or message, a False one says why."""
+    if readiness.ready:
+        return {"type": kind, "status": "True"}
+    out = {"type": kind, "status": "False", "reason": readiness.reason}
     if readiness.message:
         out["message"] = readiness.message
     return out
@@ -226,7 +233,8 @@ def plan_service(
             condition(STOPPED, Readiness(True, "StopAnnotationSet")),
             condition(READY, stopped),
         ]
-        return Desired([], _status(obj, conditions, now), _unrendered(components, []))
+        status = _status(obj, conditions, now, deploymentMode=RAW_DEPLOYMENT)
+        return Desired([], status, _unrendered(components, []))
     try:
         manifests = render_service(name, service, runtimes, options)
     except RuntimeSelectionError as error:
@@ -235,18 +243,67 @@ def plan_service(
     except RenderError as error:
         return failed(obj, Readiness(False, "InvalidSpec", str(error)), now, SERVICE_CONDITIONS)
     predictor = deployment_readiness(deployment, f"predictor {predictor_name(name)}")
-    conditions = [condition(PREDICTOR_READY, predictor)]
+    # KServe's raw ingress reconciler with Ingress creation off: the addresses are set and
+    # IngressReady is True on every reconcile that got this far.
+    conditions = [
+        condition(INGRESS_READY, Readiness(True, "")),
+        condition(PREDICTOR_READY, predictor),
+    ]
     parts = [predictor]
+    component_urls = {"predictor": service_address(name, options)}
     has_transformer = service.spec.transformer is not None
     if has_transformer:
         transformed = deployment_readiness(transformer, f"transformer {transformer_name(name)}")
         conditions.append(condition(TRANSFORMER_READY, transformed))
         parts.append(transformed)
-    conditions.append(condition(STOPPED, Readiness(False, "NotStopped")))
+        component_urls["transformer"] = service_address(name, options, transformer=True)
     conditions.append(condition(READY, _overall(*parts)))
     url = service_address(name, options, has_transformer)
-    status = _status(obj, conditions, now, url=url, address={"url": url})
+    # KServe's PropagateRawStatus: a component's url once its Deployment is Available.
+    ready = {"predictor": predictor.ready, "transformer": has_transformer and parts[-1].ready}
+    status = _status(
+        obj,
+        conditions,
+        now,
+        url=url,
+        address={"url": url},
+        components={c: {"url": u} if ready[c] else {} for c, u in component_urls.items()},
+        deploymentMode=RAW_DEPLOYMENT,
+        modelStatus=model_status(predictor, deployment, obj.get("status") or {}),
+    )
     return Desired(manifests, status, _unrendered(components, manifests))
+
+
+def model_status(
+    predictor: Readiness, deployment: Object | None, previous: Mapping[str, Any]
+) -> dict[str, Any]:
+    """KServe's PropagateModelStatus for RawDeployment, from the predictor's Deployment:
+    Available is Loaded (UpToDate) with one copy per Pod; otherwise the target state is
+    Pending (InProgress), and what an earlier Loaded recorded (active state, copies) stays,
+    as KServe updates the status in place.
+
+    KServe also reads the Pods' container states (a running storage-initializer is Loading,
+    a failed one or a crash-looping model server FailedToLoad with lastFailureInfo); our
+    controller watches no Pods, so those show as Pending, and PredictorReady carries the
+    Deployment's own reason (e.g. ProgressDeadlineExceeded).
+    """
+    if predictor.ready:
+        pods = int(((deployment or {}).get("status") or {}).get("replicas") or 0)
+        return {
+            "copies": {"failedCopies": 0, "totalCopies": pods},
+            "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
+            "transitionStatus": "UpToDate",
+        }
+    before = previous.get("modelStatus") or {}
+    states = before.get("states") or {}
+    out: dict[str, Any] = {
+        "states": {"activeModelState": states.get("activeModelState", ""),
+                   "targetModelState": "Pending"},
+        "transitionStatus": "InProgress",
+    }  # fmt: skip
+    if "copies" in before:
+        out["copies"] = before["copies"]
+    return out
 
 
 def failed(obj: Object, why: Readiness, now: str, kinds: Sequence[str]) -> Desired:

@@ -50,7 +50,7 @@ def deployment(available: str | None, generation: int = 1, observed: int = 1) ->
 
 
 def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    return {c["type"]: (c["status"], c.get("reason", "")) for c in status["conditions"]}
 
 
 @pytest.mark.parametrize(
@@ -71,12 +71,12 @@ def test_deployment_readiness(observed: dict[str, Any] | None, ready: bool, reas
 def test_service_ready_follows_its_deployment() -> None:
     waiting = decide.plan_service(isvc(), [], deployment("False"), OPTIONS, NOW)
     assert conditions(waiting.status) == {
+        "IngressReady": ("True", ""),
         "PredictorReady": ("False", "R"),
-        "Stopped": ("False", "NotStopped"),
         "Ready": ("False", "R"),
     }
     ready = decide.plan_service(isvc(), [], deployment("True"), OPTIONS, NOW)
-    assert conditions(ready.status)["Ready"] == ("True", "Ready")
+    assert conditions(ready.status)["Ready"] == ("True", "")
     assert ready.status["url"] == "http://m-predictor.ns.svc.cluster.local"
     assert ready.status["observedGeneration"] == 2
     kinds = [m["kind"] for m in ready.manifests]
@@ -170,7 +170,7 @@ def test_invalid_spec_lists_every_problem() -> None:
     [
         pytest.param({}, "InferenceServiceNotFound", False, id="missing"),
         pytest.param({"m": isvc(ready=False)}, "InferenceServiceNotReady", False, id="unready"),
-        pytest.param({"m": isvc(ready=True)}, "AllInferenceServicesReady", True, id="ready"),
+        pytest.param({"m": isvc(ready=True)}, "", True, id="ready"),
     ],
 )
 def test_graph_predictor_ready(
@@ -178,7 +178,7 @@ def test_graph_predictor_ready(
 ) -> None:
     desired = decide.plan_graph(graph("m"), services, None, OPTIONS, NOW)
     predictor = next(c for c in desired.status["conditions"] if c["type"] == "PredictorReady")
-    assert predictor["reason"] == reason
+    assert predictor.get("reason", "") == reason
     assert bool(desired.manifests) is rendered
     if not rendered:
         assert "InferenceService 'm'" in predictor["message"]
@@ -192,9 +192,9 @@ def test_graph_ready_needs_its_router() -> None:
     assert starting.status["url"] == "http://g.ns.svc.cluster.local"
     ready = decide.plan_graph(graph("m"), services, deployment("True"), OPTIONS, NOW)
     assert conditions(ready.status) == {
-        "PredictorReady": ("True", "AllInferenceServicesReady"),
-        "RouterReady": ("True", "R"),
-        "Ready": ("True", "Ready"),
+        "PredictorReady": ("True", ""),
+        "RouterReady": ("True", ""),
+        "Ready": ("True", ""),
     }
 
 
@@ -238,7 +238,7 @@ def test_stop_annotation_removes_everything_and_says_stopped() -> None:
     assert desired.manifests == []
     assert conditions(desired.status) == {
         "PredictorReady": ("False", "Stopped"),
-        "Stopped": ("True", "StopAnnotationSet"),
+        "Stopped": ("True", ""),
         "Ready": ("False", "Stopped"),
     }
     assert ("Deployment", "m-predictor") in desired.prune
@@ -278,6 +278,48 @@ def test_transformer_readiness_and_address() -> None:
     assert conditions(waiting.status)["TransformerReady"] == ("False", "DeploymentNotFound")
     assert conditions(waiting.status)["Ready"] == ("False", "DeploymentNotFound")
     ready = decide.plan_service(obj, [], deployment("True"), OPTIONS, NOW, deployment("True"))
-    assert conditions(ready.status)["Ready"] == ("True", "Ready")
+    assert conditions(ready.status)["Ready"] == ("True", "")
     assert ready.status["address"] == {"url": "http://m-transformer.ns.svc.cluster.local"}
     assert ("Deployment", "m-transformer") not in ready.prune
+
+
+def test_service_status_as_kserve_writes_it() -> None:
+    """KServe's RawDeployment status with Ingress creation off (the oracle's measurement): True
+    conditions carry no reason, IngressReady is True, each Available component has its url,
+    deploymentMode and modelStatus are written, and Stopped appears only when stopped."""
+    obj = isvc()
+    obj["spec"]["transformer"] = {"containers": [{"image": "example.invalid/t:1"}]}
+    available = deployment("True")
+    available["status"]["replicas"] = 2
+    ready = decide.plan_service(obj, [], available, OPTIONS, NOW, deployment("True"))
+    assert [(c["type"], c["status"], set(c) - {"lastTransitionTime"})
+            for c in ready.status["conditions"]] == [
+        ("IngressReady", "True", {"type", "status"}),
+        ("PredictorReady", "True", {"type", "status"}),
+        ("TransformerReady", "True", {"type", "status"}),
+        ("Ready", "True", {"type", "status"}),
+    ]  # fmt: skip
+    assert ready.status["components"] == {
+        "predictor": {"url": "http://m-predictor.ns.svc.cluster.local"},
+        "transformer": {"url": "http://m-transformer.ns.svc.cluster.local"},
+    }
+    assert ready.status["deploymentMode"] == "RawDeployment"
+    assert ready.status["modelStatus"] == {
+        "copies": {"failedCopies": 0, "totalCopies": 2},
+        "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
+        "transitionStatus": "UpToDate",
+    }
+    # The predictor's Pods go: KServe keeps what Loaded recorded and targets Pending.
+    restarting = {**obj, "status": ready.status}
+    again = decide.plan_service(restarting, [], deployment("False"), OPTIONS, NOW)
+    assert again.status["components"]["predictor"] == {}
+    assert again.status["modelStatus"] == {
+        "copies": {"failedCopies": 0, "totalCopies": 2},
+        "states": {"activeModelState": "Loaded", "targetModelState": "Pending"},
+        "transitionStatus": "InProgress",
+    }
+    fresh = decide.plan_service(isvc(), [], None, OPTIONS, NOW)
+    assert fresh.status["modelStatus"] == {
+        "states": {"activeModelState": "", "targetModelState": "Pending"},
+        "transitionStatus": "InProgress",
+    }
