@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from graph_controller.planning.addressing import cluster_address, ready_at, resolve_graph
 from graph_controller.planning.components import (
     AUTOSCALER_HPA,
@@ -498,7 +500,7 @@ def render_graph(
         )
     spec = resolution.graph.spec
     # The router gets the whole spec, as KServe's controller marshals graph.Spec for its router.
-    graph_json = resolution.graph.router_json()
+    graph_json = kserve_graph_json(orjson.loads(resolution.graph.router_json()))
     container: Manifest = {
         "name": name,
         "image": options.router_image,
@@ -546,6 +548,56 @@ def render_graph(
         None,
     )
     return _workload(name, labels, annotations, pod, owner, scaling, options)
+
+
+# KServe's controller hands its router `json.Marshal(graph.Spec)`: Go writes struct fields in
+# declaration order (v0.15.2's InferenceGraphSpec, InferenceRouter, InferenceStep,
+# ResourceRequirements), map keys sorted, `resources` always (a struct: omitempty keeps it),
+# and <, >, & escaped. The same bytes make the same pod template, so a router KServe made is
+# taken over without a rollout. Our extension fields follow KServe's, in our order; nested
+# Kubernetes objects (affinity, tolerations) keep the order they were written in.
+_GO_FIELDS = {
+    "spec": ("nodes", "resources", "affinity", "timeout", "minReplicas", "maxReplicas",
+             "scaleTarget", "scaleMetric", "tolerations", "nodeSelector", "nodeName",
+             "serviceAccountName"),
+    "router": ("routerType", "steps"),
+    "step": ("name", "nodeName", "serviceName", "serviceUrl", "data", "weight", "condition",
+             "dependency"),
+    "resources": ("limits", "requests", "claims"),
+}  # fmt: skip
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+               "\u2029": "\\u2029"}  # fmt: skip
+
+
+def _go_order(value: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    known = {key: value[key] for key in fields if key in value}
+    return {**known, **{k: v for k, v in value.items() if k not in known}}
+
+
+def kserve_graph_json(spec: Mapping[str, Any]) -> str:
+    """The `--graph-json` KServe's controller would write for `spec` (its JSON form)."""
+    out = _go_order({**spec, "resources": spec.get("resources") or {}}, _GO_FIELDS["spec"])
+    resources = _go_order(out["resources"], _GO_FIELDS["resources"])
+    out["resources"] = {
+        k: dict(sorted(v.items())) if isinstance(v, dict) else v for k, v in resources.items()
+    }
+    out["nodes"] = {
+        name: {
+            **_go_order(node, _GO_FIELDS["router"]),
+            **(
+                {"steps": [_go_order(step, _GO_FIELDS["step"]) for step in node["steps"]]}
+                if "steps" in node
+                else {}
+            ),
+        }
+        for name, node in sorted(out["nodes"].items())
+    }
+    if "nodeSelector" in out:
+        out["nodeSelector"] = dict(sorted(out["nodeSelector"].items()))
+    text = orjson.dumps(out).decode()
+    for char, escape in _GO_ESCAPES.items():
+        text = text.replace(char, escape)
+    return text
 
 
 # --- shared ---------------------------------------------------------------------------------
