@@ -444,6 +444,23 @@ def load_accepted(path: Path = ACCEPTED_FILE) -> list[Accepted]:
     return accepted
 
 
+README_BEGIN = "<!-- accepted differences: generated from tests/k8s/kserve_oracle_accepted.yaml -->"
+README_END = "<!-- end of accepted differences -->"
+
+
+def accepted_table(entries: list[Accepted]) -> str:
+    """The README's table of accepted differences, one row per entry of the YAML, so the two
+    cannot drift (tests/k8s/test_kserve_oracle.py compares them)."""
+    rows = ["| output | field | why it differs |", "|---|---|---|"]
+    for entry in entries:
+        output = "any" if entry.kind == "*" else entry.kind
+        if entry.cases != "*":
+            output += f" (cases `{entry.cases}`)"
+        reason = " ".join(entry.reason.split()).replace("|", "\\|")
+        rows.append(f"| {output} | `{entry.path}` | {reason} |")
+    return "\n".join(rows)
+
+
 def report(case: str, differences: list[Difference], dump: Path | None = None) -> str:
     lines = [f"{case}: {len(differences)} difference(s) from KServe's controller not accepted"]
     lines += [f"  {d}" for d in differences]

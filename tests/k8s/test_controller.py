@@ -104,7 +104,9 @@ def test_graph_waits_for_its_inference_service_then_routes_to_it(
         def waiting_reason() -> str | None:
             found = condition(cluster.get("InferenceGraph", "pipeline"), "PredictorReady")
             return (
-                found["reason"] if found and found["reason"] == "InferenceServiceNotReady" else None
+                found.get("reason")
+                if found and found.get("reason") == "InferenceServiceNotReady"
+                else None
             )
 
         wait_for("graph PredictorReady reason NotReady", waiting_reason, controller=c)

@@ -261,3 +261,13 @@ def test_a_difference_is_reported() -> None:
     assert found[1].output == "Service/a-predictor"
     assert found[1].path == oracle.ABSENT
     assert len(found) == 2
+
+
+def test_readme_lists_the_accepted_differences() -> None:
+    """The README's table of accepted differences is the YAML's, row for row."""
+    readme = (REPO / "README.md").read_text()
+    begin, end = readme.find(oracle.README_BEGIN), readme.find(oracle.README_END)
+    assert 0 <= begin < end, f"README.md lacks {oracle.README_BEGIN!r} ... {oracle.README_END!r}"
+    table = readme[begin + len(oracle.README_BEGIN) : end].strip()
+    expected = oracle.accepted_table(oracle.load_accepted())
+    assert table == expected, f"README.md's table should read:\n{expected}"
