@@ -345,8 +345,10 @@ def test_controller_under_its_service_account_uses_exactly_its_rbac(
             cluster.patch("InferenceService", "scaled", {"metadata": {"annotations": stop}})
             wait_for(
                 "stopped: Deployment and Service deleted under the ServiceAccount",
+                # The two graphs' routers stay (not Ready, waiting for the service).
                 lambda: (
-                    cluster.names("deployments") == ["g"] and cluster.names("services") == ["g"]
+                    cluster.names("deployments") == ["g", "ours"]
+                    and cluster.names("services") == ["g", "ours"]
                 ),
                 controller=c,
             )
