@@ -14,6 +14,7 @@ No I/O, no clock: `now` is passed in. The reconciler feeds this module objects f
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from graph_controller.controller.render import (
+    KSERVE_CONTAINER,
+    STORAGE_INITIALIZER,
     Manifest,
     RenderError,
     RenderOptions,
@@ -212,8 +215,10 @@ def plan_service(
     options: RenderOptions,
     now: str,
     transformer: Object | None = None,
+    pods: Sequence[Object] = (),
 ) -> Desired:
-    """`deployment`/`transformer`: the predictor's and transformer's Deployments it owns."""
+    """`deployment`/`transformer`: the predictor's and transformer's Deployments it owns;
+    `pods`: the predictor's Pods, in name order."""
     name = obj["metadata"]["name"]
     components = (predictor_name(name), transformer_name(name))
     try:
@@ -261,6 +266,9 @@ def plan_service(
     url = service_address(name, options, has_transformer)
     # KServe's PropagateRawStatus: a component's url once its Deployment is Available.
     ready = {"predictor": predictor.ready, "transformer": has_transformer and parts[-1].ready}
+    previous = obj.get("status") or {}
+    # KServe's IsReady() there: PredictorReady and IngressReady (always True here).
+    models = model_status(predictor.ready, pods, previous)
     status = _status(
         obj,
         conditions,
@@ -269,40 +277,82 @@ def plan_service(
         address={"url": url},
         components={c: {"url": u} if ready[c] else {} for c, u in component_urls.items()},
         deploymentMode=RAW_DEPLOYMENT,
-        modelStatus=model_status(predictor, deployment, obj.get("status") or {}),
+        modelStatus=models if models is not None else previous.get("modelStatus"),
     )
     return Desired(manifests, status, _unrendered(components, manifests))
 
 
 def model_status(
-    predictor: Readiness, deployment: Object | None, previous: Mapping[str, Any]
-) -> dict[str, Any]:
-    """KServe's PropagateModelStatus for RawDeployment, from the predictor's Deployment:
-    Available is Loaded (UpToDate) with one copy per Pod; otherwise the target state is
-    Pending (InProgress), and what an earlier Loaded recorded (active state, copies) stays,
-    as KServe updates the status in place.
+    ready: bool, pods: Sequence[Object], previous: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """KServe's PropagateModelStatus for RawDeployment, from the predictor's Pods (name order)
+    and whether the InferenceService is Ready; None: leave the status as it was (KServe
+    requeues when a storage-initializer runs again after failing). Updated in place as
+    KServe does: the active state and copies of an earlier Loaded, and the last failure,
+    stay until replaced."""
+    status: dict[str, Any] = copy.deepcopy(dict(previous.get("modelStatus") or {}))
+    if not pods:
+        return _model_state(status, "Pending", 0)
+    first = pods[0].get("status") or {}
+    for container in first.get("initContainerStatuses") or []:
+        if container.get("name") != STORAGE_INITIALIZER:
+            continue
+        state = container.get("state") or {}
+        if "running" in state:
+            if (container.get("lastState") or {}).get("terminated"):
+                return None
+            return _model_state(status, "Loading", len(pods))
+        if (state.get("terminated") or {}).get("reason") == "Error":
+            return _model_state(status, "FailedToLoad", len(pods), _failure(state["terminated"]))
+        if (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+            last = (container.get("lastState") or {}).get("terminated") or {}
+            return _model_state(status, "FailedToLoad", len(pods), _failure(last))
+    if ready:
+        return _model_state(status, "Loaded", len(pods))
+    for container in first.get("containerStatuses") or []:
+        if container.get("name") != KSERVE_CONTAINER:
+            continue
+        state = container.get("state") or {}
+        if (state.get("terminated") or {}).get("reason") == "Error":
+            status = _model_state(status, "FailedToLoad", len(pods), _failure(state["terminated"]))
+        elif (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+            last = (container.get("lastState") or {}).get("terminated") or {}
+            status = _model_state(status, "FailedToLoad", len(pods), _failure(last))
+        else:
+            status = _model_state(status, "Pending", len(pods))
+    return status
 
-    KServe also reads the Pods' container states (a running storage-initializer is Loading,
-    a failed one or a crash-looping model server FailedToLoad with lastFailureInfo); our
-    controller watches no Pods, so those show as Pending, and PredictorReady carries the
-    Deployment's own reason (e.g. ProgressDeadlineExceeded).
-    """
-    if predictor.ready:
-        pods = int(((deployment or {}).get("status") or {}).get("replicas") or 0)
-        return {
-            "copies": {"failedCopies": 0, "totalCopies": pods},
-            "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
-            "transitionStatus": "UpToDate",
-        }
-    before = previous.get("modelStatus") or {}
-    states = before.get("states") or {}
-    out: dict[str, Any] = {
-        "states": {"activeModelState": states.get("activeModelState", ""),
-                   "targetModelState": "Pending"},
-        "transitionStatus": "InProgress",
-    }  # fmt: skip
-    if "copies" in before:
-        out["copies"] = before["copies"]
+
+_TRANSITIONS = {
+    "Pending": "InProgress",
+    "Loading": "InProgress",
+    "Loaded": "UpToDate",
+    "FailedToLoad": "BlockedByFailedLoad",
+}
+
+
+def _model_state(
+    status: dict[str, Any], state: str, pods: int, failure: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """KServe's UpdateModelRevisionStates."""
+    states = status.setdefault("states", {"activeModelState": ""})
+    states["targetModelState"] = state
+    status["transitionStatus"] = _TRANSITIONS[state]
+    if state == "Loaded":
+        status["copies"] = {"failedCopies": 0, "totalCopies": pods}
+        states["activeModelState"] = "Loaded"
+    if failure is not None:
+        status["lastFailureInfo"] = failure
+    return status
+
+
+def _failure(terminated: Mapping[str, Any]) -> dict[str, Any]:
+    """KServe's FailureInfo for a container that ended with an error (omitempty fields)."""
+    out: dict[str, Any] = {"reason": "ModelLoadFailed"}
+    if terminated.get("message"):
+        out["message"] = terminated["message"]
+    if terminated.get("exitCode"):
+        out["exitCode"] = terminated["exitCode"]
     return out
 
 

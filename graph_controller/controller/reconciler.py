@@ -3,9 +3,10 @@
 Also turns cache events into work: an owner changed (spec generation) -> itself; an owned
 Deployment/Service/HPA changed -> its controller owner; an InferenceService's URL or readiness
 changed -> every graph naming it (an index kept from the graph events); a serving runtime
-changed -> the InferenceServices it may serve. Errors propagate as `ApiError` to the worker,
-which retries the key with backoff, except a write the API server refuses (a 4xx other than
-409/429): that becomes `Ready=False` (reason `ApplyRejected`, the server's message) on the
+changed -> the InferenceServices it may serve; a predictor Pod's status changed -> its
+InferenceService (KServe's modelStatus reads the Pods). Errors propagate as `ApiError` to the
+worker, which retries the key with backoff, except a write the API server refuses (a 4xx other
+than 409/429): that becomes `Ready=False` (reason `ApplyRejected`, the server's message) on the
 owner's status and a Warning Event, since no retry can pass until the spec changes. Status
 changes that reach or lose Ready are Events too, as KServe records them (`events`).
 
@@ -27,7 +28,13 @@ from datetime import UTC, datetime
 
 import orjson
 
-from graph_controller.controller.render import Manifest, RenderOptions
+from graph_controller.controller.render import (
+    COMPONENT_LABEL,
+    INFERENCE_SERVICE_LABEL,
+    Manifest,
+    RenderOptions,
+    raw_service_label,
+)
 from graph_controller.planning.components import predictor_name, transformer_name
 
 from . import decide, events
@@ -42,6 +49,7 @@ from .resources import (
     INFERGRAPH_GRAPH,
     ISVC,
     OWNER_BY_KEY,
+    POD,
     SERVICE,
     SERVING_RUNTIME,
     Key,
@@ -63,6 +71,7 @@ WATCHED = (
     DEPLOYMENT,
     SERVICE,
     HPA,
+    POD,
 )
 # Beside KServe: our graphs, KServe's InferenceServices (read for their address) and what we
 # own; KServe's controller keeps its graphs, services and runtimes.
@@ -124,6 +133,12 @@ class Reconciler:
             if event != "MODIFIED" or decide.service_url(obj) != decide.service_url(old or {}):
                 for graph in self.graphs_naming(namespace, name):
                     self._enqueue(graph)
+        elif kind is POD:
+            labels = metadata.get("labels") or {}
+            service = labels.get(INFERENCE_SERVICE_LABEL)
+            moved = event != "MODIFIED" or obj.get("status") != (old or {}).get("status")
+            if service and labels.get(COMPONENT_LABEL) == "predictor" and moved:
+                self._enqueue(Key(ISVC.kind, namespace, service))
         elif kind in (SERVING_RUNTIME, CLUSTER_SERVING_RUNTIME):
             if _spec_changed(event, obj, old):
                 scope = namespace if kind is SERVING_RUNTIME else None
@@ -231,7 +246,19 @@ class Reconciler:
         )
         deployment = self._owned(DEPLOYMENT, namespace, predictor_name(name), obj)
         transformer = self._owned(DEPLOYMENT, namespace, transformer_name(name), obj)
-        return decide.plan_service(obj, runtimes, deployment, options, self._now(), transformer)
+        # KServe's ListPodsByLabel(app=isvc.<name>-predictor), in name order.
+        app = raw_service_label(predictor_name(name))
+        pods = sorted(
+            (
+                pod
+                for pod in (self._stores[POD].items(namespace) if POD in self._stores else [])
+                if (pod["metadata"].get("labels") or {}).get("app") == app
+            ),
+            key=lambda pod: str(pod["metadata"].get("name")),
+        )
+        return decide.plan_service(
+            obj, runtimes, deployment, options, self._now(), transformer, pods
+        )
 
     def _plan_graph(self, obj: Object, options: RenderOptions) -> decide.Desired:
         namespace, name = _ns_name(obj)

@@ -52,6 +52,8 @@ CONTROLLER_CALLS: set[tuple[str, str, str, str]] = {
         for verb in ("list", "watch", "create", "patch")
     ),
     ("", "events", "create", "cluster"),
+    ("", "pods", "list", "cluster"),
+    ("", "pods", "watch", "cluster"),
     *(
         (group, resource, "delete", "cluster")
         for group, resource in (

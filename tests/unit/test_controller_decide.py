@@ -283,15 +283,24 @@ def test_transformer_readiness_and_address() -> None:
     assert ("Deployment", "m-transformer") not in ready.prune
 
 
+def pod(name: str, init: dict[str, Any] | None = None, main: dict[str, Any] | None = None) -> Any:
+    """A predictor Pod with the container states KServe's PropagateModelStatus reads."""
+    status: dict[str, Any] = {}
+    if init is not None:
+        status["initContainerStatuses"] = [{"name": "storage-initializer", **init}]
+    if main is not None:
+        status["containerStatuses"] = [{"name": "kserve-container", **main}]
+    return {"metadata": {"name": name}, "status": status}
+
+
 def test_service_status_as_kserve_writes_it() -> None:
     """KServe's RawDeployment status with Ingress creation off (the oracle's measurement): True
     conditions carry no reason, IngressReady is True, each Available component has its url,
     deploymentMode and modelStatus are written, and Stopped appears only when stopped."""
     obj = isvc()
     obj["spec"]["transformer"] = {"containers": [{"image": "example.invalid/t:1"}]}
-    available = deployment("True")
-    available["status"]["replicas"] = 2
-    ready = decide.plan_service(obj, [], available, OPTIONS, NOW, deployment("True"))
+    pods = [pod("m-predictor-a"), pod("m-predictor-b")]
+    ready = decide.plan_service(obj, [], deployment("True"), OPTIONS, NOW, deployment("True"), pods)
     assert [(c["type"], c["status"], set(c) - {"lastTransitionTime"})
             for c in ready.status["conditions"]] == [
         ("IngressReady", "True", {"type", "status"}),
@@ -309,17 +318,60 @@ def test_service_status_as_kserve_writes_it() -> None:
         "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
         "transitionStatus": "UpToDate",
     }
-    # The predictor's Pods go: KServe keeps what Loaded recorded and targets Pending.
-    restarting = {**obj, "status": ready.status}
-    again = decide.plan_service(restarting, [], deployment("False"), OPTIONS, NOW)
-    assert again.status["components"]["predictor"] == {}
-    assert again.status["modelStatus"] == {
-        "copies": {"failedCopies": 0, "totalCopies": 2},
-        "states": {"activeModelState": "Loaded", "targetModelState": "Pending"},
-        "transitionStatus": "InProgress",
-    }
     fresh = decide.plan_service(isvc(), [], None, OPTIONS, NOW)
     assert fresh.status["modelStatus"] == {
         "states": {"activeModelState": "", "targetModelState": "Pending"},
         "transitionStatus": "InProgress",
     }
+
+
+CRASHED = {"terminated": {"reason": "Error", "exitCode": 1, "message": "no such bucket"}}
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        pytest.param(
+            [pod("p", init={"state": {"running": {}}})],
+            {"targetModelState": "Loading", "transitionStatus": "InProgress"},
+            id="downloading",
+        ),
+        pytest.param(
+            [pod("p", init={"state": CRASHED})],
+            {"targetModelState": "FailedToLoad", "transitionStatus": "BlockedByFailedLoad",
+             "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no such bucket",
+                                 "exitCode": 1}},
+            id="download-failed",
+        ),
+        pytest.param(
+            [pod("p", main={"state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                            "lastState": CRASHED})],
+            {"targetModelState": "FailedToLoad", "transitionStatus": "BlockedByFailedLoad",
+             "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no such bucket",
+                                 "exitCode": 1}},
+            id="server-crash-looping",
+        ),
+        pytest.param(
+            [pod("p", main={"state": {"running": {}}})],
+            {"targetModelState": "Pending", "transitionStatus": "InProgress"},
+            id="starting",
+        ),
+    ],
+)  # fmt: skip
+def test_model_status_reads_the_predictor_pods_as_kserve(
+    pods: list[Any], expected: dict[str, Any]
+) -> None:
+    """KServe's PropagateModelStatus: a running storage-initializer is Loading, a failed one or
+    a crash-looping model server FailedToLoad with the container's message and exit code; an
+    earlier Loaded's active state and copies stay (KServe updates the status in place)."""
+    loaded = {"modelStatus": decide.model_status(True, [pod("p")], {})}
+    obj = {**isvc(), "status": loaded}
+    desired = decide.plan_service(obj, [], deployment("False"), OPTIONS, NOW, None, pods)
+    status = desired.status["modelStatus"]
+    got = {"targetModelState": status["states"]["targetModelState"],
+           "transitionStatus": status["transitionStatus"]}  # fmt: skip
+    if "lastFailureInfo" in status:
+        got["lastFailureInfo"] = status["lastFailureInfo"]
+    assert got == expected
+    assert status["states"]["activeModelState"] == "Loaded"
+    assert status["copies"] == {"failedCopies": 0, "totalCopies": 1}
