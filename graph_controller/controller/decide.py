@@ -425,6 +425,37 @@ def _names(what: str, names: Sequence[str]) -> str:
     return f"{quoted} {what}"
 
 
+def controlled_elsewhere(
+    obj: Object, manifests: Sequence[Manifest], existing: Mapping[tuple[str, str], Object]
+) -> list[str]:
+    """Each object `manifests` would write that exists under another controller of ours, as
+    `Kind 'name' is controlled by ...`: e.g. InferenceService `iris`'s transformer Deployment
+    `iris-transformer` and the router of a graph named `iris-transformer` in one namespace.
+    Applying over it would take it from its owner, who would take it back."""
+    uid = obj["metadata"].get("uid")
+    out = []
+    for manifest in manifests:
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        found = existing.get((kind, name))
+        references = (found or {}).get("metadata", {}).get("ownerReferences") or []
+        owner = next((r for r in references if r.get("controller")), None)
+        if owner is None or owner.get("uid") == uid:
+            continue
+        who = f"{owner.get('kind')} '{owner.get('name')}'"
+        if (owner.get("kind"), owner.get("name")) == (obj["kind"], obj["metadata"]["name"]):
+            who = (
+                f"an earlier {who} (uid {owner.get('uid')}), until the garbage collector removes it"
+            )
+        out.append(f"{kind} '{name}' is controlled by {who}")
+    return out
+
+
+def name_conflict(obj: Object, taken: Sequence[str], now: str, kinds: Sequence[str]) -> Desired:
+    """Nothing applied: the names KServe's layout gives this object's workloads are taken."""
+    why = Readiness(False, "NameConflict", "; ".join(taken) + "; rename one of them")
+    return failed(obj, why, now, kinds)
+
+
 def name_taken(obj: Object, rival_api_version: str, now: str) -> Desired:
     """A graph whose name an older graph of the other API group already uses: the router
     Deployment and Service are named after the graph, so only one of them can have them."""

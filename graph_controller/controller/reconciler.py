@@ -110,6 +110,8 @@ class Reconciler:
         self._mode = mode
         self._lock = threading.Lock()
         self._references: dict[Key, frozenset[str]] = {}  # graph -> services it names
+        # (namespace, kind, name) of an object another owner controls -> who waits for it
+        self._waiting: dict[tuple[str, str, str], set[Key]] = {}
         self._applied: dict[Key, Applied] = {}
 
     # --- events (on informer threads) ---
@@ -148,6 +150,10 @@ class Reconciler:
             owner = owner_key(obj)
             if owner is not None:
                 self._enqueue(owner)
+            with self._lock:
+                waiting = self._waiting.get((namespace, kind.kind, name), set()).copy()
+            for key in waiting:  # it may be free now (deleted, or its owner let go)
+                self._enqueue(key)
 
     def _index_graph(self, event: str, key: Key, obj: Object) -> None:
         with self._lock:
@@ -188,6 +194,10 @@ class Reconciler:
             else:
                 desired = self._plan_graph(obj, options)
             conditions = decide.GRAPH_CONDITIONS
+        taken = decide.controlled_elsewhere(obj, desired.manifests, self._cached(desired))
+        self._wait_for(key, [] if not taken else desired.manifests)
+        if taken:
+            desired = decide.name_conflict(obj, taken, self._now(), conditions)
         try:
             self._replace_immutable(key, obj, desired.manifests)
             self._apply(key, obj, desired.manifests)
@@ -209,6 +219,28 @@ class Reconciler:
             change = events.readiness_event(kind.kind, key.name, obj.get("status"), desired.status)
             if change is not None:
                 self._record(obj, change)
+
+    def _cached(self, desired: decide.Desired) -> dict[tuple[str, str], Object]:
+        by_kind = {k.kind: k for k in (DEPLOYMENT, SERVICE, HPA)}
+        out = {}
+        for manifest in desired.manifests:
+            kind, metadata = manifest["kind"], manifest["metadata"]
+            found = self._stores[by_kind[kind]].get(metadata["namespace"], metadata["name"])
+            if found is not None:
+                out[(kind, metadata["name"])] = found
+        return out
+
+    def _wait_for(self, key: Key, manifests: list[Manifest]) -> None:
+        """Re-queue `key` when any of these objects changes (it waits for their names)."""
+        wanted = {(key.namespace, m["kind"], m["metadata"]["name"]) for m in manifests}
+        with self._lock:
+            for target in list(self._waiting):
+                if target not in wanted:
+                    self._waiting[target].discard(key)
+                    if not self._waiting[target]:
+                        del self._waiting[target]
+            for target in wanted:
+                self._waiting.setdefault(target, set()).add(key)
 
     def _record(self, obj: Object, event: events.Event) -> None:
         """Create the Event; best effort, as client-go's recorder: a failure is only logged."""

@@ -375,3 +375,31 @@ def test_model_status_reads_the_predictor_pods_as_kserve(
     assert got == expected
     assert status["states"]["activeModelState"] == "Loaded"
     assert status["copies"] == {"failedCopies": 0, "totalCopies": 1}
+
+
+def test_a_name_another_owner_controls_is_a_conflict() -> None:
+    """InferenceService `iris`'s transformer and a graph named `iris-transformer` both need
+    the Deployment `iris-transformer`: the one that does not control it says so, not takes it."""
+    service = isvc("iris")
+    service["metadata"]["uid"] = "uid-iris"
+    service["spec"]["transformer"] = {"containers": [{"image": "example.invalid/t:1"}]}
+    desired = decide.plan_service(service, [], deployment("True"), OPTIONS, NOW)
+    router = {"metadata": {"ownerReferences": [
+        {"kind": "InferenceGraph", "name": "iris-transformer", "uid": "uid-g", "controller": True}
+    ]}}  # fmt: skip
+    existing = {("Deployment", "iris-transformer"): router}
+    taken = decide.controlled_elsewhere(service, desired.manifests, existing)
+    assert taken == [
+        "Deployment 'iris-transformer' is controlled by InferenceGraph 'iris-transformer'"
+    ]
+    mine = {"metadata": {"ownerReferences": [
+        {"kind": "InferenceService", "name": "iris", "uid": "uid-iris", "controller": True}
+    ]}}  # fmt: skip
+    assert decide.controlled_elsewhere(service, desired.manifests, {
+        ("Deployment", "iris-transformer"): mine
+    }) == []  # fmt: skip
+    conflict = decide.name_conflict(service, taken, NOW, decide.SERVICE_CONDITIONS)
+    assert conflict.manifests == []
+    ready = next(c for c in conflict.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NameConflict")
+    assert "controlled by InferenceGraph 'iris-transformer'; rename one of them" in ready["message"]
