@@ -3,9 +3,10 @@
 Also turns cache events into work: an owner changed (spec generation) -> itself; an owned
 Deployment/Service/HPA changed -> its controller owner; an InferenceService's URL or readiness
 changed -> every graph naming it (an index kept from the graph events); a serving runtime
-changed -> the InferenceServices it may serve. Errors propagate as `ApiError` to the worker,
-which retries the key with backoff, except a write the API server refuses (a 4xx other than
-409/429): that becomes `Ready=False` (reason `ApplyRejected`, the server's message) on the
+changed -> the InferenceServices it may serve; a predictor Pod's status changed -> its
+InferenceService (KServe's modelStatus reads the Pods). Errors propagate as `ApiError` to the
+worker, which retries the key with backoff, except a write the API server refuses (a 4xx other
+than 409/429): that becomes `Ready=False` (reason `ApplyRejected`, the server's message) on the
 owner's status and a Warning Event, since no retry can pass until the spec changes. Status
 changes that reach or lose Ready are Events too, as KServe records them (`events`).
 
@@ -27,7 +28,13 @@ from datetime import UTC, datetime
 
 import orjson
 
-from graph_controller.controller.render import Manifest, RenderOptions
+from graph_controller.controller.render import (
+    COMPONENT_LABEL,
+    INFERENCE_SERVICE_LABEL,
+    Manifest,
+    RenderOptions,
+    raw_service_label,
+)
 from graph_controller.planning.components import predictor_name, transformer_name
 
 from . import decide, events
@@ -42,6 +49,7 @@ from .resources import (
     INFERGRAPH_GRAPH,
     ISVC,
     OWNER_BY_KEY,
+    POD,
     SERVICE,
     SERVING_RUNTIME,
     Key,
@@ -63,6 +71,7 @@ WATCHED = (
     DEPLOYMENT,
     SERVICE,
     HPA,
+    POD,
 )
 # Beside KServe: our graphs, KServe's InferenceServices (read for their address) and what we
 # own; KServe's controller keeps its graphs, services and runtimes.
@@ -101,6 +110,8 @@ class Reconciler:
         self._mode = mode
         self._lock = threading.Lock()
         self._references: dict[Key, frozenset[str]] = {}  # graph -> services it names
+        # (namespace, kind, name) of an object another owner controls -> who waits for it
+        self._waiting: dict[tuple[str, str, str], set[Key]] = {}
         self._applied: dict[Key, Applied] = {}
 
     # --- events (on informer threads) ---
@@ -124,6 +135,12 @@ class Reconciler:
             if event != "MODIFIED" or decide.service_url(obj) != decide.service_url(old or {}):
                 for graph in self.graphs_naming(namespace, name):
                     self._enqueue(graph)
+        elif kind is POD:
+            labels = metadata.get("labels") or {}
+            service = labels.get(INFERENCE_SERVICE_LABEL)
+            moved = event != "MODIFIED" or obj.get("status") != (old or {}).get("status")
+            if service and labels.get(COMPONENT_LABEL) == "predictor" and moved:
+                self._enqueue(Key(ISVC.kind, namespace, service))
         elif kind in (SERVING_RUNTIME, CLUSTER_SERVING_RUNTIME):
             if _spec_changed(event, obj, old):
                 scope = namespace if kind is SERVING_RUNTIME else None
@@ -133,6 +150,10 @@ class Reconciler:
             owner = owner_key(obj)
             if owner is not None:
                 self._enqueue(owner)
+            with self._lock:
+                waiting = self._waiting.get((namespace, kind.kind, name), set()).copy()
+            for key in waiting:  # it may be free now (deleted, or its owner let go)
+                self._enqueue(key)
 
     def _index_graph(self, event: str, key: Key, obj: Object) -> None:
         with self._lock:
@@ -173,6 +194,10 @@ class Reconciler:
             else:
                 desired = self._plan_graph(obj, options)
             conditions = decide.GRAPH_CONDITIONS
+        taken = decide.controlled_elsewhere(obj, desired.manifests, self._cached(desired))
+        self._wait_for(key, [] if not taken else desired.manifests)
+        if taken:
+            desired = decide.name_conflict(obj, taken, self._now(), conditions)
         try:
             self._replace_immutable(key, obj, desired.manifests)
             self._apply(key, obj, desired.manifests)
@@ -194,6 +219,28 @@ class Reconciler:
             change = events.readiness_event(kind.kind, key.name, obj.get("status"), desired.status)
             if change is not None:
                 self._record(obj, change)
+
+    def _cached(self, desired: decide.Desired) -> dict[tuple[str, str], Object]:
+        by_kind = {k.kind: k for k in (DEPLOYMENT, SERVICE, HPA)}
+        out = {}
+        for manifest in desired.manifests:
+            kind, metadata = manifest["kind"], manifest["metadata"]
+            found = self._stores[by_kind[kind]].get(metadata["namespace"], metadata["name"])
+            if found is not None:
+                out[(kind, metadata["name"])] = found
+        return out
+
+    def _wait_for(self, key: Key, manifests: list[Manifest]) -> None:
+        """Re-queue `key` when any of these objects changes (it waits for their names)."""
+        wanted = {(key.namespace, m["kind"], m["metadata"]["name"]) for m in manifests}
+        with self._lock:
+            for target in list(self._waiting):
+                if target not in wanted:
+                    self._waiting[target].discard(key)
+                    if not self._waiting[target]:
+                        del self._waiting[target]
+            for target in wanted:
+                self._waiting.setdefault(target, set()).add(key)
 
     def _record(self, obj: Object, event: events.Event) -> None:
         """Create the Event; best effort, as client-go's recorder: a failure is only logged."""
@@ -231,7 +278,19 @@ class Reconciler:
         )
         deployment = self._owned(DEPLOYMENT, namespace, predictor_name(name), obj)
         transformer = self._owned(DEPLOYMENT, namespace, transformer_name(name), obj)
-        return decide.plan_service(obj, runtimes, deployment, options, self._now(), transformer)
+        # KServe's ListPodsByLabel(app=isvc.<name>-predictor), in name order.
+        app = raw_service_label(predictor_name(name))
+        pods = sorted(
+            (
+                pod
+                for pod in (self._stores[POD].items(namespace) if POD in self._stores else [])
+                if (pod["metadata"].get("labels") or {}).get("app") == app
+            ),
+            key=lambda pod: str(pod["metadata"].get("name")),
+        )
+        return decide.plan_service(
+            obj, runtimes, deployment, options, self._now(), transformer, pods
+        )
 
     def _plan_graph(self, obj: Object, options: RenderOptions) -> decide.Desired:
         namespace, name = _ns_name(obj)

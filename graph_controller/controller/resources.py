@@ -52,6 +52,8 @@ CLUSTER_SERVING_RUNTIME = Kind(
 DEPLOYMENT = Kind("Deployment", "apps", "v1", "deployments")
 SERVICE = Kind("Service", "", "v1", "services")
 HPA = Kind("HorizontalPodAutoscaler", "autoscaling", "v2", "horizontalpodautoscalers")
+# Read only: the predictor's Pods, for the modelStatus KServe derives from their containers.
+POD = Kind("Pod", "", "v1", "pods")
 LEASE = Kind("Lease", "coordination.k8s.io", "v1", "leases")
 
 OWNERS = (ISVC, GRAPH, INFERGRAPH_GRAPH)

@@ -22,7 +22,7 @@ from .informer import Informer, Store
 from .kube import ApiError, Kube, load_configuration
 from .leader import LeaderElector
 from .reconciler import Reconciler, watched
-from .resources import CLUSTER_SERVING_RUNTIME, DEPLOYMENT, HPA, MANAGED_BY, SERVICE, Key
+from .resources import CLUSTER_SERVING_RUNTIME, DEPLOYMENT, HPA, MANAGED_BY, POD, SERVICE, Key
 from .settings import ControllerSettings
 from .workqueue import WorkQueue
 
@@ -54,7 +54,8 @@ class Controller:
         namespaces: tuple[str | None, ...] = settings.namespaces or (None,)
         for kind in watched(settings.mode):
             # Only objects we labelled: a cluster's other Deployments are not our business.
-            selector = MANAGED_BY if kind in (DEPLOYMENT, SERVICE, HPA) else None
+            # Pods: those of our Deployments, whose template carries the same label.
+            selector = MANAGED_BY if kind in (DEPLOYMENT, SERVICE, HPA, POD) else None
             for namespace in (None,) if kind is CLUSTER_SERVING_RUNTIME else namespaces:
                 handler = partial(self.reconciler.on_event, kind)
                 self.informers.append(

@@ -55,11 +55,15 @@ class Group:
         return out
 
 
+# Each example folder is its own bundle (`infergraph up examples/<folder>`), so its own group:
+# in one namespace their names collide (examples/iris-kserve-transformer's InferenceService
+# `iris` has a transformer Deployment `iris-transformer`, the name of
+# examples/iris-transformer's router), and both controllers would fight over that Deployment.
 GROUPS = (
-    Group(
-        "examples",
-        tuple(sorted(p for p in (REPO / "examples").glob("*/*.yaml") if p.parent.name != "kserve")),
-        published_runtimes=False,
+    *(
+        Group(folder.name, tuple(sorted(folder.glob("*.yaml"))), published_runtimes=False)
+        for folder in sorted((REPO / "examples").iterdir())
+        if folder.is_dir() and folder.name != "kserve" and any(folder.glob("*.yaml"))
     ),
     Group(
         "kserve-examples",
@@ -145,7 +149,8 @@ def settle(plane: ControlPlane, namespaces: list[str], alive: Callable[[], str |
     """Wait until every case object has a status with a Ready condition and nothing in the
     namespaces has changed for QUIET seconds. `alive` names a dead controller, if one is."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    last: tuple[tuple[str, str, str, str], ...] = ()
+    last: dict[str, str] = {}
+    changed: list[str] = []
     since = time.monotonic()
     pending: list[str] = []
     while time.monotonic() < deadline:
@@ -158,20 +163,20 @@ def settle(plane: ControlPlane, namespaces: list[str], alive: Callable[[], str |
             for ns, o in items
             if o["kind"] in CASE_KINDS and not _has_ready(o)
         ]
-        now = tuple(
-            sorted(
-                (ns, o["kind"], o["metadata"]["name"], o["metadata"]["resourceVersion"])
-                for ns, o in items
-            )
-        )
+        now = {
+            f"{ns}/{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+            for ns, o in items
+        }
         if now != last:
+            changed = sorted(k for k in set(now) | set(last) if now.get(k) != last.get(k))
             last, since = now, time.monotonic()
         elif not pending and time.monotonic() - since >= QUIET:
             return
         time.sleep(POLL)
     raise AssertionError(
         f"{', '.join(namespaces)} not settled after {SETTLE_TIMEOUT:.0f}s; "
-        f"without a Ready condition: {pending or 'none (objects still changing)'}"
+        f"without a Ready condition: {pending or 'none'}; "
+        f"changed in the last poll: {changed[:20] or 'none'}"
     )
 
 
@@ -437,6 +442,23 @@ def load_accepted(path: Path = ACCEPTED_FILE) -> list[Accepted]:
             raise ValueError(f"{path.name}[{i}]: needs kind, path and a reason; got {entry}")
         accepted.append(Accepted(**entry))
     return accepted
+
+
+README_BEGIN = "<!-- accepted differences: generated from tests/k8s/kserve_oracle_accepted.yaml -->"
+README_END = "<!-- end of accepted differences -->"
+
+
+def accepted_table(entries: list[Accepted]) -> str:
+    """The README's table of accepted differences, one row per entry of the YAML, so the two
+    cannot drift (tests/k8s/test_kserve_oracle.py compares them)."""
+    rows = ["| output | field | why it differs |", "|---|---|---|"]
+    for entry in entries:
+        output = "any" if entry.kind == "*" else entry.kind
+        if entry.cases != "*":
+            output += f" (cases `{entry.cases}`)"
+        reason = " ".join(entry.reason.split()).replace("|", "\\|")
+        rows.append(f"| {output} | `{entry.path}` | {reason} |")
+    return "\n".join(rows)
 
 
 def report(case: str, differences: list[Difference], dump: Path | None = None) -> str:

@@ -52,6 +52,8 @@ CONTROLLER_CALLS: set[tuple[str, str, str, str]] = {
         for verb in ("list", "watch", "create", "patch")
     ),
     ("", "events", "create", "cluster"),
+    ("", "pods", "list", "cluster"),
+    ("", "pods", "watch", "cluster"),
     *(
         (group, resource, "delete", "cluster")
         for group, resource in (
@@ -345,8 +347,10 @@ def test_controller_under_its_service_account_uses_exactly_its_rbac(
             cluster.patch("InferenceService", "scaled", {"metadata": {"annotations": stop}})
             wait_for(
                 "stopped: Deployment and Service deleted under the ServiceAccount",
+                # The two graphs' routers stay (not Ready, waiting for the service).
                 lambda: (
-                    cluster.names("deployments") == ["g"] and cluster.names("services") == ["g"]
+                    cluster.names("deployments") == ["g", "ours"]
+                    and cluster.names("services") == ["g", "ours"]
                 ),
                 controller=c,
             )

@@ -104,7 +104,9 @@ def test_graph_waits_for_its_inference_service_then_routes_to_it(
         def waiting_reason() -> str | None:
             found = condition(cluster.get("InferenceGraph", "pipeline"), "PredictorReady")
             return (
-                found["reason"] if found and found["reason"] == "InferenceServiceNotReady" else None
+                found.get("reason")
+                if found and found.get("reason") == "InferenceServiceNotReady"
+                else None
             )
 
         wait_for("graph PredictorReady reason NotReady", waiting_reason, controller=c)
@@ -451,3 +453,53 @@ def test_every_pod_fits_a_namespace_with_a_compute_quota(cluster: Cluster, tmp_p
         (container,) = router["spec"]["template"]["spec"]["containers"]
         assert container["resources"]["limits"]
         assert container["resources"]["requests"]
+
+
+def test_a_name_another_owner_controls_is_a_condition_until_it_is_free(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """InferenceService `iris`'s transformer and the router of a graph named `iris-transformer`
+    are both the Deployment `iris-transformer` (examples/iris-kserve-transformer and
+    examples/iris-transformer in one namespace). Whoever has it keeps it, the other says
+    NameConflict instead of taking it (KServe's controllers take it back and forth), and gets
+    it once it is free."""
+    with running(
+        cluster.plane, tmp_path / "controller.log", f"--namespace={cluster.namespace}"
+    ) as c:
+        iris = isvc("iris")
+        iris["spec"]["transformer"] = {"containers": [{"image": "example.invalid/t:1"}]}
+        cluster.create(iris)
+        cluster.create(isvc("other"))
+        wait_for(
+            "iris and other Ready",
+            lambda: all(
+                is_true(cluster.get("InferenceService", n), "Ready") for n in ("iris", "other")
+            ),
+            controller=c,
+        )
+        cluster.create(graph("iris-transformer", ["other"]))
+        refused = wait_for(
+            "graph NameConflict",
+            lambda: (
+                (found := condition(cluster.get("InferenceGraph", "iris-transformer"), "Ready"))
+                and found.get("reason") == "NameConflict"
+                and found
+            ),
+            controller=c,
+        )
+        assert (
+            "Deployment 'iris-transformer' is controlled by InferenceService 'iris'"
+            in (refused["message"])
+        )
+        transformer = cluster.owned("deployments", "iris-transformer")
+        assert transformer is not None
+        assert transformer["metadata"]["ownerReferences"][0]["name"] == "iris"
+        cluster.patch("InferenceService", "iris", {"spec": {"transformer": None}})
+        wait_for(
+            "graph Ready once the transformer is gone",
+            lambda: is_true(cluster.get("InferenceGraph", "iris-transformer"), "Ready"),
+            controller=c,
+        )
+    router = cluster.owned("deployments", "iris-transformer")
+    assert router is not None
+    assert router["metadata"]["ownerReferences"][0]["kind"] == "InferenceGraph"
