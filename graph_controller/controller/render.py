@@ -534,8 +534,13 @@ def render_graph(
     except RouterPortError as error:
         raise RenderError(f"InferenceGraph '{name}': {error}") from None
     if grpc is not None:
+        # KServe's router declares no port; ours serving gRPC too declares both, so its
+        # Service can expose the second one (appProtocol h2c for the gRPC port).
         container["args"] += ["--grpc-port", str(grpc)]
-        container["ports"].append({"containerPort": grpc, "name": "grpc", "protocol": "TCP"})
+        container["ports"] = [
+            {"containerPort": HTTP_PORT, "name": "http", "protocol": "TCP"},
+            {"containerPort": grpc, "name": "grpc", "protocol": "TCP"},
+        ]
     # The graph needs no API access (KServe sets the same).
     pod: Manifest = {"containers": [container], "automountServiceAccountToken": False}
     for field in ("affinity", "tolerations", "nodeSelector", "nodeName", "serviceAccountName"):
