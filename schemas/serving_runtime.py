@@ -25,7 +25,9 @@ class SupportedModelFormat(Resource):
     name: str
     version: str | None = None
     auto_select: StrictBool | None = None
-    priority: StrictInt | None = Field(default=None, ge=1)
+    # KServe documents "greater than zero" but neither its CRD nor its webhook enforces it, so
+    # a KServe-valid runtime may say 0: refusing it would refuse what KServe runs.
+    priority: StrictInt | None = None
 
 
 class ServingRuntimeSpec(Resource):

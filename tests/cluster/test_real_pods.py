@@ -114,7 +114,7 @@ def pod_ready(pod: dict[str, Any]) -> bool:
 
 def logs_of_everything(cluster: Cluster) -> str:
     return cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False) + cluster.kubectl(
-        "get", "inferenceservices,inferencegraphs", "-A", check=False
+        "get", "inferenceservices,inferencegraphs.serving.kserve.io", "-A", check=False
     )
 
 
@@ -130,7 +130,8 @@ def installed(cluster: Cluster) -> Cluster:
 
     def everything_ready() -> bool:
         isvcs = get(cluster, "inferenceservices")["items"]
-        graphs = get(cluster, "inferencegraphs")["items"]
+        # Qualified: InferenceGraph exists in serving.kserve.io and infergraph.dev.
+        graphs = get(cluster, "inferencegraphs.serving.kserve.io")["items"]
         return len(isvcs) == 5 and len(graphs) == 2 and all(map(ready, isvcs + graphs))
 
     try:
@@ -252,7 +253,7 @@ async def test_new_splitter_weights_roll_the_router_without_a_failed_request(
             "patch",
             "-n",
             NAMESPACE,
-            "inferencegraph",
+            "inferencegraphs.serving.kserve.io",
             "wine-canary",
             "--type=merge",
             "-p",

@@ -13,7 +13,7 @@ kubelet finds them locally (`IfNotPresent`, the default for a tag other than `la
   docker.io/kserve/sklearnserver:v0.15.0   the project with [models]; serves
                                            graph_controller.model_servers.sklearn
   docker.io/infergraph/custom-model:latest the same venv, graph_controller.model_servers.custom
-  docker.io/kserve/storage-initializer:v0.15.0
+  docker.io/kserve/storage-initializer:<render.STORAGE_INITIALIZER_IMAGE's tag>
                                            tools/cluster/storage_initializer.py, plus the
                                            examples' trained models under /models/<example>/
   localhost/infergraph/pause:<k8s version> Kubernetes' pause (tools/cluster/build.sh), the CRI
@@ -38,6 +38,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from graph_controller.controller import render
 from tools.cluster.oci import Image, Layer, write_archive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +52,9 @@ PAUSE_IMAGE = f"localhost/infergraph/pause:{K8S_VERSION}"
 ROUTER_IMAGE = "docker.io/infergraph/router:0.1.0"
 SKLEARN_IMAGE = "docker.io/kserve/sklearnserver:v0.15.0"
 CUSTOM_IMAGE = "docker.io/infergraph/custom-model:latest"
-STORAGE_INITIALIZER_IMAGE = "docker.io/kserve/storage-initializer:v0.15.0"
+# The controller's own name for it, so the two cannot drift apart (a pod would wait in
+# ImagePullBackOff: nothing here can pull).
+STORAGE_INITIALIZER_IMAGE = f"docker.io/{render.STORAGE_INITIALIZER_IMAGE}"
 APP_USER = "10001:10001"  # the Dockerfile's numeric user, so runAsNonRoot can check it
 KSERVE_USER = "1000"  # KServe's server and storage-initializer images run as uid 1000
 PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
