@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo picture envtest controller-scale bench soak clean
+.PHONY: venv test lint demo picture go envtest kserve-oracle controller-scale bench soak cluster-e2e clean
 
 venv: $(STAMP)
 
@@ -16,14 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,models]'
 	touch $(STAMP)
 
-# tests/k8s run against a real control plane: build it first (fast when cached) and hand
-# pytest the directory build.sh prints.
-test: venv envtest
-	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" $(BIN)/pytest
+# tests/k8s run against a real control plane and KServe's own controller: build both first
+# (fast when cached) and hand pytest the directories the build scripts print. Go is checked
+# before the venv's minutes of installing.
+test: go venv envtest kserve-oracle
+	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" \
+		INFERGRAPH_KSERVE_HOME="$$(tools/kserve/build.sh)" $(BIN)/pytest
 
 lint: venv
-	$(BIN)/ruff check router schemas graph_controller tests examples load
-	$(BIN)/ruff format --check router schemas graph_controller tests examples load
+	$(BIN)/ruff check router schemas graph_controller tests examples load tools
+	$(BIN)/ruff format --check router schemas graph_controller tests examples load tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -45,8 +47,18 @@ picture: venv
 # A Kubernetes test control plane built from Go sources (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, KWOK), cached in ~/.cache/infergraph;
 # several minutes on 2 cores, once; then a no-op.
-envtest:
+envtest: go
 	@tools/envtest/build.sh
+
+# Go >= 1.24 builds the control plane and the GJSON oracle; says how to install it otherwise.
+go:
+	@tools/require-go.sh
+
+# KServe's controller (cmd/manager of github.com/kserve/kserve v0.15.2) with its published CRDs
+# and runtimes, for the differential test tests/k8s/test_kserve_oracle.py; cached in
+# ~/.cache/infergraph; about 15 minutes on 2 cores, once; then a no-op.
+kserve-oracle: go
+	@tools/kserve/build.sh
 
 # The controller at scale: N graphs + N InferenceServices on a fresh envtest control plane;
 # writes load/results/controller_scale.json. A few minutes for the default 500.
@@ -66,6 +78,22 @@ bench: venv $(BENCH_STAMP)
 	command -v wrk >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq wrk nginx-light)
 	$(BIN)/python -m load.bench $(BENCH_ARGS)
+
+# Real pods: a one-node cluster on this machine (tests/cluster/node.py) whose kubelet runs
+# containers under Debian's containerd and runc, images built here (tools/cluster/images.py),
+# then tests/cluster end to end. Needs root. Installs its Debian packages when missing; builds
+# kubelet, kube-proxy, CoreDNS and pause once (tools/cluster/build.sh). See the README for times.
+CLUSTER_PACKAGES := containerd runc containernetworking-plugins iptables conntrack debootstrap \
+	gcc libc6-dev
+cluster-e2e: go venv
+	@[ "$$(id -u)" = 0 ] || { echo "cluster-e2e needs root: containerd, iptables, mounts"; exit 1; }
+	@for p in $(CLUSTER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing; fi
+	$(BIN)/python examples/train.py
+	bin="$$(tools/cluster/build.sh)" && \
+	images="$$($(BIN)/python -m tools.cluster.images --bin-dir "$$bin")" && \
+	INFERGRAPH_ENVTEST_BIN="$$bin" INFERGRAPH_CLUSTER_IMAGES="$$images" \
+		$(BIN)/pytest tests/cluster -q $(CLUSTER_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

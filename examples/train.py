@@ -68,6 +68,7 @@ MODELS: dict[str, Callable[[], Any]] = {
     "iris-ensemble/models/iris-logreg": iris(LogisticRegression(max_iter=1000, random_state=SEED)),
     "iris-ensemble/models/iris-tree": iris(DecisionTreeClassifier(random_state=SEED)),
     "iris-ensemble/models/iris-knn": iris(KNeighborsClassifier(n_neighbors=5)),
+    "iris-grpc/models/iris": iris(LogisticRegression(max_iter=1000, random_state=SEED)),
     "wine-canary/models/wine-v1": wine(
         make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=SEED))
     ),

@@ -366,6 +366,7 @@ def main() -> int:
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy flame graph")
     p.add_argument("--no-scaling", action="store_true", help="skip the graph-size scaling check")
     p.add_argument("--only", nargs="*", help="scenario names to run (default all)")
+    p.add_argument("--no-grpc", action="store_true", help="skip the gRPC rows (ghz)")
     p.add_argument(
         "--endurance", type=int, default=300, help="seconds of RSS-under-load run (0: skip)"
     )
@@ -401,6 +402,7 @@ def main() -> int:
             results[scenario.name] = run_scenario(scenario, backends, args, kserve, script)
         report["scenarios"] = results
         report["derived"] = derive(results)
+        grpc_rows(args, work, report)
         if not args.no_profile:
             report["profile"] = profile(backends["nginx"].url(), 4 if args.quick else 8, script)
         if not args.no_scaling:
@@ -434,6 +436,18 @@ def _version(package: str) -> str:
         return "missing"
 
 
+def grpc_rows(args: argparse.Namespace, work: Path, report: dict[str, Any]) -> None:
+    """ModelInfer through the router vs direct (load/grpc_bench.py), unless --no-grpc or --only
+    names no gRPC scenario."""
+    if args.no_grpc or (args.only and not any(n.startswith("grpc-") for n in args.only)):
+        return
+    from load import grpc_bench
+
+    grpc = grpc_bench.run(args, work, LOADGEN_CORE, SERVER_CORE)
+    if grpc is not None:
+        report["grpc"] = grpc
+
+
 def _kserve_binary() -> Path | None:
     build = Path(__file__).resolve().parent / "build_kserve_router.sh"
     done = subprocess.run([str(build)], capture_output=True, text=True)
@@ -448,7 +462,13 @@ def _kserve_binary() -> Path | None:
 def render_table(report: dict[str, Any]) -> str:
     from load.table import render
 
-    return render(report)
+    table = render(report)
+    if "grpc" in report:
+        from load import grpc_bench
+
+        loadavg = report["environment"]["loadavg_at_start"]
+        table += grpc_bench.table(report["grpc"], report.get("derived", {}), loadavg)
+    return table
 
 
 if __name__ == "__main__":

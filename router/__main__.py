@@ -17,10 +17,11 @@ from router import logs
 from router.app import STATE, build_app
 from router.auth import TokenFileError, read_token
 from router.graph import CompiledGraph, compile_graph
+from router.grpc_server import add_grpc_ingress
 from router.headers import HeaderPropagator
 from router.logs import RequestLog
 from router.reload import GraphReloader
-from router.server import serve
+from router.server import TLS_CERT, TLS_KEY, serve
 from router.settings import UnsupportedFlag, from_args
 from router.tracing import Tracing
 from router.workers import supervise
@@ -82,6 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.workers > 1:
         # The graph was validated above, so a bad graph fails once, here, not in every worker.
         return supervise(sys.argv[1:] if argv is None else argv, settings.workers)
+    if settings.grpc_port is not None:
+        add_grpc_ingress(
+            app,
+            settings.host,
+            settings.grpc_port,
+            reuse_port=settings.reuse_port,
+            tls=(Path(TLS_CERT), Path(TLS_KEY)) if settings.enable_tls else None,
+        )
     reloader = None
     if settings.graph_file is not None:
         reloader = GraphReloader(app[STATE], Path(settings.graph_file), _load_file)

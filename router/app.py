@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from router.errors import (
 from router.executor import SYSTEM_CLOCK, Clock, Execution, StepCaller
 from router.explain import EXPLAIN_HEADER, explain
 from router.graph import CompiledGraph
+from router.grpc_calls import GrpcStepCaller, StepsByScheme
 from router.headers import HeaderPropagator
 from router.logs import RequestLog
 from router.metrics import Metrics
@@ -109,6 +110,7 @@ def build_app(
     app = web.Application(client_max_size=max_body_bytes + 1)
     app[STATE] = state
     app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(_grpc_steps)
     app.router.add_get("/readyz", readyz, expect_handler=_expect)
     app.router.add_get("/metrics", metrics, expect_handler=_expect_with_token)
     app.router.add_route("*", "/{tail:.*}", run_graph, expect_handler=_expect_with_token)
@@ -131,6 +133,18 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*state.background, return_exceptions=True)
         caller.close()
+
+
+async def _grpc_steps(app: web.Application) -> AsyncIterator[None]:
+    """Steps with `grpc://` URLs go to pooled gRPC channels; the rest to the HTTP caller."""
+    state = app[STATE]
+    assert state.caller is not None  # _client_session runs first
+    grpc_caller = GrpcStepCaller(state.max_body_bytes)
+    state.caller = StepsByScheme(state.caller, grpc_caller)
+    try:
+        yield
+    finally:
+        await grpc_caller.close()
 
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:
@@ -261,43 +275,12 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
     if request.headers.get(EXPLAIN_HEADER, "0") != "0" and request.method == "POST":
         return await _explain(request, state, graph)
     trace = Trace() if request.headers.get(TRACE_HEADER, "0") != "0" else None
-    recorder = _recorder(state, trace)
+    recorder = recorder_for(state, trace)
     try:
         if request.method != "POST":
             raise MethodNotAllowed(f"{request.method} is not supported: POST the request body")
         body = await _read_body(request, state.max_body_bytes, graph.timeouts.server_read)
-        caller = state.caller
-        assert caller is not None  # set by the cleanup_ctx before the first request
-        payload = Payload(body)
-        execution = Execution(
-            caller,
-            payload,
-            state.propagator.outbound(request.headers),
-            state.rng,
-            deadline=state.clock.now() + graph.timeouts.request,
-            service_client_timeout=graph.timeouts.service_client,
-            clock=state.clock,
-            breakers=state.breakers,
-            recorder=recorder,
-            incoming_headers=request.headers,
-            background=state.background,
-            # Only OpenTelemetry adds headers (traceparent) to step calls.
-            copy_headers=state.tracing is not None,
-        )
-        if graph.timeouts.request <= graph.timeouts.server_write:
-            # The request's deadline already bounds every step call and retry, so serverWrite
-            # cannot fire first: no timer (a Timeout object and a loop handle per request, ~4%
-            # of the router's CPU in the 2-step profile).
-            reply = await execution.run_node(graph.root, payload)
-        else:
-            try:
-                async with asyncio.timeout(graph.timeouts.server_write):
-                    reply = await execution.run_node(graph.root, payload)
-            except TimeoutError:
-                raise GraphTimeout(
-                    f"the graph did not finish within {graph.timeouts.server_write:g}s "
-                    "(serverWrite)"
-                ) from None
+        reply = await run_payload(state, graph, Payload(body), request.headers, recorder)
     except RouterError as error:
         response = error_response(error)
     else:
@@ -305,6 +288,53 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
     if trace is not None:
         response.headers[TRACE_HEADER] = orjson.dumps(trace.as_json()).decode()
     return response
+
+
+async def run_payload(
+    state: ServingState,
+    graph: CompiledGraph,
+    payload: Payload,
+    incoming_headers: Mapping[str, str],
+    recorder: Recorder | None,
+    client_seconds: float | None = None,
+) -> Reply:
+    """Run `graph` from its root on a request body; raises RouterError. HTTP and gRPC share it.
+
+    `client_seconds` is the time the client still waits (a gRPC deadline); the request's
+    deadline is the earlier of it and the graph's.
+    """
+    caller = state.caller
+    assert caller is not None  # set by the cleanup_ctx before the first request
+    budget = graph.timeouts.request
+    if client_seconds is not None:
+        budget = min(budget, client_seconds)
+    execution = Execution(
+        caller,
+        payload,
+        state.propagator.outbound(incoming_headers),
+        state.rng,
+        deadline=state.clock.now() + budget,
+        service_client_timeout=graph.timeouts.service_client,
+        clock=state.clock,
+        breakers=state.breakers,
+        recorder=recorder,
+        incoming_headers=incoming_headers,
+        background=state.background,
+        # Only OpenTelemetry adds headers (traceparent) to step calls.
+        copy_headers=state.tracing is not None,
+    )
+    if graph.timeouts.request <= graph.timeouts.server_write:
+        # The request's deadline already bounds every step call and retry, so serverWrite
+        # cannot fire first: no timer (a Timeout object and a loop handle per request, ~4%
+        # of the router's CPU in the 2-step profile).
+        return await execution.run_node(graph.root, payload)
+    try:
+        async with asyncio.timeout(graph.timeouts.server_write):
+            return await execution.run_node(graph.root, payload)
+    except TimeoutError:
+        raise GraphTimeout(
+            f"the graph did not finish within {graph.timeouts.server_write:g}s (serverWrite)"
+        ) from None
 
 
 async def _explain(request: web.Request, state: ServingState, graph: CompiledGraph) -> web.Response:
@@ -317,7 +347,7 @@ async def _explain(request: web.Request, state: ServingState, graph: CompiledGra
     return web.Response(body=orjson.dumps(result), content_type=JSON)
 
 
-def _recorder(state: ServingState, trace: Trace | None) -> Recorder | None:
+def recorder_for(state: ServingState, trace: Trace | None) -> Recorder | None:
     """Whoever watches this request: the trace header, metrics, tracing, step logs."""
     watchers: list[Recorder] = []
     if trace is not None:

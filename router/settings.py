@@ -35,6 +35,7 @@ class RouterSettings:
     reuse_port: bool
     ready_fd: int | None
     metrics_port: int | None
+    grpc_port: int | None
     auth_token_file: str | None
     log_level: str
     request_log: bool
@@ -47,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m router", description="Run an InferenceGraph behind one HTTP endpoint."
     )
     p.add_argument(
-        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+        "--version", action="version", version=f"%(prog)s {version()}", help="print the version"
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--graph-json", help="the graph spec as JSON (what KServe passes)")
@@ -94,6 +95,12 @@ def parser() -> argparse.ArgumentParser:
         "(default: /metrics only on --port, behind the token when one is required)",
     )
     p.add_argument(
+        "--grpc-port",
+        type=int,
+        help="also serve the Open Inference Protocol's gRPC service (inference."
+        "GRPCInferenceService) on this port; KServe's model servers use 8081 (default: off)",
+    )
+    p.add_argument(
         "--log-level",
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"),
@@ -120,7 +127,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _version() -> str:
+def version() -> str:
     """The installed distribution's version: one number, kept in pyproject.toml."""
     try:
         return metadata.version(DISTRIBUTION)
@@ -139,6 +146,11 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
     if args.metrics_port is not None and args.metrics_port == args.port:
         raise UnsupportedFlag(
             f"--metrics-port {args.metrics_port} is also --port: metrics need a port of their own"
+        )
+    if args.grpc_port is not None and args.grpc_port in (args.port, args.metrics_port):
+        raise UnsupportedFlag(
+            f"--grpc-port {args.grpc_port} is also --port or --metrics-port: gRPC needs a port "
+            "of its own"
         )
     if args.enable_auth:
         raise UnsupportedFlag(
@@ -159,6 +171,7 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
         reuse_port=args.worker_of_pool,
         ready_fd=args.ready_fd,
         metrics_port=args.metrics_port,
+        grpc_port=args.grpc_port,
         auth_token_file=args.auth_token_file,
         log_level=args.log_level.upper(),
         request_log=args.request_log,

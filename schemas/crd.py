@@ -5,6 +5,14 @@ an `apiextensions.k8s.io/v1` CRD needs, and the CRDs checked in under `config/cr
 developer after changing a model (`python -m schemas.crd config/crd`), CI through
 `tests/unit/test_crd.py` (byte-identical regeneration), and `--check` for scripts.
 
+Two flavours, two directories. `config/crd/kserve/` holds the `serving.kserve.io` CRDs in
+KServe's own shape, so installing them over KServe's (or KServe's over them) damages nothing:
+InferGraph's extensions are left out (schemas.graph marks them), a field KServe types more
+narrowly than we do gets KServe's type, and no value bound KServe lacks is added (our own
+validation still applies it); `tests/properties/test_kserve_differential.py` proves the
+compatibility against KServe's published CRDs and Go types. `config/crd/infergraph/` holds
+`infergraph.dev` InferenceGraph: KServe's spec plus the extensions, with every bound.
+
 The models stay the single source of truth: nothing here restates a field. Constructs that a
 structural schema cannot express (recursive models, unions of several object types, `oneOf`)
 raise `CrdError` instead of being approximated, so a model change that needs a decision is
@@ -23,16 +31,53 @@ import yaml
 from pydantic import BaseModel
 
 from schemas.base import JsonObject
-from schemas.graph import InferenceGraphSpec, InferenceGraphStatus
+from schemas.graph import (
+    EXTENSION_KEY,
+    INFERGRAPH_GROUP,
+    KSERVE_GROUP,
+    KSERVE_SINCE_KEY,
+    KSERVE_TYPE_KEY,
+    InferenceGraphSpec,
+    InferenceGraphStatus,
+)
 from schemas.inference_service import InferenceServiceSpec, InferenceServiceStatus
 from schemas.serving_runtime import ServingRuntimeSpec
 
-GROUP = "serving.kserve.io"
+GROUP = KSERVE_GROUP
 KUSTOMIZATION = "kustomization.yaml"
+KSERVE_DIR = "kserve"  # the serving.kserve.io CRDs (standalone install only)
+INFERGRAPH_DIR = "infergraph"  # the infergraph.dev CRD (every install)
 REGENERATE = "python -m schemas.crd config/crd"
+# On every CRD we generate: `infergraph install` replaces a serving.kserve.io CRD only if it
+# carries this (or when forced), so KServe's own are never overwritten by accident.
+PART_OF = {"app.kubernetes.io/part-of": "infergraph"}
 HEADER = f"# Generated from the pydantic models in schemas/ by `{REGENERATE}`; do not edit.\n"
 
 Scope = Literal["Namespaced", "Cluster"]
+# "kserve": KServe's field set and looseness; "infergraph": everything our models say.
+Flavour = Literal["kserve", "infergraph"]
+
+# The models' markers (schemas.graph), carried through the conversion and then consumed.
+_MARKERS = frozenset({EXTENSION_KEY, KSERVE_TYPE_KEY, KSERVE_SINCE_KEY})
+# Value bounds KServe's CRDs do not declare: our models enforce them (as KServe's webhook
+# enforces its own), but the API server must not refuse what KServe's CRD accepts.
+_BOUNDS = frozenset(
+    {
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+    }
+)
 
 # Keywords pydantic emits that a CRD must not carry: `default` would make the API server inject
 # values the models leave unset, and titles are pydantic's restatement of field names.
@@ -82,17 +127,68 @@ class CrdError(ValueError):
     """A model construct that a Kubernetes structural schema cannot express."""
 
 
-def openapi_schema(model: type[BaseModel]) -> JsonObject:
+def openapi_schema(model: type[BaseModel], flavour: Flavour = "infergraph") -> JsonObject:
     """The structural OpenAPI v3 schema of `model`, as a CRD's `openAPIV3Schema` nests it."""
     raw = model.model_json_schema(by_alias=True)
     defs: Mapping[str, Any] = raw.get("$defs", {})
     body = {key: value for key, value in raw.items() if key != "$defs"}
-    return _convert(body, defs, model.__name__, ())
+    converted = _convert(body, defs, model.__name__, ())
+    return _kserve_view(converted) if flavour == "kserve" else _without_markers(converted)
+
+
+def _without_markers(node: JsonObject) -> JsonObject:
+    out: JsonObject = {}
+    for key, value in node.items():
+        if key in _MARKERS:
+            continue
+        if key == "properties":
+            out[key] = {name: _without_markers(child) for name, child in value.items()}
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = _without_markers(value)
+        elif key == "anyOf":
+            out[key] = [_without_markers(option) for option in value]
+        else:
+            out[key] = value
+    return out
+
+
+def _kserve_view(node: JsonObject) -> JsonObject:
+    """`node` as KServe's CRD has it: no extensions, KServe's types, no bounds of ours."""
+    out: JsonObject = {}
+    for key, value in node.items():
+        if key in _MARKERS or key in _BOUNDS:
+            continue
+        if key == "properties":
+            properties: JsonObject = {}
+            for name, child in value.items():
+                if child.get(EXTENSION_KEY):
+                    continue
+                if KSERVE_TYPE_KEY in child:
+                    narrowed: JsonObject = {}
+                    if "description" in child:
+                        narrowed["description"] = child["description"]
+                    narrowed["type"] = child[KSERVE_TYPE_KEY]
+                    properties[name] = narrowed
+                else:
+                    properties[name] = _kserve_view(child)
+            out[key] = properties
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = _kserve_view(value)
+        elif key == "anyOf":
+            out[key] = [_kserve_view(option) for option in value]
+        else:
+            out[key] = value
+    return out
 
 
 def _convert(
     node: Mapping[str, Any], defs: Mapping[str, Any], path: str, refs: tuple[str, ...]
 ) -> JsonObject:
+    markers = {key: value for key, value in node.items() if key in _MARKERS}
+    if markers:
+        # Converted without them, then put back for the flavour views to read.
+        rest = {key: value for key, value in node.items() if key not in _MARKERS}
+        return {**_convert(rest, defs, path, refs), **markers}
     if "$ref" in node:
         ref = node["$ref"]
         name = ref.removeprefix("#/$defs/")
@@ -282,10 +378,14 @@ def crd(
 ) -> JsonObject:
     """A complete `apiextensions.k8s.io/v1` CustomResourceDefinition with one served version.
 
-    Without a `status_model` the status subresource still exists (as KServe declares it), with
-    an empty object schema, so anything written to it is pruned.
+    The `serving.kserve.io` group gets the "kserve" flavour. Status keeps fields it does not
+    declare (x-kubernetes-preserve-unknown-fields): whichever controller runs the object, ours
+    or KServe's, writes it, and a newer KServe's status fields must survive.
     """
-    status = openapi_schema(status_model) if status_model is not None else {"type": "object"}
+    flavour: Flavour = "kserve" if group == KSERVE_GROUP else "infergraph"
+    status: JsonObject = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    if status_model is not None:
+        status = openapi_schema(status_model, flavour)
     names: JsonObject = {
         "kind": kind,
         "listKind": f"{kind}List",
@@ -311,17 +411,18 @@ def crd(
                 },
                 # Kubernetes validates ObjectMeta itself and forbids a CRD from describing it.
                 "metadata": {"type": "object"},
-                "spec": openapi_schema(spec_model),
+                "spec": openapi_schema(spec_model, flavour),
                 "status": status,
             },
-            "required": ["spec"],
         }
     }
+    if flavour == "infergraph":
+        version_entry["schema"]["openAPIV3Schema"]["required"] = ["spec"]
     version_entry["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
+        "metadata": {"name": f"{plural}.{group}", "labels": dict(PART_OF)},
         "spec": {
             "group": group,
             "names": names,
@@ -351,8 +452,21 @@ _RUNTIME_COLUMNS = (
 
 
 def all_crds() -> dict[str, JsonObject]:
-    """Every CRD InferGraph ships, by the file name it is checked in under."""
-    crds = (
+    """Every CRD InferGraph ships, by its path under config/crd."""
+    ours = crd(
+        "InferenceGraph",
+        "inferencegraphs",
+        "inferencegraph",
+        # "ig" is KServe's; two CRDs sharing a short name make `kubectl get ig` ambiguous.
+        ["infergraph"],
+        INFERGRAPH_GROUP,
+        "v1alpha1",
+        "Namespaced",
+        InferenceGraphSpec,
+        InferenceGraphStatus,
+        _URL_READY,
+    )
+    kserve = (
         crd(
             "InferenceGraph",
             "inferencegraphs",
@@ -402,7 +516,9 @@ def all_crds() -> dict[str, JsonObject]:
             _RUNTIME_COLUMNS,
         ),
     )
-    return {f"{GROUP}_{c['spec']['names']['plural']}.yaml": c for c in crds}
+    out = {f"{KSERVE_DIR}/{GROUP}_{c['spec']['names']['plural']}.yaml": c for c in kserve}
+    out[f"{INFERGRAPH_DIR}/{INFERGRAPH_GROUP}_inferencegraphs.yaml"] = ours
+    return out
 
 
 class _Dumper(yaml.SafeDumper):
@@ -425,16 +541,25 @@ def _dump(document: JsonObject) -> str:
     return HEADER + text
 
 
+def _kustomization(resources: Sequence[str]) -> str:
+    return _dump(
+        {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": list(resources),
+        }
+    )
+
+
 def render_all() -> dict[str, str]:
-    """File name → YAML text of every CRD plus the kustomization that lists them."""
+    """Path under config/crd → YAML text of every CRD, plus a kustomization per directory
+    (and one at the top listing both directories: the standalone install's CRDs)."""
     crds = all_crds()
     files = {name: _dump(document) for name, document in crds.items()}
-    kustomization: JsonObject = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": list(crds),
-    }
-    files[KUSTOMIZATION] = _dump(kustomization)
+    for directory in (KSERVE_DIR, INFERGRAPH_DIR):
+        names = [name.split("/", 1)[1] for name in crds if name.startswith(f"{directory}/")]
+        files[f"{directory}/{KUSTOMIZATION}"] = _kustomization(names)
+    files[KUSTOMIZATION] = _kustomization([KSERVE_DIR, INFERGRAPH_DIR])
     return files
 
 
@@ -465,10 +590,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"regenerate with `{REGENERATE}`", file=sys.stderr)
             return 1
         return 0
-    directory.mkdir(parents=True, exist_ok=True)
     for name, text in render_all().items():
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         # Bytes, not text mode: the checked-in files must not depend on the platform's newline.
-        (directory / name).write_bytes(text.encode())
+        target.write_bytes(text.encode())
     return 0
 
 

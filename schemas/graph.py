@@ -1,23 +1,59 @@
-"""Pydantic models of KServe's `InferenceGraph` (serving.kserve.io/v1alpha1).
+"""Pydantic models of the `InferenceGraph`: KServe's (serving.kserve.io/v1alpha1) and ours.
 
-Field for field what KServe's Go types declare, with the JSON names they use. These models check
-shapes and types only; the rules that span fields and nodes (a `root` node, one target per step,
-splitter weights, references, cycles, conditions) live in `schemas.graph_rules`, so that every
-violation is reported at once with its exact path.
+Field for field what KServe's Go types declare, with the JSON names they use, plus InferGraph's
+extensions, each marked with `extension()`. An extension is valid only in our own API group
+(`infergraph.dev/v1alpha1`, same kind): the serving.kserve.io CRD is KServe's, so the API server
+there would prune or refuse them, and schemas.crd leaves them out of it. Fields that KServe added
+after the version we are checked against (v0.15.2) are marked with `kserve_since()`: they belong
+to KServe's group. These models check shapes and types only; the rules that span fields and
+nodes (a `root` node, one target per step, splitter weights, references, cycles, conditions)
+live in `schemas.graph_rules`, so that every violation is reported at once with its exact path.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
+from pydantic.fields import FieldInfo
 
 from schemas.base import JsonObject, ObjectMeta, Resource, StrictBool, StrictInt, StrictNumber
 
-API_VERSION = "serving.kserve.io/v1alpha1"
-KIND = "InferenceGraph"
+KSERVE_GROUP: Final = "serving.kserve.io"
+INFERGRAPH_GROUP: Final = "infergraph.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{KSERVE_GROUP}/{VERSION}"  # KServe's: KServe's fields only
+INFERGRAPH_API_VERSION: Final = f"{INFERGRAPH_GROUP}/{VERSION}"  # KServe's plus our extensions
+KIND: Final = "InferenceGraph"
 ROOT_NODE = "root"
+
+# JSON Schema keywords carrying the markers; schemas.crd reads them, the CRDs never show them.
+EXTENSION_KEY: Final = "x-infergraph-extension"
+KSERVE_TYPE_KEY: Final = "x-infergraph-kserve-type"
+KSERVE_SINCE_KEY: Final = "x-infergraph-kserve-since"
+
+
+def extension(**kwargs: Any) -> Any:
+    """A Field that only `infergraph.dev` graphs may set."""
+    return Field(default=None, json_schema_extra={EXTENSION_KEY: True}, **kwargs)
+
+
+def kserve_since(version: str, **kwargs: Any) -> Any:
+    """A Field of KServe's own that KServe added in `version` (after v0.15.2)."""
+    return Field(default=None, json_schema_extra={KSERVE_SINCE_KEY: version}, **kwargs)
+
+
+def is_extension(field: FieldInfo) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and extra.get(EXTENSION_KEY) is True
+
+
+def kserve_json_type(field: FieldInfo) -> str | None:
+    """The one JSON type KServe allows for a field whose other forms are our extension."""
+    extra = field.json_schema_extra
+    value = extra.get(KSERVE_TYPE_KEY) if isinstance(extra, dict) else None
+    return value if isinstance(value, str) else None
 
 
 class RouterType(StrEnum):
@@ -82,18 +118,19 @@ class InferenceStep(Resource):
     # both (the router then calls serviceUrl); nodeName excludes the other two.
     service_url: str | None = None
     node_name: str | None = None
-    data: StepData | None = None
+    # KServe's is a string; an object template is an InferGraph extension.
+    data: StepData | None = Field(default=None, json_schema_extra={KSERVE_TYPE_KEY: "string"})
     condition: str | None = None
     weight: StrictInt | None = Field(default=None, ge=0)
     dependency: Dependency | None = None
-    map_predictions_to_instances: StrictBool | None = None
+    map_predictions_to_instances: StrictBool | None = kserve_since("v0.16.0")
     # InferGraph extensions, all optional; a KServe graph never sets them.
-    condition_language: ConditionLanguage | None = None
-    map_outputs_to_inputs: StrictBool | dict[str, str] | None = None
-    timeout: StrictNumber | None = Field(default=None, gt=0)
-    retry: RetryPolicy | None = None
-    circuit_breaker: CircuitBreakerPolicy | None = None
-    shadow: StrictBool | None = None
+    condition_language: ConditionLanguage | None = extension()
+    map_outputs_to_inputs: StrictBool | dict[str, str] | None = extension()
+    timeout: StrictNumber | None = extension(gt=0)
+    retry: RetryPolicy | None = extension()
+    circuit_breaker: CircuitBreakerPolicy | None = extension()
+    shadow: StrictBool | None = extension()
 
 
 class InferenceRouter(Resource):
@@ -103,10 +140,10 @@ class InferenceRouter(Resource):
     steps: list[InferenceStep] = Field(default_factory=list)
     # InferGraph extensions (Ensemble: aggregation, partialResults, quorum; Splitter:
     # stickyHeader).
-    aggregation: Aggregation | None = None
-    partial_results: StrictBool | None = None
-    quorum: StrictInt | Literal["majority"] | None = None
-    sticky_header: str | None = None
+    aggregation: Aggregation | None = extension()
+    partial_results: StrictBool | None = extension()
+    quorum: StrictInt | Literal["majority"] | None = extension()
+    sticky_header: str | None = extension()
 
 
 class RouterTimeouts(Resource):
@@ -127,28 +164,34 @@ class InferenceGraphSpec(Resource):
     node_name: str | None = None
     service_account_name: str | None = None
     timeout: StrictInt | None = Field(default=None, ge=0)
-    router_timeouts: RouterTimeouts | None = None
+    router_timeouts: RouterTimeouts | None = kserve_since("v0.16.0")
     min_replicas: StrictInt | None = Field(default=None, ge=0)
     max_replicas: StrictInt | None = Field(default=None, ge=0)
     scale_target: StrictInt | None = Field(default=None, ge=0)
     scale_metric: ScaleMetric | None = None
     # InferGraph extensions: graph-wide defaults for steps.
-    condition_language: ConditionLanguage | None = None
-    retry: RetryPolicy | None = None
-    circuit_breaker: CircuitBreakerPolicy | None = None
+    condition_language: ConditionLanguage | None = extension()
+    retry: RetryPolicy | None = extension()
+    circuit_breaker: CircuitBreakerPolicy | None = extension()
 
 
 class InferenceGraphStatus(Resource):
-    """Knative duck-typed status plus the graph's URL; written by the controller."""
+    """Knative duck-typed status plus the graph's URL; written by the controller (ours, or
+    KServe's for its own graphs), so fields a newer KServe adds are kept rather than refused."""
+
+    model_config = ConfigDict(extra="allow")
 
     conditions: list[JsonObject] | None = None
     observed_generation: StrictInt | None = None
     annotations: dict[str, str] | None = None
     url: str | None = None
+    deployment_mode: str | None = None
 
 
 class InferenceGraph(Resource):
-    api_version: Literal["serving.kserve.io/v1alpha1"]
+    """Either apiVersion; `schemas.valid_graph` refuses extensions under KServe's."""
+
+    api_version: Literal["serving.kserve.io/v1alpha1", "infergraph.dev/v1alpha1"]
     kind: Literal["InferenceGraph"]
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: InferenceGraphSpec

@@ -48,9 +48,28 @@ def check_graph_spec(
 
 
 def is_http_url(url: str) -> bool:
-    """Whether `url` is what a step may call: an absolute http(s) URL."""
+    """Whether `url` is what a step may call: an absolute http(s) URL, or a gRPC v2 model."""
     parts = urlsplit(url)
+    if parts.scheme == "grpc":
+        return grpc_url_problem(url) is None
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def grpc_url_problem(url: str) -> str | None:
+    """What is wrong with a `grpc://host:port/<model>` step URL (a gRPC v2 model), or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "grpc":
+        return None
+    model = parts.path.removeprefix("/")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        return f"'{url}' needs a host and a port: grpc://host:port/<model>"
+    if not model or "/" in model or parts.query or parts.fragment:
+        return f"'{url}' needs exactly a model name as its path: grpc://host:port/<model>"
+    return None
 
 
 def _check_node(
@@ -114,7 +133,8 @@ def _check_step(
     if step.service_url and not is_http_url(step.service_url):
         yield FieldError(
             render_path((*path, "serviceUrl")),
-            f"'{step.service_url}' is not an absolute http(s) URL",
+            grpc_url_problem(step.service_url)
+            or f"'{step.service_url}' is not an absolute http(s) URL (or grpc://host:port/<model>)",
         )
     weighted = node.router_type is RouterType.ENSEMBLE and node.aggregation is Aggregation.WEIGHTED
     if node.router_type is RouterType.SPLITTER and step.shadow:

@@ -9,19 +9,35 @@ are declared by name (typos are rejected) but pass through untyped.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, ConfigDict, Field
 
-from schemas.base import JsonObject, ObjectMeta, Resource, StrictInt
+from schemas.base import JsonObject, ObjectMeta, Resource, StrictBool, StrictInt
 from schemas.graph import ScaleMetric
 from schemas.pod import EnvVar, PodSpecFields
 
 
 class ProtocolVersion(StrEnum):
+    """KServe's constants.InferenceServiceProtocol values."""
+
     V1 = "v1"
     V2 = "v2"
+    GRPC_V1 = "grpc-v1"
     GRPC_V2 = "grpc-v2"
+
+
+def _known_protocol(value: str) -> str:
+    # KServe's Go type is a plain string and nothing in KServe validates it, so any string is
+    # accepted (a protocol no runtime lists simply selects none); the ones KServe names become
+    # ProtocolVersion members so deployers can compare by identity.
+    try:
+        return ProtocolVersion(value)
+    except ValueError:
+        return value
+
+
+Protocol = Annotated[str, AfterValidator(_known_protocol)]
 
 
 class ModelFormat(Resource):
@@ -34,7 +50,7 @@ class PredictorExtension(Resource):
 
     storage_uri: str | None = None
     runtime_version: str | None = None
-    protocol_version: ProtocolVersion | None = None
+    protocol_version: Protocol | None = None
     storage: JsonObject | None = None
     # The v1.Container fields KServe inlines here.
     name: str | None = None
@@ -51,10 +67,22 @@ class PredictorExtension(Resource):
     liveness_probe: JsonObject | None = None
     readiness_probe: JsonObject | None = None
     security_context: JsonObject | None = None
+    startup_probe: JsonObject | None = None
+    lifecycle: JsonObject | None = None
+    resize_policy: list[JsonObject] | None = None
+    restart_policy: str | None = None
+    stdin: StrictBool | None = None
+    stdin_once: StrictBool | None = None
+    tty: StrictBool | None = None
+    termination_message_path: str | None = None
+    termination_message_policy: str | None = None
+    volume_devices: list[JsonObject] | None = None
 
 
 class ModelSpec(PredictorExtension):
-    model_format: ModelFormat
+    # Required in practice (runtime selection matches on it) but not by KServe's CRD or Go
+    # types, where a missing format is the empty name; selection then reports no runtime.
+    model_format: ModelFormat = Field(default_factory=lambda: ModelFormat(name=""))
     runtime: str | None = None
 
 
@@ -140,6 +168,11 @@ class Addressable(Resource):
 
 
 class InferenceServiceStatus(Resource):
+    """Written by whichever controller runs the InferenceService (ours or KServe's): fields a
+    newer KServe adds are kept, not refused."""
+
+    model_config = ConfigDict(extra="allow")
+
     conditions: list[JsonObject] | None = None
     observed_generation: StrictInt | None = None
     annotations: dict[str, str] | None = None
@@ -148,7 +181,6 @@ class InferenceServiceStatus(Resource):
     components: JsonObject | None = None
     model_status: JsonObject | None = None
     deployment_mode: str | None = None
-    service_status: str | None = None
 
     def is_ready(self) -> bool:
         """True when a `Ready` condition says True (Knative duck-typed status)."""

@@ -45,6 +45,7 @@ class Container(Resource):
     security_context: JsonObject | None = None
     lifecycle: JsonObject | None = None
     stdin: StrictBool | None = None
+    stdin_once: StrictBool | None = None
     tty: StrictBool | None = None
     termination_message_path: str | None = None
     termination_message_policy: str | None = None
@@ -92,6 +93,7 @@ class PodSpecFields(Resource):
     os: JsonObject | None = None
     scheduling_gates: list[JsonObject] | None = None
     resource_claims: list[JsonObject] | None = None
-    ephemeral_containers: list[JsonObject] | None = None
+    # Pod-level resources (Kubernetes 1.32); KServe's PodSpec copy has no ephemeralContainers.
+    resources: JsonObject | None = None
     set_hostname_as_fqdn: StrictBool | None = Field(default=None, alias="setHostnameAsFQDN")
     host_users: StrictBool | None = None

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.base import JsonObject, ObjectMeta, Resource, StrictBool, StrictInt
-from schemas.inference_service import ProtocolVersion
+from schemas.inference_service import Protocol
 from schemas.pod import Container
 
 CLUSTER_KIND = "ClusterServingRuntime"
@@ -25,12 +25,14 @@ class SupportedModelFormat(Resource):
     name: str
     version: str | None = None
     auto_select: StrictBool | None = None
-    priority: StrictInt | None = Field(default=None, ge=1)
+    # KServe documents "greater than zero" but neither its CRD nor its webhook enforces it, so
+    # a KServe-valid runtime may say 0: refusing it would refuse what KServe runs.
+    priority: StrictInt | None = None
 
 
 class ServingRuntimeSpec(Resource):
     supported_model_formats: list[SupportedModelFormat] = Field(default_factory=list)
-    protocol_versions: list[ProtocolVersion] | None = None
+    protocol_versions: list[Protocol] | None = None
     containers: list[Container] = Field(default_factory=list)
     multi_model: StrictBool | None = None
     disabled: StrictBool | None = None
@@ -56,6 +58,7 @@ class ServingRuntime(Resource):
     kind: Literal["ServingRuntime"]
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ServingRuntimeSpec
+    status: JsonObject | None = None  # KServe declares an (empty) status; nothing reads it
 
 
 class ClusterServingRuntime(Resource):
@@ -63,3 +66,4 @@ class ClusterServingRuntime(Resource):
     kind: Literal["ClusterServingRuntime"]
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ServingRuntimeSpec
+    status: JsonObject | None = None  # KServe declares an (empty) status; nothing reads it

@@ -2,7 +2,10 @@
 
 `validate_graph` is the one function that turns a loaded document into a `ValidGraph`: the
 pydantic shape, every rule of `graph_rules` (root node, references, cycles, weights, condition
-and data-path syntax) and, for a whole resource, the name rule of KServe's admission webhook.
+and data-path syntax) and, for a whole resource, the name rule of KServe's admission webhook and
+the API group rule: InferGraph's extensions only under `infergraph.dev/v1alpha1`, never under
+KServe's `serving.kserve.io/v1alpha1` (whose CRD would prune them). A bare spec (the router's
+`--graph-json`) may use them: it has no apiVersion, and only our router reads it.
 The router's compiler, `render`, the Kubernetes controller, `infergraph up`, `explain`, `check`
 and `router.testing` all take a `ValidGraph`, so a consumer that skipped validation does not
 type-check; and since nothing else may construct one, it cannot be faked at run time either.
@@ -18,11 +21,20 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from schemas.base import ObjectMeta
-from schemas.errors import FieldError, SpecError, render_path
-from schemas.graph import API_VERSION, KIND, InferenceGraph, InferenceGraphSpec, InferenceStep
+from schemas.errors import FieldError, PathPart, SpecError, render_path
+from schemas.graph import (
+    API_VERSION,
+    INFERGRAPH_API_VERSION,
+    KIND,
+    InferenceGraph,
+    InferenceGraphSpec,
+    InferenceStep,
+    is_extension,
+    kserve_json_type,
+)
 from schemas.graph_rules import check_graph_spec, is_http_url
 from schemas.pydantic_errors import field_errors
 
@@ -131,26 +143,81 @@ def validate_graph(doc: Any, source: str = "<input>") -> ValidGraph:
         errors.extend(_rules_despite_shape(doc, [d["loc"] for d in error.errors()], ()))
         raise SpecError(errors, source) from None
     _raise_if(check_graph_spec(spec), source)
-    # The spec is validated; the envelope is ours, so it needs no second validation.
+    # The spec is validated; the envelope is ours (the group that admits every field), so it
+    # needs no second validation.
     resource = InferenceGraph.model_construct(
-        api_version=API_VERSION, kind=KIND, metadata=ObjectMeta(), spec=spec, status=None
+        api_version=INFERGRAPH_API_VERSION, kind=KIND, metadata=ObjectMeta(), spec=spec, status=None
     )
     return ValidGraph(resource, _CONSTRUCTION_KEY)
 
 
 def _validate_resource(doc: Any, source: str) -> ValidGraph:
     errors = _name_errors(doc)
+    kserve = isinstance(doc, Mapping) and doc.get("apiVersion") == API_VERSION
     try:
         graph = InferenceGraph.model_validate(doc)
     except ValidationError as error:
         errors.extend(field_errors(InferenceGraph, error))
         spec_doc = doc.get("spec") if isinstance(doc, Mapping) else None
         spec_errors = [d["loc"][1:] for d in error.errors() if d["loc"][:1] == ("spec",)]
-        errors.extend(_rules_despite_shape(spec_doc, spec_errors, ("spec",)))
+        errors.extend(_rules_despite_shape(spec_doc, spec_errors, ("spec",), kserve))
         raise SpecError(errors, source) from None
-    errors.extend(check_graph_spec(graph.spec, ("spec",)))
+    errors.extend(_spec_errors(graph.spec, ("spec",), kserve))
     _raise_if(errors, source)
     return ValidGraph(graph, _CONSTRUCTION_KEY)
+
+
+def _spec_errors(
+    spec: InferenceGraphSpec, prefix: tuple[str, ...], kserve: bool
+) -> list[FieldError]:
+    errors = extension_errors(spec, prefix) if kserve else []
+    return errors + check_graph_spec(spec, prefix)
+
+
+def extension_errors(model: BaseModel, prefix: tuple[PathPart, ...]) -> list[FieldError]:
+    """Every InferGraph extension set in `model`, which KServe's API group does not have."""
+    errors = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None:
+            continue
+        key = field.alias or name
+        path = render_path((*prefix, key))
+        if is_extension(field):
+            errors.append(
+                FieldError(
+                    path,
+                    f"'{key}' is an InferGraph extension, not a field of KServe's {API_VERSION} "
+                    f"InferenceGraph (whose CRD would drop it); use apiVersion: "
+                    f"{INFERGRAPH_API_VERSION}",
+                )
+            )
+            continue
+        kserve_type = kserve_json_type(field)
+        if kserve_type == "string" and not isinstance(value, str):
+            errors.append(
+                FieldError(
+                    path,
+                    f"a non-string '{key}' is an InferGraph extension (KServe's {API_VERSION} "
+                    f"has a string here); use apiVersion: {INFERGRAPH_API_VERSION}",
+                )
+            )
+            continue
+        errors.extend(_extensions_in(value, (*prefix, key)))
+    return errors
+
+
+def _extensions_in(value: Any, prefix: tuple[PathPart, ...]) -> list[FieldError]:
+    if isinstance(value, BaseModel):
+        return extension_errors(value, prefix)
+    errors: list[FieldError] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            errors.extend(_extensions_in(item, (*prefix, str(key))))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            errors.extend(_extensions_in(item, (*prefix, index)))
+    return errors
 
 
 def _name_errors(doc: Any) -> list[FieldError]:
@@ -168,7 +235,10 @@ def _name_errors(doc: Any) -> list[FieldError]:
 
 
 def _rules_despite_shape(
-    spec_doc: Any, refused: list[tuple[str | int, ...]], prefix: tuple[str, ...]
+    spec_doc: Any,
+    refused: list[tuple[str | int, ...]],
+    prefix: tuple[str, ...],
+    kserve: bool = False,
 ) -> list[FieldError]:
     """The graph rules' errors of a document whose shape is wrong, so one run shows both.
 
@@ -191,7 +261,7 @@ def _rules_despite_shape(
     inside = tuple(h + sep for h in holders for sep in (".", "["))
     return [
         e
-        for e in check_graph_spec(spec, prefix)
+        for e in _spec_errors(spec, prefix, kserve)
         if e.path not in holders and not e.path.startswith(inside)
     ]
 

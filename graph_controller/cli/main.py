@@ -167,28 +167,9 @@ def _render(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Exit 1 when there are findings; --json prints them for CI."""
-    import orjson
+    from graph_controller.cli.check import cli
 
-    from graph_controller.cli.check import check, load_models, report
-
-    try:
-        graph = _graph(args.file)
-        models = load_models(args.models, list(graph.referenced_services()))
-    except (SpecError, OSError, ValueError) as error:
-        print(f"infergraph check: {error}", file=sys.stderr)
-        return 1
-    findings = check(graph, models, examples=args.examples)
-    if args.json:
-        sys.stdout.write(orjson.dumps(report(findings), option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        for finding in findings:
-            where = f"{finding.where}: " if finding.where else ""
-            example = (
-                f"\n    e.g. {orjson.dumps(finding.example).decode()}" if finding.example else ""
-            )
-            print(f"{finding.kind}: {where}{finding.message}{example}")
-        print(f"{len(findings)} finding(s) in {args.examples} generated inputs")
-    return 1 if findings else 0
+    return cli.run(args)
 
 
 def _controller(args: argparse.Namespace) -> int:
@@ -224,6 +205,7 @@ def _controller(args: argparse.Namespace) -> int:
         router_image=args.router_image,
         propagate_headers=tuple(p for p in args.propagate_headers.split(",") if p),
         workers=args.workers,
+        mode=args.mode,
     )
 
     async def run() -> int:
@@ -292,12 +274,22 @@ def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     c.add_argument(
         "--workers", type=_positive, default=settings.DEFAULT_WORKERS, help="concurrent reconciles"
     )
+    c.add_argument(
+        "--mode",
+        choices=settings.MODES,
+        default="standalone",
+        help="standalone: run InferenceServices and both InferenceGraph kinds; "
+        "alongside-kserve: only infergraph.dev graphs, KServe's controller runs the rest",
+    )
     c.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     c.set_defaults(run=_controller)
 
 
 def parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
     p = argparse.ArgumentParser(prog="infergraph", description="Build and run InferenceGraphs.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('infergraph')}")
     sub = p.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate", help="check resource files; print every error")
     validate.add_argument(
@@ -338,6 +330,20 @@ def parser() -> argparse.ArgumentParser:
     checker.add_argument("--models", help="a Python file: MODELS = {name: fn} or functions")
     checker.add_argument("--examples", type=int, default=200, help="inputs to generate")
     checker.add_argument("--json", action="store_true", help="findings as JSON, for CI")
+    checker.add_argument(
+        "--headers", metavar="FILE", help="a JSON/YAML list of request header sets, sent in turn"
+    )
+    checker.add_argument("--seed", type=int, default=0, help="Splitter draws and retry jitter")
+    bodies = checker.add_mutually_exclusive_group()
+    bodies.add_argument(
+        "--protocol", choices=("v1", "v2"), help="generate only this protocol's bodies"
+    )
+    bodies.add_argument(
+        "--schema",
+        metavar="[MODEL=]FILE",
+        action="append",
+        help="a JSON Schema of what MODEL accepts (repeatable), or of the graph's request",
+    )
     checker.set_defaults(run=_check)
 
     graph = sub.add_parser("graph", help="draw a graph: Mermaid, Graphviz DOT or SVG")
@@ -357,6 +363,9 @@ def parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=_explain)
 
     _add_controller(sub)
+    from graph_controller.cli import install
+
+    install.add_parser(sub)
     return p
 
 

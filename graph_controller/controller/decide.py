@@ -1,7 +1,9 @@
 """What the cluster should look like, given what the controller observed (pure).
 
-For an InferenceService: its rendered Deployment/Service(/HPA) and a status whose `Ready` and
-`PredictorReady` follow the predictor Deployment's `Available` condition. For an
+For an InferenceService: its rendered Deployment/Service(/HPA) and a status as KServe's
+RawDeployment controller writes it with ingress creation off: `PredictorReady` (and
+`TransformerReady`) following the Deployments' `Available` conditions, `IngressReady`,
+`Ready`, `url`, `address`, `components`, `deploymentMode` and `modelStatus`. For an
 InferenceGraph: its router's objects once every InferenceService it names is Ready (their
 addresses resolved into `--graph-json`), and a status with `PredictorReady`, `RouterReady`,
 `Ready` and `url`. Also which InferenceServices a graph names, so an InferenceService that
@@ -12,6 +14,7 @@ No I/O, no clock: `now` is passed in. The reconciler feeds this module objects f
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +22,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from graph_controller.controller.render import (
+    KSERVE_CONTAINER,
+    STORAGE_INITIALIZER,
     Manifest,
     RenderError,
     RenderOptions,
@@ -28,11 +33,13 @@ from graph_controller.controller.render import (
 )
 from graph_controller.planning.addressing import resolve_graph, status_address
 from graph_controller.planning.components import (
+    RAW_DEPLOYMENT,
     is_stopped,
     predictor_name,
     transformer_name,
     unsupported,
 )
+from graph_controller.planning.router_ports import RouterPortError, grpc_port
 from graph_controller.planning.runtime_selection import Runtime, RuntimeSelectionError, Scope
 from schemas.errors import SpecError
 from schemas.inference_service import InferenceService, InferenceServiceStatus
@@ -47,6 +54,7 @@ Condition = dict[str, str]
 READY = "Ready"
 PREDICTOR_READY = "PredictorReady"
 TRANSFORMER_READY = "TransformerReady"
+INGRESS_READY = "IngressReady"  # KServe's; True once the addresses exist (no Ingress object)
 STOPPED = "Stopped"  # KServe's condition for `serving.kserve.io/stop: "true"`
 ROUTER_READY = "RouterReady"
 SERVICE_CONDITIONS = (PREDICTOR_READY, READY)  # an InferenceService's, in status order
@@ -127,8 +135,11 @@ def referenced_services(obj: Object) -> frozenset[str]:
 
 
 def condition(kind: str, readiness: Readiness) -> Condition:
-    out = {"type": kind, "status": "True" if readiness.ready else "False"}
-    out["reason"] = readiness.reason
+    """A Knative condition as KServe's MarkTrue/MarkFalse write it: a True one carries no
+    reason or message, a False one says why."""
+    if readiness.ready:
+        return {"type": kind, "status": "True"}
+    out = {"type": kind, "status": "False", "reason": readiness.reason}
     if readiness.message:
         out["message"] = readiness.message
     return out
@@ -205,8 +216,10 @@ def plan_service(
     options: RenderOptions,
     now: str,
     transformer: Object | None = None,
+    pods: Sequence[Object] = (),
 ) -> Desired:
-    """`deployment`/`transformer`: the predictor's and transformer's Deployments it owns."""
+    """`deployment`/`transformer`: the predictor's and transformer's Deployments it owns;
+    `pods`: the predictor's Pods, in name order."""
     name = obj["metadata"]["name"]
     components = (predictor_name(name), transformer_name(name))
     try:
@@ -226,7 +239,8 @@ def plan_service(
             condition(STOPPED, Readiness(True, "StopAnnotationSet")),
             condition(READY, stopped),
         ]
-        return Desired([], _status(obj, conditions, now), _unrendered(components, []))
+        status = _status(obj, conditions, now, deploymentMode=RAW_DEPLOYMENT)
+        return Desired([], status, _unrendered(components, []))
     try:
         manifests = render_service(name, service, runtimes, options)
     except RuntimeSelectionError as error:
@@ -235,18 +249,112 @@ def plan_service(
     except RenderError as error:
         return failed(obj, Readiness(False, "InvalidSpec", str(error)), now, SERVICE_CONDITIONS)
     predictor = deployment_readiness(deployment, f"predictor {predictor_name(name)}")
-    conditions = [condition(PREDICTOR_READY, predictor)]
+    # KServe's raw ingress reconciler with Ingress creation off: the addresses are set and
+    # IngressReady is True on every reconcile that got this far.
+    conditions = [
+        condition(INGRESS_READY, Readiness(True, "")),
+        condition(PREDICTOR_READY, predictor),
+    ]
     parts = [predictor]
+    component_urls = {"predictor": service_address(name, options)}
     has_transformer = service.spec.transformer is not None
     if has_transformer:
         transformed = deployment_readiness(transformer, f"transformer {transformer_name(name)}")
         conditions.append(condition(TRANSFORMER_READY, transformed))
         parts.append(transformed)
-    conditions.append(condition(STOPPED, Readiness(False, "NotStopped")))
+        component_urls["transformer"] = service_address(name, options, transformer=True)
     conditions.append(condition(READY, _overall(*parts)))
     url = service_address(name, options, has_transformer)
-    status = _status(obj, conditions, now, url=url, address={"url": url})
+    # KServe's PropagateRawStatus: a component's url once its Deployment is Available.
+    ready = {"predictor": predictor.ready, "transformer": has_transformer and parts[-1].ready}
+    previous = obj.get("status") or {}
+    # KServe's IsReady() there: PredictorReady and IngressReady (always True here).
+    models = model_status(predictor.ready, pods, previous)
+    status = _status(
+        obj,
+        conditions,
+        now,
+        url=url,
+        address={"url": url},
+        components={c: {"url": u} if ready[c] else {} for c, u in component_urls.items()},
+        deploymentMode=RAW_DEPLOYMENT,
+        modelStatus=models if models is not None else previous.get("modelStatus"),
+    )
     return Desired(manifests, status, _unrendered(components, manifests))
+
+
+def model_status(
+    ready: bool, pods: Sequence[Object], previous: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """KServe's PropagateModelStatus for RawDeployment, from the predictor's Pods (name order)
+    and whether the InferenceService is Ready; None: leave the status as it was (KServe
+    requeues when a storage-initializer runs again after failing). Updated in place as
+    KServe does: the active state and copies of an earlier Loaded, and the last failure,
+    stay until replaced."""
+    status: dict[str, Any] = copy.deepcopy(dict(previous.get("modelStatus") or {}))
+    if not pods:
+        return _model_state(status, "Pending", 0)
+    first = pods[0].get("status") or {}
+    for container in first.get("initContainerStatuses") or []:
+        if container.get("name") != STORAGE_INITIALIZER:
+            continue
+        state = container.get("state") or {}
+        if "running" in state:
+            if (container.get("lastState") or {}).get("terminated"):
+                return None
+            return _model_state(status, "Loading", len(pods))
+        if (state.get("terminated") or {}).get("reason") == "Error":
+            return _model_state(status, "FailedToLoad", len(pods), _failure(state["terminated"]))
+        if (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+            last = (container.get("lastState") or {}).get("terminated") or {}
+            return _model_state(status, "FailedToLoad", len(pods), _failure(last))
+    if ready:
+        return _model_state(status, "Loaded", len(pods))
+    for container in first.get("containerStatuses") or []:
+        if container.get("name") != KSERVE_CONTAINER:
+            continue
+        state = container.get("state") or {}
+        if (state.get("terminated") or {}).get("reason") == "Error":
+            status = _model_state(status, "FailedToLoad", len(pods), _failure(state["terminated"]))
+        elif (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+            last = (container.get("lastState") or {}).get("terminated") or {}
+            status = _model_state(status, "FailedToLoad", len(pods), _failure(last))
+        else:
+            status = _model_state(status, "Pending", len(pods))
+    return status
+
+
+_TRANSITIONS = {
+    "Pending": "InProgress",
+    "Loading": "InProgress",
+    "Loaded": "UpToDate",
+    "FailedToLoad": "BlockedByFailedLoad",
+}
+
+
+def _model_state(
+    status: dict[str, Any], state: str, pods: int, failure: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """KServe's UpdateModelRevisionStates."""
+    states = status.setdefault("states", {"activeModelState": ""})
+    states["targetModelState"] = state
+    status["transitionStatus"] = _TRANSITIONS[state]
+    if state == "Loaded":
+        status["copies"] = {"failedCopies": 0, "totalCopies": pods}
+        states["activeModelState"] = "Loaded"
+    if failure is not None:
+        status["lastFailureInfo"] = failure
+    return status
+
+
+def _failure(terminated: Mapping[str, Any]) -> dict[str, Any]:
+    """KServe's FailureInfo for a container that ended with an error (omitempty fields)."""
+    out: dict[str, Any] = {"reason": "ModelLoadFailed"}
+    if terminated.get("message"):
+        out["message"] = terminated["message"]
+    if terminated.get("exitCode"):
+        out["exitCode"] = terminated["exitCode"]
+    return out
 
 
 def failed(obj: Object, why: Readiness, now: str, kinds: Sequence[str]) -> Desired:
@@ -278,6 +386,10 @@ def plan_graph(
     if isinstance(graph, SpecError):
         why = Readiness(False, "InvalidSpec", "; ".join(str(e) for e in graph.errors))
         return failed(obj, why, now, GRAPH_CONDITIONS)
+    try:
+        grpc_port(graph.resource.metadata.annotations)  # render_graph reads it
+    except RouterPortError as error:
+        return failed(obj, Readiness(False, "InvalidSpec", str(error)), now, GRAPH_CONDITIONS)
     parsed = {}
     invalid = []
     for service_name, service in services.items():
@@ -316,3 +428,47 @@ def plan_graph(
 def _names(what: str, names: Sequence[str]) -> str:
     quoted = ", ".join(f"InferenceService '{n}'" for n in names)
     return f"{quoted} {what}"
+
+
+def controlled_elsewhere(
+    obj: Object, manifests: Sequence[Manifest], existing: Mapping[tuple[str, str], Object]
+) -> list[str]:
+    """Each object `manifests` would write that exists under another controller of ours, as
+    `Kind 'name' is controlled by ...`: e.g. InferenceService `iris`'s transformer Deployment
+    `iris-transformer` and the router of a graph named `iris-transformer` in one namespace.
+    Applying over it would take it from its owner, who would take it back."""
+    uid = obj["metadata"].get("uid")
+    out = []
+    for manifest in manifests:
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        found = existing.get((kind, name))
+        references = (found or {}).get("metadata", {}).get("ownerReferences") or []
+        owner = next((r for r in references if r.get("controller")), None)
+        if owner is None or owner.get("uid") == uid:
+            continue
+        who = f"{owner.get('kind')} '{owner.get('name')}'"
+        if (owner.get("kind"), owner.get("name")) == (obj["kind"], obj["metadata"]["name"]):
+            who = (
+                f"an earlier {who} (uid {owner.get('uid')}), until the garbage collector removes it"
+            )
+        out.append(f"{kind} '{name}' is controlled by {who}")
+    return out
+
+
+def name_conflict(obj: Object, taken: Sequence[str], now: str, kinds: Sequence[str]) -> Desired:
+    """Nothing applied: the names KServe's layout gives this object's workloads are taken."""
+    why = Readiness(False, "NameConflict", "; ".join(taken) + "; rename one of them")
+    return failed(obj, why, now, kinds)
+
+
+def name_taken(obj: Object, rival_api_version: str, now: str) -> Desired:
+    """A graph whose name an older graph of the other API group already uses: the router
+    Deployment and Service are named after the graph, so only one of them can have them."""
+    name = obj["metadata"]["name"]
+    why = Readiness(
+        False,
+        "NameConflict",
+        f"InferenceGraph '{name}' of {rival_api_version} already owns the router named '{name}'; "
+        "rename one of them",
+    )
+    return failed(obj, why, now, GRAPH_CONDITIONS)

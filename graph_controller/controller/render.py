@@ -23,10 +23,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from graph_controller.planning.addressing import cluster_address, ready_at, resolve_graph
 from graph_controller.planning.components import (
     AUTOSCALER_HPA,
     AUTOSCALER_NONE,
+    DEPLOYMENT_MODE,
+    RAW_DEPLOYMENT,
     RuntimeDefaults,
     autoscaler_class,
     predictor_name,
@@ -42,6 +46,7 @@ from graph_controller.planning.container_merge import (
     merge_pod_specs,
     replace_placeholders,
 )
+from graph_controller.planning.router_ports import RouterPortError, grpc_port
 from graph_controller.planning.runtime_selection import Runtime, select_runtime
 from schemas.errors import FieldError
 from schemas.graph import ScaleMetric
@@ -65,6 +70,8 @@ PROVISION_VOLUME = "kserve-provision-location"
 PVC_VOLUME = "kserve-pvc-source"
 STORAGE_URI_ENV = "STORAGE_URI"  # a custom container's model location (KServe's injector reads it)
 READONLY_ANNOTATION = "storage.kserve.io/readonly"
+# Where KServe's controller records a component's model URI (its pod webhook reads it).
+SOURCE_URI_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
 # The schemes KServe's storage initializer accepts (v0.15.2 SupportedStorageURIPrefixList).
 STORAGE_SCHEMES = ("gs", "s3", "pvc", "file", "https", "http", "hdfs", "webhdfs", "oci", "hf")
 # KServe's default inferenceservice ConfigMap (v0.15.2): storageInitializer and router resources,
@@ -179,7 +186,9 @@ def render_service(
             **MANAGED,
         }
         component_annotations = {**annotations, **_allowed(transformer.annotations)}
-        pod = _transformer_pod(name, transformer, component_annotations, options)
+        pod, source_uri = _transformer_pod(name, transformer, component_annotations, options)
+        if source_uri:
+            component_annotations[SOURCE_URI_ANNOTATION] = source_uri
         out += _workload(
             transformer_name(name),
             labels,
@@ -219,13 +228,18 @@ def _service_metadata(name: str, service: InferenceService, options: RenderOptio
     """The InferenceService's metadata as KServe's templates and object metadata see it."""
     meta = service.metadata
     extra = meta.model_extra or {}
+    annotations = _allowed(meta.annotations)
+    if options.mode is Mode.RAW:
+        # KServe's webhook stores the mode it defaulted to on the InferenceService, and its
+        # controller copies the annotations onto every object of the component.
+        annotations = {DEPLOYMENT_MODE: RAW_DEPLOYMENT, **annotations}
     return {
         "name": name,
         "namespace": options.namespace,
         "uid": extra.get("uid", ""),
         "generateName": extra.get("generateName", ""),
         "labels": dict(meta.labels or {}),
-        "annotations": _allowed(meta.annotations),
+        "annotations": annotations,
     }
 
 
@@ -267,7 +281,7 @@ def _predictor(
         storage_uri = _env(containers, STORAGE_URI_ENV)
     if storage_uri:
         _provision_model(name, pod, storage_uri, metadata["annotations"])
-    _default_probes(pod)
+    _default_pod_spec(pod)
     runtime_spec = runtime.spec if runtime is not None else None
     labels = {
         **((runtime_spec.labels or {}) if runtime_spec else {}),
@@ -277,13 +291,13 @@ def _predictor(
         COMPONENT_LABEL: "predictor",
         **MANAGED,
     }
-    if runtime is not None:
-        labels["serving.kserve.io/servingruntime"] = runtime.name
     annotations = {
         **_allowed(runtime_spec.annotations if runtime_spec else None),
         **metadata["annotations"],
         **_allowed(predictor.annotations),
     }
+    if storage_uri:
+        annotations[SOURCE_URI_ANNOTATION] = storage_uri
     return _Component(pod, labels, annotations)
 
 
@@ -355,7 +369,8 @@ def _image_tag(image: str, model: ModelSpec, runtime: str, container: Manifest) 
 
 def _transformer_pod(
     name: str, transformer: TransformerSpec, annotations: Mapping[str, str], options: RenderOptions
-) -> Manifest:
+) -> tuple[Manifest, str | None]:
+    """The transformer's pod, and the model URI its first container names (STORAGE_URI)."""
     pod = transformer.model_dump(
         by_alias=True, exclude_none=True, include=set(PodSpecFields.model_fields)
     )
@@ -369,8 +384,8 @@ def _transformer_pod(
     storage_uri = _env(containers[:1], STORAGE_URI_ENV)
     if storage_uri:
         _provision_model(name, pod, storage_uri, annotations)
-    _default_probes(pod)
-    return pod
+    _default_pod_spec(pod)
+    return pod, storage_uri
 
 
 def _named(containers: Sequence[Manifest], name: str) -> Manifest | None:
@@ -431,10 +446,13 @@ def _provision_model(
             env["value"] = MODEL_DIR
 
 
-def _default_probes(pod: Manifest) -> None:
-    """KServe's setDefaultPodSpec: a TCP readiness probe on the first declared port (else 8080)
-    for the model server and a collocated transformer that have none."""
+def _default_pod_spec(pod: Manifest) -> None:
+    """KServe's setDefaultPodSpec: `IfNotPresent` for a container that sets no pull policy
+    (the API server would say Always for a `:latest` image), and a TCP readiness probe on the
+    first declared port (else 8080) for the model server and a collocated transformer that
+    have none."""
     for container in pod["containers"]:
+        container.setdefault("imagePullPolicy", "IfNotPresent")
         if container.get("name") not in (KSERVE_CONTAINER, TRANSFORMER_CONTAINER):
             continue
         if "readinessProbe" in container:
@@ -483,13 +501,13 @@ def render_graph(
         )
     spec = resolution.graph.spec
     # The router gets the whole spec, as KServe's controller marshals graph.Spec for its router.
-    graph_json = resolution.graph.router_json()
+    graph_json = kserve_graph_json(orjson.loads(resolution.graph.router_json()))
     container: Manifest = {
         "name": name,
         "image": options.router_image,
         "imagePullPolicy": "IfNotPresent",
         "args": ["--graph-json", graph_json],
-        "ports": [{"containerPort": HTTP_PORT, "name": "http", "protocol": "TCP"}],
+        # No declared port, as KServe's router: its Service targets 8080, named after the graph.
         # KServe's router config: spec.resources when given, else its defaults.
         "resources": spec.resources or ROUTER_RESOURCES,
         "readinessProbe": {
@@ -511,6 +529,18 @@ def render_graph(
     if options.propagate_headers:
         value = ",".join(options.propagate_headers)
         container["env"] = [{"name": "PROPAGATE_HEADERS", "value": value}]
+    try:
+        grpc = grpc_port(graph.resource.metadata.annotations)
+    except RouterPortError as error:
+        raise RenderError(f"InferenceGraph '{name}': {error}") from None
+    if grpc is not None:
+        # KServe's router declares no port; ours serving gRPC too declares both, so its
+        # Service can expose the second one (appProtocol h2c for the gRPC port).
+        container["args"] += ["--grpc-port", str(grpc)]
+        container["ports"] = [
+            {"containerPort": HTTP_PORT, "name": "http", "protocol": "TCP"},
+            {"containerPort": grpc, "name": "grpc", "protocol": "TCP"},
+        ]
     # The graph needs no API access (KServe sets the same).
     pod: Manifest = {"containers": [container], "automountServiceAccountToken": False}
     for field in ("affinity", "tolerations", "nodeSelector", "nodeName", "serviceAccountName"):
@@ -520,7 +550,8 @@ def render_graph(
     metadata = graph.resource.metadata
     labels = {**(metadata.labels or {}), "serving.kserve.io/inferencegraph": name, **MANAGED}
     annotations = dict(metadata.annotations or {})
-    owner = _owner("serving.kserve.io/v1alpha1", "InferenceGraph", metadata)
+    # Either group's InferenceGraph (serving.kserve.io or infergraph.dev) owns its router.
+    owner = _owner(graph.resource.api_version, "InferenceGraph", metadata)
     scaling = _Scaling(
         spec.min_replicas,
         spec.max_replicas,
@@ -530,6 +561,56 @@ def render_graph(
         None,
     )
     return _workload(name, labels, annotations, pod, owner, scaling, options)
+
+
+# KServe's controller hands its router `json.Marshal(graph.Spec)`: Go writes struct fields in
+# declaration order (v0.15.2's InferenceGraphSpec, InferenceRouter, InferenceStep,
+# ResourceRequirements), map keys sorted, `resources` always (a struct: omitempty keeps it),
+# and <, >, & escaped. The same bytes make the same pod template, so a router KServe made is
+# taken over without a rollout. Our extension fields follow KServe's, in our order; nested
+# Kubernetes objects (affinity, tolerations) keep the order they were written in.
+_GO_FIELDS = {
+    "spec": ("nodes", "resources", "affinity", "timeout", "minReplicas", "maxReplicas",
+             "scaleTarget", "scaleMetric", "tolerations", "nodeSelector", "nodeName",
+             "serviceAccountName"),
+    "router": ("routerType", "steps"),
+    "step": ("name", "nodeName", "serviceName", "serviceUrl", "data", "weight", "condition",
+             "dependency"),
+    "resources": ("limits", "requests", "claims"),
+}  # fmt: skip
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+               "\u2029": "\\u2029"}  # fmt: skip
+
+
+def _go_order(value: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    known = {key: value[key] for key in fields if key in value}
+    return {**known, **{k: v for k, v in value.items() if k not in known}}
+
+
+def kserve_graph_json(spec: Mapping[str, Any]) -> str:
+    """The `--graph-json` KServe's controller would write for `spec` (its JSON form)."""
+    out = _go_order({**spec, "resources": spec.get("resources") or {}}, _GO_FIELDS["spec"])
+    resources = _go_order(out["resources"], _GO_FIELDS["resources"])
+    out["resources"] = {
+        k: dict(sorted(v.items())) if isinstance(v, dict) else v for k, v in resources.items()
+    }
+    out["nodes"] = {
+        name: {
+            **_go_order(node, _GO_FIELDS["router"]),
+            **(
+                {"steps": [_go_order(step, _GO_FIELDS["step"]) for step in node["steps"]]}
+                if "steps" in node
+                else {}
+            ),
+        }
+        for name, node in sorted(out["nodes"].items())
+    }
+    if "nodeSelector" in out:
+        out["nodeSelector"] = dict(sorted(out["nodeSelector"].items()))
+    text = orjson.dumps(out).decode()
+    for char, escape in _GO_ESCAPES.items():
+        text = text.replace(char, escape)
+    return text
 
 
 # --- shared ---------------------------------------------------------------------------------
@@ -561,9 +642,12 @@ def _workload(
     if options.mode is Mode.SERVERLESS:
         return [_knative_service(name, labels, pod, owner, scaling, options)]
     metadata = _metadata(name, labels, annotations, owner, options)
+    # KServe names the pod template after the component, in its namespace (Pods still get
+    # generated names; the Deployment spec is then the same as KServe's, field for field).
+    template_metadata = {"name": name, "namespace": options.namespace, "labels": labels}
     spec: Manifest = {
         "selector": {"matchLabels": {"app": labels["app"]}},
-        "template": {"metadata": {"labels": labels}, "spec": pod},
+        "template": {"metadata": template_metadata, "spec": pod},
     }
     if annotations:
         spec["template"]["metadata"]["annotations"] = annotations
@@ -639,6 +723,8 @@ def _hpa(name: str, metadata: Manifest, scaling: _Scaling) -> Manifest:
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
         "minReplicas": minimum,
         "maxReplicas": maximum,
+        # KServe sets an empty behavior; the API server fills in its default policies.
+        "behavior": {},
     }
     if metrics:
         spec["metrics"] = metrics

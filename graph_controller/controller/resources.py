@@ -21,6 +21,12 @@ class Kind:
     namespaced: bool = True
 
     @property
+    def key(self) -> str:
+        """How work-queue keys and logs name this kind: KServe's kinds by their kind alone,
+        others qualified by group (two groups have an InferenceGraph)."""
+        return self.kind if self.group in ("", "serving.kserve.io") else f"{self.kind}.{self.group}"
+
+    @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
@@ -36,6 +42,8 @@ class Kind:
 
 
 GRAPH = Kind("InferenceGraph", "serving.kserve.io", "v1alpha1", "inferencegraphs")
+# Ours: KServe's spec plus InferGraph's extensions (schemas.graph), never pruned by KServe's CRD.
+INFERGRAPH_GRAPH = Kind("InferenceGraph", "infergraph.dev", "v1alpha1", "inferencegraphs")
 ISVC = Kind("InferenceService", "serving.kserve.io", "v1beta1", "inferenceservices")
 SERVING_RUNTIME = Kind("ServingRuntime", "serving.kserve.io", "v1alpha1", "servingruntimes")
 CLUSTER_SERVING_RUNTIME = Kind(
@@ -44,11 +52,15 @@ CLUSTER_SERVING_RUNTIME = Kind(
 DEPLOYMENT = Kind("Deployment", "apps", "v1", "deployments")
 SERVICE = Kind("Service", "", "v1", "services")
 HPA = Kind("HorizontalPodAutoscaler", "autoscaling", "v2", "horizontalpodautoscalers")
+# Read only: the predictor's Pods, for the modelStatus KServe derives from their containers.
+POD = Kind("Pod", "", "v1", "pods")
 LEASE = Kind("Lease", "coordination.k8s.io", "v1", "leases")
 
-OWNERS = (ISVC, GRAPH)
+OWNERS = (ISVC, GRAPH, INFERGRAPH_GRAPH)
+GRAPHS = (GRAPH, INFERGRAPH_GRAPH)
 OWNED = (DEPLOYMENT, SERVICE, HPA)  # what render.py produces in raw mode
 _BY_API = {(k.api_version, k.kind): k for k in (*OWNERS, *OWNED)}
+OWNER_BY_KEY = {k.key: k for k in OWNERS}
 
 MANAGED_BY = "app.kubernetes.io/managed-by=infergraph"  # label selector of owned objects
 FIELD_MANAGER = "infergraph"
@@ -80,8 +92,9 @@ def owner_key(obj: Object) -> Key | None:
     """The InferenceService/InferenceGraph that controls `obj`, from its ownerReferences."""
     metadata = obj.get("metadata", {})
     for ref in metadata.get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") in (ISVC.kind, GRAPH.kind):
-            return Key(ref["kind"], metadata.get("namespace", ""), ref["name"])
+        owner = _BY_API.get((ref.get("apiVersion"), ref.get("kind")))
+        if ref.get("controller") and owner in OWNERS:
+            return Key(owner.key, metadata.get("namespace", ""), ref["name"])
     return None
 
 

@@ -21,8 +21,8 @@ from .health import health_app, serve
 from .informer import Informer, Store
 from .kube import ApiError, Kube, load_configuration
 from .leader import LeaderElector
-from .reconciler import WATCHED, Reconciler
-from .resources import CLUSTER_SERVING_RUNTIME, DEPLOYMENT, HPA, MANAGED_BY, SERVICE, Key
+from .reconciler import Reconciler, watched
+from .resources import CLUSTER_SERVING_RUNTIME, DEPLOYMENT, HPA, MANAGED_BY, POD, SERVICE, Key
 from .settings import ControllerSettings
 from .workqueue import WorkQueue
 
@@ -38,18 +38,24 @@ class Controller:
         self.settings = settings
         self.queue: WorkQueue[Key] = WorkQueue()
         self.stop = threading.Event()
-        self.stores = {kind: Store() for kind in WATCHED}
+        self.stores = {kind: Store() for kind in watched(settings.mode)}
         options = RenderOptions(
             router_image=settings.router_image, propagate_headers=settings.propagate_headers
         )
         self.reconciler = Reconciler(
-            kube, self.stores, options, self.queue.add, identity=settings.identity
+            kube,
+            self.stores,
+            options,
+            self.queue.add,
+            identity=settings.identity,
+            mode=settings.mode,
         )
         self.informers: list[Informer] = []
         namespaces: tuple[str | None, ...] = settings.namespaces or (None,)
-        for kind in WATCHED:
+        for kind in watched(settings.mode):
             # Only objects we labelled: a cluster's other Deployments are not our business.
-            selector = MANAGED_BY if kind in (DEPLOYMENT, SERVICE, HPA) else None
+            # Pods: those of our Deployments, whose template carries the same label.
+            selector = MANAGED_BY if kind in (DEPLOYMENT, SERVICE, HPA, POD) else None
             for namespace in (None,) if kind is CLUSTER_SERVING_RUNTIME else namespaces:
                 handler = partial(self.reconciler.on_event, kind)
                 self.informers.append(
@@ -140,7 +146,7 @@ class Controller:
 
 async def main_async(settings: ControllerSettings, stop: asyncio.Event) -> int:
     """Run until `stop` is set (SIGTERM: 0); losing leadership ends the process (status 1)."""
-    pool = len(WATCHED) * max(1, len(settings.namespaces)) + settings.workers + 2
+    pool = len(watched(settings.mode)) * max(1, len(settings.namespaces)) + settings.workers + 2
     configuration = load_configuration(settings.kubeconfig, pool)
     kube = Kube(configuration)
     controller = Controller(kube, settings)
@@ -180,6 +186,7 @@ async def main_async(settings: ControllerSettings, stop: asyncio.Event) -> int:
             "namespaces": list(settings.namespaces) or "all",
             "identity": settings.identity,
             "leader_elect": settings.leader_elect,
+            "mode": settings.mode,
         },
     )
     await stop.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from graph_controller.controller.render import ROUTER_IMAGE
 
@@ -12,6 +13,12 @@ DEFAULT_LEASE_NAMESPACE = "infergraph-system"
 DEFAULT_LEASE_NAME = "infergraph-controller"
 DEFAULT_HEALTH_PORT = 8081  # controller-runtime's probe port
 DEFAULT_WORKERS = 4  # concurrent reconciles; API round trips, not CPU, bound each one
+# standalone: we run InferenceServices and both graph kinds; alongside-kserve: KServe's
+# controller runs serving.kserve.io, we run only infergraph.dev graphs (README "Living beside
+# KServe"). Chosen by the installer, never guessed: the CRDs' presence does not say whether
+# KServe's controller is running.
+Mode = Literal["standalone", "alongside-kserve"]
+MODES: tuple[Mode, ...] = ("standalone", "alongside-kserve")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +35,4 @@ class ControllerSettings:
     router_image: str = ROUTER_IMAGE
     propagate_headers: tuple[str, ...] = ()
     workers: int = DEFAULT_WORKERS
+    mode: Mode = "standalone"

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -30,12 +31,17 @@ from graph_controller.planning.addressing import ready_at, resolve_graph
 from graph_controller.planning.builtin_runtimes import builtin_runtimes
 from graph_controller.planning.bundle import Bundle
 from graph_controller.planning.local_plan import LocalPlan, LocalPlanError, plan_local
+from graph_controller.planning.router_ports import RouterPortError, grpc_port
 from schemas.inference_service import InferenceService
+from schemas.valid_graph import ValidGraph
 
 LOOPBACK = "127.0.0.1"
 # Loading a model (unpickling, importing sklearn) on a busy 2-core machine can take a while.
 DEFAULT_READY_TIMEOUT = 120.0
 POLL_INTERVAL = 0.1  # seconds between readiness probes
+# A request body for the curl line `up` prints, as JSON, on the InferenceGraph's metadata.
+SAMPLE_ANNOTATION = "infergraph.dev/sample-request"
+PLACEHOLDER_BODY = '{"instances": [[...]]}'
 
 
 class StartupError(RuntimeError):
@@ -53,6 +59,20 @@ def free_port(host: str = LOOPBACK) -> int:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def ensure_port_free(port: int, host: str = LOOPBACK) -> None:
+    """StartupError when `port` cannot be bound on `host`: checked before anything starts,
+    because a server already there would answer the router's readiness probe in its place."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as error:
+            raise StartupError(
+                f"port {port} on {host} is already in use ({error.strerror}): another "
+                "`infergraph up` or server is listening there; stop it, or choose another "
+                "port with --port (0: any free one)"
+            ) from error
 
 
 def state_dir() -> Path:
@@ -84,6 +104,8 @@ async def deployment(
 
     `emit` gets progress lines; `child_output` (default: `emit`) the processes' own output.
     """
+    if router_port:
+        ensure_port_free(router_port)
     plan = make_plan(bundle)
     _check_references(bundle)
     async with Supervisor(child_output or emit) as supervisor:
@@ -94,14 +116,19 @@ async def deployment(
         starting: list[tuple[Child, str]] = []
         for predictor in plan.predictors:
             port = free_port()
+            model_grpc = free_port() if predictor.grpc else None
             child = await supervisor.start(
-                predictor.service, predictor.command(port), predictor.env, bundle.root
+                predictor.service, predictor.command(port, model_grpc), predictor.env, bundle.root
             )
             address = f"http://{LOOPBACK}:{port}"
             hosts[predictor.service] = f"{LOOPBACK}:{port}"
             starting.append((child, f"{address}{predictor.ready_path}"))
             emit(f"starting {predictor.service} (runtime {predictor.runtime}) on {address}")
-            services[predictor.service] = ready_at(bundle.services[predictor.service], address)
+            # Graphs call a grpc-v2 predictor on its gRPC port (predict_url: grpc://...).
+            called = address if model_grpc is None else f"http://{LOOPBACK}:{model_grpc}"
+            if model_grpc is not None:
+                emit(f"  {predictor.service} serves gRPC v2 on {LOOPBACK}:{model_grpc}")
+            services[predictor.service] = ready_at(bundle.services[predictor.service], called)
         await asyncio.gather(*(wait_ready(c, url, ready_timeout) for c, url in starting))
 
         # A transformer answers for its InferenceService (KServe's address), calling the
@@ -130,11 +157,47 @@ async def deployment(
                 resolved.router_json(),
                 "--host", LOOPBACK, "--port", str(port), "--drain-seconds", "0",
             ]  # fmt: skip
+            wants_grpc = grpc_port(graph.resource.metadata.annotations) is not None
+            # Locally on a free port: the annotation's number (8081) may be taken here.
+            router_grpc = free_port() if wants_grpc else None
+            if router_grpc is not None:
+                argv += ["--grpc-port", str(router_grpc)]
             child = await supervisor.start(f"router/{name}", argv)
             url = f"http://{LOOPBACK}:{port}"
             await wait_ready(child, f"{url}/readyz", ready_timeout)
+            if router_grpc is not None:
+                emit(f"graph {name} serves gRPC v2 on {LOOPBACK}:{router_grpc}")
             graphs.append(RunningGraph(name, url))
         yield Deployment(supervisor, tuple(graphs))
+
+
+def sample_request(name: str, graph: ValidGraph) -> str | None:
+    """The graph's sample request body as one line of JSON, or None without the annotation;
+    LocalPlanError when the annotation is not JSON."""
+    annotations = graph.resource.metadata.annotations or {}
+    text = annotations.get(SAMPLE_ANNOTATION)
+    if text is None:
+        return None
+    try:
+        body = json.loads(text)
+    except ValueError as error:
+        raise LocalPlanError(
+            f"InferenceGraph '{name}': annotation {SAMPLE_ANNOTATION} is not JSON ({error}): "
+            f"{text[:80]!r}"
+        ) from error
+    return json.dumps(body, separators=(", ", ": "))
+
+
+def curl_lines(url: str, sample: str | None) -> list[str]:
+    """The curl command for a graph, with its sample body or a placeholder saying so."""
+    command = f"  curl -s -X POST {url} -H 'Content-Type: application/json' -d "
+    if sample is not None:
+        return [command + shlex.quote(sample)]
+    return [
+        command + shlex.quote(PLACEHOLDER_BODY),
+        f"  ([...] is a placeholder for one input of your model; a {SAMPLE_ANNOTATION} "
+        "annotation on the InferenceGraph, holding a JSON body, puts a real one here)",
+    ]
 
 
 async def up(
@@ -145,13 +208,12 @@ async def up(
     ready_timeout: float = DEFAULT_READY_TIMEOUT,
 ) -> int:
     """Run until `stop` is set or a process dies; returns the exit status for the CLI."""
+    samples = {name: sample_request(name, graph) for name, graph in bundle.graphs.items()}
     async with deployment(bundle, emit, router_port, ready_timeout) as running:
         for graph in running.graphs:
             emit(f"graph {graph.name} ready at {graph.url}")
-            emit(
-                f"  curl -s -X POST {graph.url} -H 'Content-Type: application/json' "
-                "-d '{\"instances\": [[...]]}'"
-            )
+            for line in curl_lines(graph.url, samples[graph.name]):
+                emit(line)
         state = _write_state(running.supervisor, running.graphs)
         try:
             crashed = await _serve_until(stop, running.supervisor)
@@ -172,6 +234,11 @@ def _check_references(bundle: Bundle) -> None:
         for service in graph.referenced_services()
         if service not in bundle.services
     ]
+    for name, graph in bundle.graphs.items():
+        try:
+            grpc_port(graph.resource.metadata.annotations)
+        except RouterPortError as error:
+            problems.append(f"InferenceGraph '{name}': {error}")
     if problems:
         raise LocalPlanError("; ".join(problems))
 
@@ -210,9 +277,13 @@ def _write_state(supervisor: Supervisor, graphs: tuple[RunningGraph, ...]) -> Pa
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{os.getpid()}.json"
+    # Start times make the pids checkable: `down` signals only processes that are still these.
     state = {
         "pid": os.getpid(),
-        "children": [{"name": c.name, "pgid": c.pid} for c in supervisor.children],
+        "start": start_time(os.getpid()),
+        "children": [
+            {"name": c.name, "pgid": c.pid, "start": start_time(c.pid)} for c in supervisor.children
+        ],
         "graphs": {g.name: g.url for g in graphs},
     }
     path.write_text(json.dumps(state))
@@ -220,7 +291,11 @@ def _write_state(supervisor: Supervisor, graphs: tuple[RunningGraph, ...]) -> Pa
 
 
 def down(emit: Callable[[str], None], timeout: float = 30.0) -> int:
-    """Stop every running `infergraph up` of this user; returns how many were stopped."""
+    """Stop every running `infergraph up` of this user; returns how many were stopped.
+
+    A state file left by an `up` that died without removing it may name pids that now belong
+    to other programs: a process is signalled only if its start time is still the recorded one.
+    """
     stopped = 0
     directory = state_dir()
     for path in sorted(directory.glob("*.json")) if directory.exists() else []:
@@ -229,7 +304,9 @@ def down(emit: Callable[[str], None], timeout: float = 30.0) -> int:
         except (OSError, ValueError):
             continue
         pid = int(state["pid"])
-        if _is_infergraph(pid):  # a stale file's pid may belong to another program by now
+        signalled = False
+        if _is_same_process(pid, state.get("start")):
+            signalled = True
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
@@ -238,25 +315,57 @@ def down(emit: Callable[[str], None], timeout: float = 30.0) -> int:
         # If `up` itself was gone or stuck, its children's groups are stopped directly.
         for child in state.get("children", []):
             pgid = int(child["pgid"])
-            if group_alive(pgid):
+            if _is_same_group(pgid, child.get("start")):
+                signalled = True
                 os.killpg(pgid, signal.SIGKILL)
         path.unlink(missing_ok=True)
-        emit(f"stopped infergraph up (pid {pid}): {', '.join(state.get('graphs', {}))}")
-        stopped += 1
+        graphs = ", ".join(state.get("graphs", {}))
+        if signalled:
+            emit(f"stopped infergraph up (pid {pid}): {graphs}")
+            stopped += 1
+        else:
+            emit(
+                f"removed {path}: infergraph up (pid {pid}: {graphs}) had ended; its pids are "
+                "gone or belong to other programs now, so nothing was signalled"
+            )
     return stopped
 
 
-def _is_infergraph(pid: int) -> bool:
+def start_time(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (/proc/<pid>/stat field 22); None when
+    there is no such process or no /proc (not Linux)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return _alive(pid)  # no /proc (not Linux): trust the state file
-    return b"infergraph" in cmdline or b"graph_controller" in cmdline
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces and ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22 counts from 1 and includes pid and comm
+
+
+def _is_same_process(pid: int, recorded: int | None) -> bool:
+    if not Path("/proc").is_dir():
+        return _alive(pid)  # not Linux: nothing to compare with; trust the state file
+    now = start_time(pid)
+    return now is not None and recorded is not None and now == recorded
+
+
+def _is_same_group(pgid: int, recorded: int | None) -> bool:
+    """Whether process group `pgid` is still one `up` started: its leader (pid `pgid`) lives
+    with the recorded start time. A group whose leader is gone is left alone: its id could
+    since have been taken by another program's group, and `up`'s children are the leaders
+    (each dies with `up`, PR_SET_PDEATHSIG), so a leaderless group is not one of ours."""
+    return group_alive(pgid) and _is_same_process(pgid, recorded)
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` still runs; a zombie has exited (only its parent's wait() is left)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): signal 0 is all there is
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"

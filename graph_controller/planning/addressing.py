@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from graph_controller.planning.components import (
     model_name,
@@ -27,10 +28,20 @@ from schemas.inference_service import (
 from schemas.valid_graph import ValidGraph
 
 
-def predict_url(address: str, model: str, protocol: ProtocolVersion = ProtocolVersion.V1) -> str:
-    """KServe's inference URL for `model` served at `address` (an InferenceService's URL)."""
+def predict_url(address: str, model: str, protocol: str = ProtocolVersion.V1) -> str:
+    """KServe's inference URL for `model` served at `address` (an InferenceService's URL).
+
+    grpc-v2: `grpc://host:port/<model>`, what the router's gRPC steps call. KServe's
+    Service for a gRPC predictor maps its port 80 to the container's first (`h2c`) port, so
+    an address without a port is port 80 (443 for https).
+    """
     base = address.rstrip("/")
-    if protocol is not ProtocolVersion.V1:
+    if protocol == ProtocolVersion.GRPC_V2:
+        parts = urlsplit(base)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+        return f"grpc://{host}:{port}/{model}"
+    if protocol != ProtocolVersion.V1:
         return f"{base}/v2/models/{model}/infer"
     return f"{base}/v1/models/{model}:predict"
 

@@ -1,7 +1,9 @@
 """What KServe derives from an InferenceService's spec and metadata, beyond its runtime (pure).
 
 - `with_webhook_defaults`: what KServe's mutating webhook stores before any controller reads
-  the object (framework keys become `model`; Triton, ONNX and HuggingFace default to v2);
+  the object (framework keys become `model`; Triton, ONNX and HuggingFace default to v2; the
+  default resources on framework specs and on a custom predictor's or transformer's first
+  container);
 - `with_runtime_defaults`: what KServe's predictor reconcile adds for its own runtimes by name
   (`kserve-mlserver`, `kserve-torchserve`, `kserve-tritonserver`) before rendering the pod;
 - `model_name` and `protocol`: KServe's GetModelName and GetProtocol, which decide the path of
@@ -69,7 +71,9 @@ def autoscaler_class(annotations: Mapping[str, str] | None) -> str:
 
 
 def with_webhook_defaults(service: InferenceService) -> InferenceService:
-    """The object as KServe's mutating webhook stores it: `model` instead of a framework key."""
+    """The object as KServe's mutating webhook stores it: `model` instead of a framework key,
+    and KServe's default resources where its defaulter sets them."""
+    service = _with_transformer_defaults(service)
     predictor = service.spec.predictor
     if predictor.model is not None:
         model = predictor.model
@@ -82,8 +86,56 @@ def with_webhook_defaults(service: InferenceService) -> InferenceService:
             break
         if converted.protocol_version is None and key in _V2_FRAMEWORKS:
             converted = converted.model_copy(update={"protocol_version": ProtocolVersion.V2})
+        # Each framework spec's Default() sets the resources before the conversion to `model`.
+        converted = converted.model_copy(
+            update={"resources": default_resources(converted.resources)}
+        )
         return _with_model(service, predictor, converted, key)
+    if predictor.containers:
+        # CustomPredictor.Default: the first container gets the default resources.
+        containers = _with_first_defaulted(predictor.containers)
+        spec = service.spec.model_copy(
+            update={"predictor": predictor.model_copy(update={"containers": containers})}
+        )
+        return service.model_copy(update={"spec": spec})
     return service
+
+
+# KServe's default inferenceservice ConfigMap (v0.15.2), `inferenceService.resource`: what its
+# webhook gives a component container that names no cpu or memory of its own.
+DEFAULT_RESOURCES = {
+    "requests": {"cpu": "1", "memory": "2Gi"},
+    "limits": {"cpu": "1", "memory": "2Gi"},
+}
+
+
+def default_resources(resources: Mapping[str, object] | None) -> dict[str, object]:
+    """KServe's setResourceRequirementDefaults: each request and limit (cpu, memory) the
+    container does not set gets the default; what it sets is kept."""
+    out: dict[str, object] = dict(resources or {})
+    for part, defaults in DEFAULT_RESOURCES.items():
+        given = out.get(part)
+        current = dict(given) if isinstance(given, Mapping) else {}
+        out[part] = {**defaults, **current}
+    return out
+
+
+def _with_first_defaulted(containers: Sequence[Container]) -> list[Container]:
+    first = containers[0]
+    defaulted = first.model_copy(update={"resources": default_resources(first.resources)})
+    return [defaulted, *containers[1:]]
+
+
+def _with_transformer_defaults(service: InferenceService) -> InferenceService:
+    """CustomTransformer.Default: the first container gets the default resources."""
+    transformer = service.spec.transformer
+    if transformer is None or not transformer.containers:
+        return service
+    containers = _with_first_defaulted(transformer.containers)
+    spec = service.spec.model_copy(
+        update={"transformer": transformer.model_copy(update={"containers": containers})}
+    )
+    return service.model_copy(update={"spec": spec})
 
 
 def _with_model(
@@ -103,7 +155,7 @@ class RuntimeDefaults:
     env: tuple[EnvVar, ...] = ()  # appended to the model's env when not already named there
     args: tuple[str, ...] = ()
     labels: Mapping[str, str] | None = None  # added to the InferenceService's labels
-    protocol: ProtocolVersion | None = None
+    protocol: str | None = None  # a ProtocolVersion member, or a name KServe does not define
 
 
 def runtime_defaults(runtime: str, name: str, model: ModelSpec) -> RuntimeDefaults:
@@ -124,8 +176,8 @@ def runtime_defaults(runtime: str, name: str, model: ModelSpec) -> RuntimeDefaul
         return RuntimeDefaults(env, (), {"modelClass": model_class}, protocol)
     if runtime == "kserve-torchserve":
         protocol = model.protocol_version or ProtocolVersion.V1
-        envelope = "kservev2" if protocol is not ProtocolVersion.V1 else "kserve"
-        env = (EnvVar(name="PROTOCOL_VERSION", value=protocol.value),)
+        envelope = "kservev2" if protocol != ProtocolVersion.V1 else "kserve"
+        env = (EnvVar(name="PROTOCOL_VERSION", value=str(protocol)),)
         return RuntimeDefaults(env, (), {"serviceEnvelope": envelope}, protocol)
     if runtime == "kserve-tritonserver":
         args = () if has_storage else ("--model-control-mode=explicit",)
@@ -177,7 +229,7 @@ def _container_protocol(container: Container) -> ProtocolVersion:
     return ProtocolVersion.V1
 
 
-def protocol(service: InferenceService) -> ProtocolVersion:
+def protocol(service: InferenceService) -> str:
     """KServe's GetProtocol of the component a graph calls: the transformer's when there is
     one (its container's PROTOCOL env, default v1), else the predictor's (the model's
     protocolVersion after the webhook's defaults, default v1)."""

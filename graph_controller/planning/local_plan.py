@@ -43,8 +43,19 @@ class PredictorPlan:
     env: Mapping[str, str]
     ready_path: str  # GET this on the process's port; 200 means the model is loaded
 
-    def command(self, port: int) -> list[str]:
-        return [arg.replace("{port}", str(port)) for arg in self.argv]
+    @property
+    def grpc(self) -> bool:
+        """Whether graphs call it over gRPC (protocol grpc-v2): it needs a gRPC port too."""
+        return self.protocol is ProtocolVersion.GRPC_V2
+
+    def command(self, port: int, grpc_port: int | None = None) -> list[str]:
+        """The argv on `port` (REST, where readiness is probed); with `grpc_port`, KServe's
+        ModelServer flags turn its gRPC server on there (last flag wins over the template's
+        `--enable_grpc false`)."""
+        argv = [arg.replace("{port}", str(port)) for arg in self.argv]
+        if grpc_port is not None:
+            argv += ["--enable_grpc", "true", "--grpc_port", str(grpc_port)]
+        return argv
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +201,14 @@ def _plan_predictor(
     argv = [_fill(arg, fills) for arg in template] + list(model.args or [])
     env = {e.name: e.value for e in model.env or [] if e.value is not None}
     protocol = model_protocol(model)
-    if protocol is ProtocolVersion.GRPC_V2:
-        raise LocalPlanError("protocol grpc-v2 is not supported locally; use v1 or v2 (REST)")
-    ready = f"/v2/models/{name}/ready" if protocol is ProtocolVersion.V2 else f"/v1/models/{name}"
-    return PredictorPlan(name, runtime.name, protocol, tuple(argv), env, ready)
+    if protocol not in (ProtocolVersion.V1, ProtocolVersion.V2, ProtocolVersion.GRPC_V2):
+        raise LocalPlanError(
+            f"protocol {protocol} is not supported locally; use v1, v2 (REST) or grpc-v2"
+        )
+    # A grpc-v2 model server serves REST beside gRPC (KServe's ModelServer does): readiness is
+    # probed over REST on its HTTP port.
+    ready = f"/v1/models/{name}" if protocol == ProtocolVersion.V1 else f"/v2/models/{name}/ready"
+    return PredictorPlan(name, runtime.name, ProtocolVersion(protocol), tuple(argv), env, ready)
 
 
 def _fill(arg: str, fills: Mapping[str, str]) -> str:

@@ -40,15 +40,21 @@ class RuntimeSelectionError(ValueError):
 
 
 # KServe's constants.ProtocolVersion order, used to sort runtime lists.
-_PROTOCOL_RANK = {ProtocolVersion.V1: 0, ProtocolVersion.V2: 1, ProtocolVersion.GRPC_V2: 3}
+_PROTOCOL_RANK: dict[str, int] = {
+    ProtocolVersion.V1: 0,
+    ProtocolVersion.V2: 1,
+    ProtocolVersion.GRPC_V1: 2,
+    ProtocolVersion.GRPC_V2: 3,
+}
 _UNKNOWN_RANK = 4
 
 
-def model_protocol(model: ModelSpec) -> ProtocolVersion:
+def model_protocol(model: ModelSpec) -> str:
+    """The model's protocol: a ProtocolVersion member, or a name KServe does not define."""
     return model.protocol_version or ProtocolVersion.V1
 
 
-def supports_protocol(spec: ServingRuntimeSpec, protocol: ProtocolVersion) -> bool:
+def supports_protocol(spec: ServingRuntimeSpec, protocol: str) -> bool:
     return not spec.protocol_versions or protocol in spec.protocol_versions
 
 
@@ -92,7 +98,7 @@ def select_runtime(model: ModelSpec, runtimes: Sequence[Runtime]) -> Runtime:
     return chosen[0]
 
 
-def _eligible(runtime: Runtime, model: ModelSpec, protocol: ProtocolVersion) -> bool:
+def _eligible(runtime: Runtime, model: ModelSpec, protocol: str) -> bool:
     spec = runtime.spec
     return (
         not spec.disabled

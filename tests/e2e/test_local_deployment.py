@@ -184,7 +184,11 @@ spec:
     assert "Traceback" in message or "Error" in message  # the log tail explains why
 
 
-async def test_up_and_down_commands(no_leftovers: list[str]) -> None:
+async def test_up_and_down_commands(
+    no_leftovers: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A state folder of its own: `down` must stop this test's `up`, never another one's.
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     folder = EXAMPLES / "iris-ensemble"
     no_leftovers.append(str(folder / "models"))
     infergraph = [sys.executable, "-m", "graph_controller"]

@@ -162,10 +162,12 @@ def isvc(name: str, max_replicas: int | None = None) -> dict[str, Any]:
     }
 
 
-def graph(name: str, services: Sequence[str]) -> dict[str, Any]:
+def graph(
+    name: str, services: Sequence[str], api_version: str = "serving.kserve.io/v1alpha1"
+) -> dict[str, Any]:
     steps = [{"name": s, "serviceName": s} for s in services]
     return {
-        "apiVersion": "serving.kserve.io/v1alpha1",
+        "apiVersion": api_version,
         "kind": "InferenceGraph",
         "metadata": {"name": name},
         "spec": {"nodes": {"root": {"routerType": "Sequence", "steps": steps}}},
@@ -195,10 +197,10 @@ class Cluster:
         )
         return created
 
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+    def get(self, kind: str, name: str, api_version: str | None = None) -> dict[str, Any] | None:
         from kubernetes.client import ApiException
 
-        group, version = _API[kind].split("/")
+        group, version = (api_version or _API[kind]).split("/")
         try:
             found: dict[str, Any] = self.custom.get_namespaced_custom_object(
                 group, version, self.namespace, _PLURALS[kind], name
@@ -245,7 +247,11 @@ class Cluster:
         return sorted(item["metadata"]["name"] for item in (listed or {}).get("items", []))
 
 
-_PLURALS = {"InferenceService": "inferenceservices", "InferenceGraph": "inferencegraphs"}
+_PLURALS = {
+    "InferenceService": "inferenceservices",
+    "InferenceGraph": "inferencegraphs",
+    "ServingRuntime": "servingruntimes",
+}
 _API = {
     "InferenceService": "serving.kserve.io/v1beta1",
     "InferenceGraph": "serving.kserve.io/v1alpha1",

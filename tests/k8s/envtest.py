@@ -620,8 +620,10 @@ def _exists(read: Callable[[], object]) -> bool:
 
 def _fake_node(name: str) -> dict[str, Any]:
     """A Node that KWOK (selected by annotation) keeps Ready and whose Pods it runs."""
-    # Pods cost nothing here (KWOK runs none): room for a scale run of 500 graphs.
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "2000"}
+    # Pods cost nothing here (KWOK runs none): room for a scale run of 500 graphs, each
+    # predictor asking KServe's default 1 CPU and 2Gi (its webhook's, which ours applies too)
+    # and each router 100m and 100Mi.
+    capacity = {"cpu": "1000", "memory": "4Ti", "pods": "2000"}
     return {
         "apiVersion": "v1",
         "kind": "Node",

@@ -19,6 +19,7 @@ DEFAULT = str(CONFIG / "default")
 K8S = "1.31.0"  # the API server version tools/envtest builds
 NAMESPACE = "infergraph-system"
 SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:infergraph-controller"
+OUR_GROUP = "infergraph.dev/v1alpha1"
 ROLLOUT_TIMEOUT = 60.0  # scheduler + KWOK take about a second; generous for a loaded machine
 
 # Every API call the controller makes, as (API group, resource[/subresource], verb, scope):
@@ -37,6 +38,9 @@ CONTROLLER_CALLS: set[tuple[str, str, str, str]] = {
     ),
     ("serving.kserve.io", "inferencegraphs/status", "patch", "cluster"),
     ("serving.kserve.io", "inferenceservices/status", "patch", "cluster"),
+    ("infergraph.dev", "inferencegraphs", "list", "cluster"),
+    ("infergraph.dev", "inferencegraphs", "watch", "cluster"),
+    ("infergraph.dev", "inferencegraphs/status", "patch", "cluster"),
     *(
         (group, resource, verb, "cluster")
         for group, resource in (
@@ -48,6 +52,8 @@ CONTROLLER_CALLS: set[tuple[str, str, str, str]] = {
         for verb in ("list", "watch", "create", "patch")
     ),
     ("", "events", "create", "cluster"),
+    ("", "pods", "list", "cluster"),
+    ("", "pods", "watch", "cluster"),
     *(
         (group, resource, "delete", "cluster")
         for group, resource in (
@@ -86,9 +92,10 @@ FORBIDDEN = [
 
 
 def documents(directory: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(file name, object) for every manifest under `directory`, kustomizations excluded."""
+    """(file name, object) for every manifest under `directory` (and its subdirectories),
+    kustomizations excluded."""
     found = []
-    for path in sorted(directory.glob("*.yaml")):
+    for path in sorted(directory.rglob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
         found += [(path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
@@ -173,7 +180,9 @@ def deployed(crds: ControlPlane) -> ControlPlane:
 def test_apply_default_creates_everything(deployed: ControlPlane) -> None:
     again = deployed.kubectl("apply", "--validate=strict", "-k", DEFAULT)
     lines = again.stdout.splitlines()
-    assert len(lines) == 13  # 4 CRDs, Namespace, 4 RBAC, ServiceAccount, Deployment, 2 runtimes
+    # 5 CRDs (4 serving.kserve.io, 1 infergraph.dev), Namespace, 4 RBAC, ServiceAccount,
+    # Deployment, 2 runtimes
+    assert len(lines) == 14
     for line in lines:
         assert line.endswith((" unchanged", " configured")), line
     runtimes = deployed.kubectl("get", "clusterservingruntimes", "-o", "name").stdout.split()
@@ -281,7 +290,7 @@ def test_documented_install_on_a_fresh_cluster(control_plane: ControlPlane) -> N
         fresh.kubectl("apply", "-k", str(CONFIG / "crd"))
         fresh.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         applied = fresh.kubectl("apply", "-k", DEFAULT)
-        assert applied.stdout.count(" created") == 9  # all but the 4 CRDs
+        assert applied.stdout.count(" created") == 9  # all but the 5 CRDs
 
 
 def _audited_calls(event: dict[str, Any]) -> set[tuple[str, str, str, str]]:
@@ -300,8 +309,8 @@ def test_controller_under_its_service_account_uses_exactly_its_rbac(
     deployed: ControlPlane, tmp_path: Path
 ) -> None:
     """The controller, run as infergraph-controller with config/rbac only, reconciles a graph
-    (prunes an HPA, stops an InferenceService) with no 403, and the audit log shows every
-    granted call used."""
+    of each API group (prunes an HPA, stops an InferenceService) with no 403, and the audit log
+    shows every granted call used."""
     from tests.k8s.controller import Cluster, graph, is_true, isvc, running, wait_for
 
     config = deployed.service_account_kubeconfig(NAMESPACE, "infergraph-controller")
@@ -315,9 +324,15 @@ def test_controller_under_its_service_account_uses_exactly_its_rbac(
         ) as c:
             cluster.create(isvc("scaled", max_replicas=2))
             cluster.create(graph("g", ["scaled"]))
+            cluster.create(graph("ours", ["scaled"], OUR_GROUP))
             wait_for(
                 "graph g Ready under the ServiceAccount",
                 lambda: is_true(cluster.get("InferenceGraph", "g"), "Ready"),
+                controller=c,
+            )
+            wait_for(
+                "infergraph.dev graph Ready under the ServiceAccount",
+                lambda: is_true(cluster.get("InferenceGraph", "ours", OUR_GROUP), "Ready"),
                 controller=c,
             )
             assert cluster.owned("horizontalpodautoscalers", "scaled-predictor") is not None
@@ -332,8 +347,10 @@ def test_controller_under_its_service_account_uses_exactly_its_rbac(
             cluster.patch("InferenceService", "scaled", {"metadata": {"annotations": stop}})
             wait_for(
                 "stopped: Deployment and Service deleted under the ServiceAccount",
+                # The two graphs' routers stay (not Ready, waiting for the service).
                 lambda: (
-                    cluster.names("deployments") == ["g"] and cluster.names("services") == ["g"]
+                    cluster.names("deployments") == ["g", "ours"]
+                    and cluster.names("services") == ["g", "ours"]
                 ),
                 controller=c,
             )

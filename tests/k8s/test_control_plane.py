@@ -68,6 +68,7 @@ def test_crds_install_and_serve_their_kinds(crds: ControlPlane, namespace: str) 
     names = crds.kubectl("get", "crd", "-o", "name").stdout.split()
     assert sorted(names) == [
         "customresourcedefinition.apiextensions.k8s.io/clusterservingruntimes.serving.kserve.io",
+        "customresourcedefinition.apiextensions.k8s.io/inferencegraphs.infergraph.dev",
         "customresourcedefinition.apiextensions.k8s.io/inferencegraphs.serving.kserve.io",
         "customresourcedefinition.apiextensions.k8s.io/inferenceservices.serving.kserve.io",
         "customresourcedefinition.apiextensions.k8s.io/servingruntimes.serving.kserve.io",

@@ -4,6 +4,7 @@ out, deletes cascade through ownerReferences. The controller runs as a subproces
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,9 @@ def test_graph_waits_for_its_inference_service_then_routes_to_it(
         def waiting_reason() -> str | None:
             found = condition(cluster.get("InferenceGraph", "pipeline"), "PredictorReady")
             return (
-                found["reason"] if found and found["reason"] == "InferenceServiceNotReady" else None
+                found.get("reason")
+                if found and found.get("reason") == "InferenceServiceNotReady"
+                else None
             )
 
         wait_for("graph PredictorReady reason NotReady", waiting_reason, controller=c)
@@ -378,3 +381,125 @@ def test_serverless_is_refused_and_transformer_gets_the_address(
     args = transformer["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--predictor_host") + 1] == f"piped-predictor.{ns}"
     assert "knative-predictor" not in cluster.names("deployments")
+
+
+def test_every_pod_fits_a_namespace_with_a_compute_quota(cluster: Cluster, tmp_path: Path) -> None:
+    """With a compute ResourceQuota, a pod whose containers (init containers included) lack
+    requests or limits is refused at creation: the storage-initializer and the router must
+    carry KServe's default resources for anything to run there."""
+    ns = cluster.namespace
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "compute", "namespace": ns},
+        "spec": {
+            "hard": {
+                "requests.cpu": "20",
+                "requests.memory": "40Gi",
+                "limits.cpu": "20",
+                "limits.memory": "40Gi",
+            }
+        },
+    }
+    cluster.plane.kubectl("apply", "-f", "-", input=json.dumps(quota))
+    runtime = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": "quota-sklearn"},
+        "spec": {
+            "supportedModelFormats": [{"name": "sklearn", "autoSelect": True}],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": "example.invalid/sklearnserver:1",
+                    "args": ["--model_name={{.Name}}", "--model_dir=/mnt/models"],
+                    "resources": {
+                        "requests": {"cpu": "1", "memory": "2Gi"},
+                        "limits": {"cpu": "1", "memory": "2Gi"},
+                    },
+                }
+            ],
+        },
+    }
+    model = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "quoted"},
+        "spec": {
+            "predictor": {
+                "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://b/model"}
+            }
+        },
+    }
+    with running(cluster.plane, tmp_path / "c.log", f"--namespace={ns}") as c:
+        c.wait_ready()
+        cluster.create(runtime)
+        cluster.create(model)
+        cluster.create(graph("quota-graph", ["quoted"]))
+        wait_for(
+            "graph Ready in a quota namespace",
+            lambda: is_true(cluster.get("InferenceGraph", "quota-graph"), "Ready"),
+            controller=c,
+            describe=lambda: cluster.plane.kubectl("get", "events", "-n", ns, check=False).stdout,
+        )
+        predictor = cluster.owned("deployments", "quoted-predictor")
+        assert predictor is not None
+        pod = predictor["spec"]["template"]["spec"]
+        (initializer,) = pod["initContainers"]
+        assert initializer["resources"]["limits"]
+        assert initializer["resources"]["requests"]
+        router = cluster.owned("deployments", "quota-graph")
+        assert router is not None
+        (container,) = router["spec"]["template"]["spec"]["containers"]
+        assert container["resources"]["limits"]
+        assert container["resources"]["requests"]
+
+
+def test_a_name_another_owner_controls_is_a_condition_until_it_is_free(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """InferenceService `iris`'s transformer and the router of a graph named `iris-transformer`
+    are both the Deployment `iris-transformer` (examples/iris-kserve-transformer and
+    examples/iris-transformer in one namespace). Whoever has it keeps it, the other says
+    NameConflict instead of taking it (KServe's controllers take it back and forth), and gets
+    it once it is free."""
+    with running(
+        cluster.plane, tmp_path / "controller.log", f"--namespace={cluster.namespace}"
+    ) as c:
+        iris = isvc("iris")
+        iris["spec"]["transformer"] = {"containers": [{"image": "example.invalid/t:1"}]}
+        cluster.create(iris)
+        cluster.create(isvc("other"))
+        wait_for(
+            "iris and other Ready",
+            lambda: all(
+                is_true(cluster.get("InferenceService", n), "Ready") for n in ("iris", "other")
+            ),
+            controller=c,
+        )
+        cluster.create(graph("iris-transformer", ["other"]))
+        refused = wait_for(
+            "graph NameConflict",
+            lambda: (
+                (found := condition(cluster.get("InferenceGraph", "iris-transformer"), "Ready"))
+                and found.get("reason") == "NameConflict"
+                and found
+            ),
+            controller=c,
+        )
+        assert (
+            "Deployment 'iris-transformer' is controlled by InferenceService 'iris'"
+            in (refused["message"])
+        )
+        transformer = cluster.owned("deployments", "iris-transformer")
+        assert transformer is not None
+        assert transformer["metadata"]["ownerReferences"][0]["name"] == "iris"
+        cluster.patch("InferenceService", "iris", {"spec": {"transformer": None}})
+        wait_for(
+            "graph Ready once the transformer is gone",
+            lambda: is_true(cluster.get("InferenceGraph", "iris-transformer"), "Ready"),
+            controller=c,
+        )
+    router = cluster.owned("deployments", "iris-transformer")
+    assert router is not None
+    assert router["metadata"]["ownerReferences"][0]["kind"] == "InferenceGraph"

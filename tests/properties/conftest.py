@@ -1,10 +1,12 @@
-"""The `gjson_oracle` fixture: Go's tidwall/gjson answering queries, for differential tests.
+"""Go oracles for differential tests, built from the Go module proxy and cached.
 
-Owns building and running tests/gjson_oracle (a small Go program) for the session; used by
-tests/properties/test_gjson_differential.py. The binary is cached outside the repository under
-`~/.cache/infergraph/gjson-oracle-<hash>`, keyed by the Go sources and the Go toolchain version,
-so a session rebuilds only when either changes. Without a `go` toolchain the tests that use it
-are skipped, saying so.
+`gjson_oracle`: Go's tidwall/gjson answering queries (tests/gjson_oracle; used by
+test_gjson_differential.py). `kserve_oracle`: KServe's own Go API types (v0.15.2) decoding and
+re-encoding objects (tests/kserve_oracle; used by test_kserve_differential.py), and
+`kserve_crds`: KServe's published CRDs of the same module version, read from the Go module
+cache. Binaries are cached outside the repository under `~/.cache/infergraph/<name>-<hash>`,
+keyed by the Go sources and the Go toolchain version, so a session rebuilds only when either
+changes. Without a `go` toolchain the tests that use them are skipped, saying so.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import orjson
 import pytest
 
 ORACLE_SOURCES = Path(__file__).resolve().parent.parent / "gjson_oracle"
+KSERVE_ORACLE_SOURCES = Path(__file__).resolve().parent.parent / "kserve_oracle"
+KSERVE_MODULE = "github.com/kserve/kserve"  # its version is the one go.mod pins
 # Go's own installer puts the toolchain here; PATH in a test runner often lacks it.
 GO_FALLBACK = Path("/usr/local/go/bin/go")
 
@@ -97,15 +101,15 @@ def _cache_root() -> Path:
     return Path(base) / "infergraph"
 
 
-def _build(go: str) -> Path:
+def _build(go: str, sources: Path = ORACLE_SOURCES, name: str = "gjson-oracle") -> Path:
     version = subprocess.run(
         [go, "version"], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     digest = hashlib.sha256(version.encode())
-    for name in ("go.mod", "go.sum", "main.go"):
-        digest.update(name.encode() + b"\0" + (ORACLE_SOURCES / name).read_bytes())
-    target_dir = _cache_root() / f"gjson-oracle-{digest.hexdigest()[:16]}"
-    binary = target_dir / "gjson-oracle"
+    for file in ("go.mod", "go.sum", "main.go"):
+        digest.update(file.encode() + b"\0" + (sources / file).read_bytes())
+    target_dir = _cache_root() / f"{name}-{digest.hexdigest()[:16]}"
+    binary = target_dir / name
     if binary.is_file():
         return binary
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -117,15 +121,16 @@ def _build(go: str) -> Path:
     env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=readonly").strip()
     result = subprocess.run(
         [go, "build", "-trimpath", "-o", partial, "."],
-        cwd=ORACLE_SOURCES,
+        cwd=sources,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        # KServe's module graph is large: about 3 minutes on 2 cores with an empty module cache.
+        timeout=900,
     )
     if result.returncode != 0:
         Path(partial).unlink(missing_ok=True)
-        raise RuntimeError(f"building the gjson oracle failed:\n{result.stderr}")
+        raise RuntimeError(f"building {name} failed:\n{result.stderr}")
     os.replace(partial, binary)
     return binary
 
@@ -140,3 +145,83 @@ def gjson_oracle() -> Iterator[GjsonOracle]:
         yield oracle
     finally:
         oracle.close()
+
+
+class KserveOracle:
+    """One long-running kserve-oracle process: `oracle(obj)` is KServe's Go types' view of
+    `obj` (decoded strictly, encoded again), or a `KserveRefusal` naming why they refused it."""
+
+    def __init__(self, binary: Path) -> None:
+        self._process = subprocess.Popen(
+            [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+    def __call__(self, obj: Any) -> dict[str, Any] | KserveRefusal:
+        stdin, stdout = self._process.stdin, self._process.stdout
+        if stdin is None or stdout is None:
+            raise RuntimeError("kserve oracle has no pipes")
+        stdin.write(orjson.dumps({"object": obj}) + b"\n")
+        stdin.flush()
+        line = stdout.readline()
+        if not line:
+            stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+            raise RuntimeError(f"kserve oracle exited: {stderr}")
+        reply = orjson.loads(line)
+        if "error" in reply:
+            return KserveRefusal(reply["error"])
+        decoded: dict[str, Any] = reply["object"]
+        return decoded
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        for stream in (self._process.stdout, self._process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@dataclass(frozen=True, slots=True)
+class KserveRefusal:
+    error: str
+
+
+@pytest.fixture(scope="session")
+def kserve_oracle() -> Iterator[KserveOracle]:
+    go = _go()
+    if go is None:
+        pytest.skip("Go toolchain not found: the KServe oracle needs it")
+    oracle = KserveOracle(_build(go, KSERVE_ORACLE_SOURCES, "kserve-oracle"))
+    try:
+        yield oracle
+    finally:
+        oracle.close()
+
+
+@pytest.fixture(scope="session")
+def kserve_crds() -> Path:
+    """KServe's published CRDs (config/crd/full) of the version tests/kserve_oracle pins, from
+    the Go module cache (downloaded through the module proxy when missing)."""
+    go = _go()
+    if go is None:
+        pytest.skip("Go toolchain not found: KServe's CRDs come from its Go module")
+    listed = subprocess.run(
+        [go, "list", "-m", "-json", KSERVE_MODULE],
+        cwd=KSERVE_ORACLE_SOURCES,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    version = orjson.loads(listed.stdout)["Version"]
+    downloaded = subprocess.run(
+        [go, "mod", "download", "-json", f"{KSERVE_MODULE}@{version}"],
+        cwd=KSERVE_ORACLE_SOURCES,
+        capture_output=True,
+        check=True,
+        timeout=600,
+    )
+    return Path(orjson.loads(downloaded.stdout)["Dir"]) / "config" / "crd" / "full"

@@ -50,7 +50,7 @@ def deployment(available: str | None, generation: int = 1, observed: int = 1) ->
 
 
 def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    return {c["type"]: (c["status"], c.get("reason", "")) for c in status["conditions"]}
 
 
 @pytest.mark.parametrize(
@@ -71,12 +71,12 @@ def test_deployment_readiness(observed: dict[str, Any] | None, ready: bool, reas
 def test_service_ready_follows_its_deployment() -> None:
     waiting = decide.plan_service(isvc(), [], deployment("False"), OPTIONS, NOW)
     assert conditions(waiting.status) == {
+        "IngressReady": ("True", ""),
         "PredictorReady": ("False", "R"),
-        "Stopped": ("False", "NotStopped"),
         "Ready": ("False", "R"),
     }
     ready = decide.plan_service(isvc(), [], deployment("True"), OPTIONS, NOW)
-    assert conditions(ready.status)["Ready"] == ("True", "Ready")
+    assert conditions(ready.status)["Ready"] == ("True", "")
     assert ready.status["url"] == "http://m-predictor.ns.svc.cluster.local"
     assert ready.status["observedGeneration"] == 2
     kinds = [m["kind"] for m in ready.manifests]
@@ -170,7 +170,7 @@ def test_invalid_spec_lists_every_problem() -> None:
     [
         pytest.param({}, "InferenceServiceNotFound", False, id="missing"),
         pytest.param({"m": isvc(ready=False)}, "InferenceServiceNotReady", False, id="unready"),
-        pytest.param({"m": isvc(ready=True)}, "AllInferenceServicesReady", True, id="ready"),
+        pytest.param({"m": isvc(ready=True)}, "", True, id="ready"),
     ],
 )
 def test_graph_predictor_ready(
@@ -178,7 +178,7 @@ def test_graph_predictor_ready(
 ) -> None:
     desired = decide.plan_graph(graph("m"), services, None, OPTIONS, NOW)
     predictor = next(c for c in desired.status["conditions"] if c["type"] == "PredictorReady")
-    assert predictor["reason"] == reason
+    assert predictor.get("reason", "") == reason
     assert bool(desired.manifests) is rendered
     if not rendered:
         assert "InferenceService 'm'" in predictor["message"]
@@ -192,9 +192,9 @@ def test_graph_ready_needs_its_router() -> None:
     assert starting.status["url"] == "http://g.ns.svc.cluster.local"
     ready = decide.plan_graph(graph("m"), services, deployment("True"), OPTIONS, NOW)
     assert conditions(ready.status) == {
-        "PredictorReady": ("True", "AllInferenceServicesReady"),
-        "RouterReady": ("True", "R"),
-        "Ready": ("True", "Ready"),
+        "PredictorReady": ("True", ""),
+        "RouterReady": ("True", ""),
+        "Ready": ("True", ""),
     }
 
 
@@ -238,7 +238,7 @@ def test_stop_annotation_removes_everything_and_says_stopped() -> None:
     assert desired.manifests == []
     assert conditions(desired.status) == {
         "PredictorReady": ("False", "Stopped"),
-        "Stopped": ("True", "StopAnnotationSet"),
+        "Stopped": ("True", ""),
         "Ready": ("False", "Stopped"),
     }
     assert ("Deployment", "m-predictor") in desired.prune
@@ -278,6 +278,128 @@ def test_transformer_readiness_and_address() -> None:
     assert conditions(waiting.status)["TransformerReady"] == ("False", "DeploymentNotFound")
     assert conditions(waiting.status)["Ready"] == ("False", "DeploymentNotFound")
     ready = decide.plan_service(obj, [], deployment("True"), OPTIONS, NOW, deployment("True"))
-    assert conditions(ready.status)["Ready"] == ("True", "Ready")
+    assert conditions(ready.status)["Ready"] == ("True", "")
     assert ready.status["address"] == {"url": "http://m-transformer.ns.svc.cluster.local"}
     assert ("Deployment", "m-transformer") not in ready.prune
+
+
+def pod(name: str, init: dict[str, Any] | None = None, main: dict[str, Any] | None = None) -> Any:
+    """A predictor Pod with the container states KServe's PropagateModelStatus reads."""
+    status: dict[str, Any] = {}
+    if init is not None:
+        status["initContainerStatuses"] = [{"name": "storage-initializer", **init}]
+    if main is not None:
+        status["containerStatuses"] = [{"name": "kserve-container", **main}]
+    return {"metadata": {"name": name}, "status": status}
+
+
+def test_service_status_as_kserve_writes_it() -> None:
+    """KServe's RawDeployment status with Ingress creation off (the oracle's measurement): True
+    conditions carry no reason, IngressReady is True, each Available component has its url,
+    deploymentMode and modelStatus are written, and Stopped appears only when stopped."""
+    obj = isvc()
+    obj["spec"]["transformer"] = {"containers": [{"image": "example.invalid/t:1"}]}
+    pods = [pod("m-predictor-a"), pod("m-predictor-b")]
+    ready = decide.plan_service(obj, [], deployment("True"), OPTIONS, NOW, deployment("True"), pods)
+    assert [(c["type"], c["status"], set(c) - {"lastTransitionTime"})
+            for c in ready.status["conditions"]] == [
+        ("IngressReady", "True", {"type", "status"}),
+        ("PredictorReady", "True", {"type", "status"}),
+        ("TransformerReady", "True", {"type", "status"}),
+        ("Ready", "True", {"type", "status"}),
+    ]  # fmt: skip
+    assert ready.status["components"] == {
+        "predictor": {"url": "http://m-predictor.ns.svc.cluster.local"},
+        "transformer": {"url": "http://m-transformer.ns.svc.cluster.local"},
+    }
+    assert ready.status["deploymentMode"] == "RawDeployment"
+    assert ready.status["modelStatus"] == {
+        "copies": {"failedCopies": 0, "totalCopies": 2},
+        "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
+        "transitionStatus": "UpToDate",
+    }
+    fresh = decide.plan_service(isvc(), [], None, OPTIONS, NOW)
+    assert fresh.status["modelStatus"] == {
+        "states": {"activeModelState": "", "targetModelState": "Pending"},
+        "transitionStatus": "InProgress",
+    }
+
+
+CRASHED = {"terminated": {"reason": "Error", "exitCode": 1, "message": "no such bucket"}}
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        pytest.param(
+            [pod("p", init={"state": {"running": {}}})],
+            {"targetModelState": "Loading", "transitionStatus": "InProgress"},
+            id="downloading",
+        ),
+        pytest.param(
+            [pod("p", init={"state": CRASHED})],
+            {"targetModelState": "FailedToLoad", "transitionStatus": "BlockedByFailedLoad",
+             "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no such bucket",
+                                 "exitCode": 1}},
+            id="download-failed",
+        ),
+        pytest.param(
+            [pod("p", main={"state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                            "lastState": CRASHED})],
+            {"targetModelState": "FailedToLoad", "transitionStatus": "BlockedByFailedLoad",
+             "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no such bucket",
+                                 "exitCode": 1}},
+            id="server-crash-looping",
+        ),
+        pytest.param(
+            [pod("p", main={"state": {"running": {}}})],
+            {"targetModelState": "Pending", "transitionStatus": "InProgress"},
+            id="starting",
+        ),
+    ],
+)  # fmt: skip
+def test_model_status_reads_the_predictor_pods_as_kserve(
+    pods: list[Any], expected: dict[str, Any]
+) -> None:
+    """KServe's PropagateModelStatus: a running storage-initializer is Loading, a failed one or
+    a crash-looping model server FailedToLoad with the container's message and exit code; an
+    earlier Loaded's active state and copies stay (KServe updates the status in place)."""
+    loaded = {"modelStatus": decide.model_status(True, [pod("p")], {})}
+    obj = {**isvc(), "status": loaded}
+    desired = decide.plan_service(obj, [], deployment("False"), OPTIONS, NOW, None, pods)
+    status = desired.status["modelStatus"]
+    got = {"targetModelState": status["states"]["targetModelState"],
+           "transitionStatus": status["transitionStatus"]}  # fmt: skip
+    if "lastFailureInfo" in status:
+        got["lastFailureInfo"] = status["lastFailureInfo"]
+    assert got == expected
+    assert status["states"]["activeModelState"] == "Loaded"
+    assert status["copies"] == {"failedCopies": 0, "totalCopies": 1}
+
+
+def test_a_name_another_owner_controls_is_a_conflict() -> None:
+    """InferenceService `iris`'s transformer and a graph named `iris-transformer` both need
+    the Deployment `iris-transformer`: the one that does not control it says so, not takes it."""
+    service = isvc("iris")
+    service["metadata"]["uid"] = "uid-iris"
+    service["spec"]["transformer"] = {"containers": [{"image": "example.invalid/t:1"}]}
+    desired = decide.plan_service(service, [], deployment("True"), OPTIONS, NOW)
+    router = {"metadata": {"ownerReferences": [
+        {"kind": "InferenceGraph", "name": "iris-transformer", "uid": "uid-g", "controller": True}
+    ]}}  # fmt: skip
+    existing = {("Deployment", "iris-transformer"): router}
+    taken = decide.controlled_elsewhere(service, desired.manifests, existing)
+    assert taken == [
+        "Deployment 'iris-transformer' is controlled by InferenceGraph 'iris-transformer'"
+    ]
+    mine = {"metadata": {"ownerReferences": [
+        {"kind": "InferenceService", "name": "iris", "uid": "uid-iris", "controller": True}
+    ]}}  # fmt: skip
+    assert decide.controlled_elsewhere(service, desired.manifests, {
+        ("Deployment", "iris-transformer"): mine
+    }) == []  # fmt: skip
+    conflict = decide.name_conflict(service, taken, NOW, decide.SERVICE_CONDITIONS)
+    assert conflict.manifests == []
+    ready = next(c for c in conflict.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NameConflict")
+    assert "controlled by InferenceGraph 'iris-transformer'; rename one of them" in ready["message"]

@@ -2,7 +2,9 @@
 
 Structural means what the API server requires of an `apiextensions.k8s.io/v1` schema: every node
 typed, no `$ref`, no null types, no defaults. Faithful means a resource our pydantic models accept
-also passes the CRD's schema and keeps every field through the API server's pruning.
+also passes the CRD's schema of its group and keeps every field through the API server's
+pruning. (Compatibility of the serving.kserve.io CRDs with KServe's own is proved against
+KServe's published CRDs and Go types in tests/properties/test_kserve_differential.py.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from schemas.serving_runtime import ClusterServingRuntime, ServingRuntime
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "config" / "crd"
+KSERVE_IG = "kserve/serving.kserve.io_inferencegraphs.yaml"
+OURS_IG = "infergraph/infergraph.dev_inferencegraphs.yaml"
 # The newest Kubernetes whose API schemas kubernetes-validate ships (1.37.0 ships 1.37).
 K8S_VERSION = "1.37"
 MODELS: dict[str, type[BaseModel]] = {
@@ -35,8 +39,11 @@ MODELS: dict[str, type[BaseModel]] = {
     "ClusterServingRuntime": ClusterServingRuntime,
 }
 CRDS = all_crds()
+# (group, kind) -> the CRD's schema: InferenceGraph exists in both groups.
 SCHEMAS = {
-    document["spec"]["names"]["kind"]: document["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    (document["spec"]["group"], document["spec"]["names"]["kind"]): document["spec"]["versions"][0][
+        "schema"
+    ]["openAPIV3Schema"]
     for document in CRDS.values()
 }
 
@@ -173,11 +180,15 @@ def pruned_paths(value: Any, schema: dict[str, Any], path: str) -> list[str]:
     return pruned
 
 
+def schema_of(document: dict[str, Any]) -> dict[str, Any]:
+    return SCHEMAS[(document["apiVersion"].split("/")[0], document["kind"])]
+
+
 def check_against_crd(document: dict[str, Any]) -> None:
     """`document` (accepted by its pydantic model) passes its CRD's schema and loses no field."""
     kind = document["kind"]
     MODELS[kind].model_validate(document)
-    schema = SCHEMAS[kind]
+    schema = schema_of(document)
     jsonschema.Draft4Validator(to_json_schema(schema)).validate(document)
     # metadata is Kubernetes' own ObjectMeta: the API server, not the CRD, keeps its fields.
     body = {key: value for key, value in document.items() if key != "metadata"}
@@ -186,7 +197,7 @@ def check_against_crd(document: dict[str, Any]) -> None:
 
 def test_checked_in_crds_are_regenerated() -> None:
     rendered = render_all()
-    on_disk = {path.name for path in CRD_DIR.glob("*.yaml")}
+    on_disk = {path.relative_to(CRD_DIR).as_posix() for path in CRD_DIR.rglob("*.yaml")}
     stale = [
         name
         for name, text in rendered.items()
@@ -198,13 +209,30 @@ def test_checked_in_crds_are_regenerated() -> None:
     assert problems == [], f"config/crd is out of date with the models; run `{REGENERATE}`"
 
 
-def test_kustomization_lists_every_crd() -> None:
-    kustomization = yaml.safe_load(render_all()["kustomization.yaml"])
-    assert kustomization["resources"] == list(CRDS)
+def test_kustomizations_list_every_crd() -> None:
+    rendered = render_all()
+    top = yaml.safe_load(rendered["kustomization.yaml"])
+    assert top["resources"] == ["kserve", "infergraph"]
+    listed = [
+        f"{directory}/{name}"
+        for directory in top["resources"]
+        for name in yaml.safe_load(rendered[f"{directory}/kustomization.yaml"])["resources"]
+    ]
+    assert sorted(listed) == sorted(CRDS)
+
+
+def test_groups_by_directory() -> None:
+    groups = {name: doc["spec"]["group"] for name, doc in CRDS.items()}
+    assert {g for n, g in groups.items() if n.startswith("kserve/")} == {"serving.kserve.io"}
+    assert {g for n, g in groups.items() if n.startswith("infergraph/")} == {"infergraph.dev"}
 
 
 def test_names_are_kserves() -> None:
-    names = {doc["spec"]["names"]["kind"]: doc["spec"]["names"] for doc in CRDS.values()}
+    names = {
+        doc["spec"]["names"]["kind"]: doc["spec"]["names"]
+        for doc in CRDS.values()
+        if doc["spec"]["group"] == "serving.kserve.io"
+    }
     assert names["InferenceGraph"]["shortNames"] == ["ig"]
     assert names["InferenceService"]["shortNames"] == ["isvc"]
     assert {kind: n["plural"] for kind, n in names.items()} == {
@@ -240,7 +268,7 @@ def test_crd_is_a_valid_kubernetes_object(name: str) -> None:
 
 
 def test_kubernetes_validation_is_not_vacuous() -> None:
-    broken = copy.deepcopy(CRDS["serving.kserve.io_inferencegraphs.yaml"])
+    broken = copy.deepcopy(CRDS[KSERVE_IG])
     broken["spec"]["versions"][0]["additionalPrinterColumns"][0]["jsonpath"] = ".status.url"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
@@ -276,7 +304,8 @@ def test_null_optional_fields_are_accepted_by_both() -> None:
 def test_crd_rejects_what_the_model_rejects(
     where: tuple[str | int, ...], bad: dict[str, Any]
 ) -> None:
-    graph = copy.deepcopy(SAMPLE_GRAPH)
+    # Our group's CRD carries every bound; KServe's group's carries only KServe's (see below).
+    graph = {**copy.deepcopy(SAMPLE_GRAPH), "apiVersion": "infergraph.dev/v1alpha1"}
     target: Any = graph
     for key in where:
         target = target[key]
@@ -284,14 +313,95 @@ def test_crd_rejects_what_the_model_rejects(
     with pytest.raises(pydantic.ValidationError):
         InferenceGraph.model_validate(graph)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft4Validator(to_json_schema(SCHEMAS["InferenceGraph"])).validate(graph)
+        jsonschema.Draft4Validator(to_json_schema(schema_of(graph))).validate(graph)
 
 
-def test_missing_required_spec_field_is_rejected() -> None:
+@pytest.mark.parametrize("group", ["serving.kserve.io", "infergraph.dev"])
+def test_missing_required_spec_field_is_rejected(group: str) -> None:
     graph = copy.deepcopy(SAMPLE_GRAPH)
     del graph["spec"]["nodes"]["root"]["routerType"]
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft4Validator(to_json_schema(SCHEMAS["InferenceGraph"])).validate(graph)
+        jsonschema.Draft4Validator(to_json_schema(SCHEMAS[(group, "InferenceGraph")])).validate(
+            graph
+        )
+
+
+EXTENDED_GRAPH: dict[str, Any] = {
+    "apiVersion": "infergraph.dev/v1alpha1",
+    "kind": "InferenceGraph",
+    "metadata": {"name": "vote"},
+    "spec": {
+        "conditionLanguage": "jmespath",
+        "retry": {"maxRetries": 2},
+        "circuitBreaker": {"failureThreshold": 3},
+        "nodes": {
+            "root": {
+                "routerType": "Ensemble",
+                "aggregation": "majority",
+                "quorum": "majority",
+                "partialResults": True,
+                "steps": [
+                    {"serviceName": "a", "timeout": 2.5, "data": {"x": "$request.x"}},
+                    {"serviceName": "b", "mapOutputsToInputs": {"out": "in"}},
+                ],
+            },
+            "canary": {
+                "routerType": "Splitter",
+                "stickyHeader": "X-User",
+                "steps": [
+                    {"serviceName": "a", "weight": 100},
+                    {"serviceName": "c", "shadow": True},
+                ],
+            },
+        },
+    },
+}
+
+
+def test_extensions_are_kept_by_our_groups_crd() -> None:
+    check_against_crd(EXTENDED_GRAPH)
+
+
+def test_extensions_are_not_in_kserves_groups_crd() -> None:
+    # What the API server would do to them under serving.kserve.io: prune every one (which is
+    # why schemas.valid_graph refuses them there, naming our group instead).
+    schema = SCHEMAS[("serving.kserve.io", "InferenceGraph")]
+    body = {key: value for key, value in EXTENDED_GRAPH.items() if key != "metadata"}
+    assert sorted(pruned_paths(body, schema, "InferenceGraph")) == sorted(
+        [
+            "InferenceGraph.spec.conditionLanguage",
+            "InferenceGraph.spec.retry",
+            "InferenceGraph.spec.circuitBreaker",
+            "InferenceGraph.spec.nodes.root.aggregation",
+            "InferenceGraph.spec.nodes.root.quorum",
+            "InferenceGraph.spec.nodes.root.partialResults",
+            "InferenceGraph.spec.nodes.root.steps[0].timeout",
+            # (a string there: the object template is refused outright, not pruned)
+            "InferenceGraph.spec.nodes.root.steps[0].data.x",
+            "InferenceGraph.spec.nodes.root.steps[1].mapOutputsToInputs",
+            "InferenceGraph.spec.nodes.canary.stickyHeader",
+            "InferenceGraph.spec.nodes.canary.steps[1].shadow",
+        ]
+    )
+    data = schema["properties"]["spec"]["properties"]["nodes"]["additionalProperties"]
+    assert data["properties"]["steps"]["items"]["properties"]["data"]["type"] == "string"
+
+
+def test_kserves_group_has_no_bounds_kserve_lacks() -> None:
+    # KServe's CRDs declare no minimum/maximum/pattern on these; ours must not refuse what
+    # they accept (our validation still reports them, as KServe's webhook does its own).
+    for name, document in CRDS.items():
+        if not name.startswith("kserve/"):
+            continue
+        for path, node in schema_nodes(document["spec"]["versions"][0]["schema"], name):
+            bounds = {"minimum", "maximum", "pattern", "minLength", "maxLength"} & set(node)
+            assert not bounds, f"{path}: {bounds}"
+
+
+@pytest.mark.parametrize("name", sorted(CRDS))
+def test_status_keeps_unknown_fields(name: str) -> None:
+    schema = CRDS[name]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert schema["properties"]["status"]["x-kubernetes-preserve-unknown-fields"] is True
 
 
 def shipped_documents() -> list[tuple[str, dict[str, Any]]]:
@@ -346,7 +456,10 @@ def test_status_model_is_optional() -> None:
         "Thing", "things", "thing", [], "example.com", "v1", "Cluster", InferenceGraphSpec, None
     )
     version = document["spec"]["versions"][0]
-    assert version["schema"]["openAPIV3Schema"]["properties"]["status"] == {"type": "object"}
+    assert version["schema"]["openAPIV3Schema"]["properties"]["status"] == {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
     assert "additionalPrinterColumns" not in version
 
 

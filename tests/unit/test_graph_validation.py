@@ -869,7 +869,10 @@ def applicable(spec: dict[str, Any]) -> list[Corruption]:
 def test_random_graph_valid_then_one_corruption_is_reported(
     spec: dict[str, Any], whole: bool, data: st.DataObject
 ) -> None:
-    wrap: Callable[[dict[str, Any]], dict[str, Any]] = resource if whole else (lambda s: s)
+    # The random specs use InferGraph's extensions, which only our API group admits.
+    wrap: Callable[[dict[str, Any]], dict[str, Any]] = (
+        (lambda s: resource(s, apiVersion="infergraph.dev/v1alpha1")) if whole else (lambda s: s)
+    )
     prefix = "spec." if whole else ""
     loaded = load_graph(orjson.dumps(wrap(spec))).spec
     assert set(loaded.nodes) == set(spec["nodes"])
@@ -881,3 +884,104 @@ def test_random_graph_valid_then_one_corruption_is_reported(
     errors = errors_of(wrap(broken))
     assert [e.path for e in errors] == [prefix + path], errors
     assert words in errors[0].message, errors[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# API groups: extensions only under infergraph.dev/v1alpha1
+# ---------------------------------------------------------------------------------------------
+
+USE_OUR_GROUP = "use apiVersion: infergraph.dev/v1alpha1"
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "field"),
+    [
+        pytest.param(
+            root("Ensemble", {"serviceName": "a"}, aggregation="mean"),
+            "spec.nodes.root.aggregation",
+            "'aggregation'",
+            id="node-aggregation",
+        ),
+        pytest.param(
+            root("Sequence", {"serviceName": "a", "retry": {"maxRetries": 1}}),
+            "spec.nodes.root.steps[0].retry",
+            "'retry'",
+            id="step-retry",
+        ),
+        pytest.param(
+            root("Sequence", {"serviceName": "a", "timeout": 2}),
+            "spec.nodes.root.steps[0].timeout",
+            "'timeout'",
+            id="step-timeout",
+        ),
+        pytest.param(
+            root("Sequence", {"serviceName": "a", "data": {"x": "$request.x"}}),
+            "spec.nodes.root.steps[0].data",
+            "non-string 'data'",
+            id="data-template",
+        ),
+        pytest.param(
+            {**root("Sequence", {"serviceName": "a"}), "conditionLanguage": "jmespath"},
+            "spec.conditionLanguage",
+            "'conditionLanguage'",
+            id="graph-condition-language",
+        ),
+        pytest.param(
+            bare(
+                {
+                    "root": node(
+                        "Splitter",
+                        {"serviceName": "a", "weight": 100},
+                        {"serviceName": "b", "shadow": True},
+                        stickyHeader="X-User",
+                    )
+                }
+            ),
+            "spec.nodes.root.steps[1].shadow",
+            "'shadow'",
+            id="splitter-shadow",
+        ),
+    ],
+)
+def test_extension_under_kserves_api_version_is_refused(
+    spec: dict[str, Any], path: str, field: str
+) -> None:
+    errors = errors_of(resource(spec))
+    found = [e for e in errors if e.path == path]
+    assert found, errors
+    assert field in found[0].message
+    assert "InferGraph extension" in found[0].message
+    assert USE_OUR_GROUP in found[0].message
+    # The same graph under our group is valid, and so is its bare spec (the router's input).
+    assert load_graph(as_text(resource(spec, apiVersion="infergraph.dev/v1alpha1")))
+    assert load_graph(as_text(spec))
+
+
+def test_every_extension_is_reported_at_once() -> None:
+    spec = {
+        **root("Ensemble", {"serviceName": "a", "timeout": 1}, aggregation="mean", quorum=1),
+        "retry": {"maxRetries": 1},
+    }
+    paths = {e.path for e in errors_of(resource(spec))}
+    assert paths == {
+        "spec.retry",
+        "spec.nodes.root.aggregation",
+        "spec.nodes.root.quorum",
+        "spec.nodes.root.steps[0].timeout",
+    }
+
+
+def test_kserve_fields_of_later_versions_stay_in_kserves_group() -> None:
+    # routerTimeouts and mapPredictionsToInstances are KServe's own (v0.16.0).
+    spec = {
+        **root("Sequence", {"serviceName": "a", "mapPredictionsToInstances": True}),
+        "routerTimeouts": {"serverRead": 10},
+    }
+    assert load_graph(as_text(resource(spec)))
+
+
+def test_unknown_api_group_is_refused_naming_both() -> None:
+    errors = errors_of(resource(root("Sequence", {"serviceName": "a"}), apiVersion="x.dev/v1"))
+    assert errors[0].path == "apiVersion"
+    assert "'serving.kserve.io/v1alpha1'" in errors[0].message
+    assert "'infergraph.dev/v1alpha1'" in errors[0].message

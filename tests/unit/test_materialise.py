@@ -14,7 +14,7 @@ from graph_controller.controller.render import Mode, RenderError, RenderOptions,
 from graph_controller.planning.runtime_selection import Runtime, Scope
 from schemas.inference_service import InferenceService
 from schemas.loading import load_documents
-from schemas.serving_runtime import ClusterServingRuntime
+from schemas.serving_runtime import ClusterServingRuntime, ServingRuntimeSpec
 from schemas.valid_graph import validate_graph
 from tests.unit.test_render import validate
 
@@ -276,7 +276,92 @@ def test_labels_and_annotations_propagate_with_kserve_priority() -> None:
         assert meta["annotations"] == {
             "sidecar.istio.io/inject": "true",
             "prometheus.io/scrape": "true",
+            # What KServe's webhook and controller add (the mode it defaulted to, the model's
+            # URI for its storage-initializer injector).
+            "serving.kserve.io/deploymentMode": "RawDeployment",
+            "internal.serving.kserve.io/storage-initializer-sourceuri": "s3://bucket/m",
         }
+        assert "serving.kserve.io/servingruntime" not in meta["labels"]  # KServe sets none
+
+
+def test_objects_are_laid_out_field_for_field_as_kserve() -> None:
+    """What KServe's deployment and HPA reconcilers set beyond the API server's defaults (found
+    by the oracle, tests/k8s/test_kserve_oracle.py): the pod template named after the
+    component in its namespace, IfNotPresent for a `:latest` image, an empty HPA behavior."""
+    objects = rendered(isvc(**model("sklearn")))
+    template = objects[("Deployment", "m-predictor")]["spec"]["template"]
+    assert (template["metadata"]["name"], template["metadata"]["namespace"]) == (
+        "m-predictor",
+        "ns",
+    )
+    assert [c["imagePullPolicy"] for c in template["spec"]["containers"]] == ["IfNotPresent"]
+    assert objects[("HorizontalPodAutoscaler", "m-predictor")]["spec"]["behavior"] == {}
+    pinned = {"containers": [{"image": "x:latest", "imagePullPolicy": "Always"}]}
+    custom = pod(rendered(isvc(**pinned)))
+    assert custom["containers"][0]["imagePullPolicy"] == "Always"  # what the user set stays
+
+
+@pytest.mark.parametrize(
+    ("spec", "component", "resources"),
+    [
+        pytest.param(
+            {"predictor": {"containers": [{"image": "x:1"}]}},
+            "m-predictor",
+            {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+            id="custom-predictor",
+        ),
+        pytest.param(
+            {
+                "predictor": {
+                    "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://b"}
+                },
+                "transformer": {
+                    "containers": [{"image": "t:1", "resources": {"limits": {"memory": "1Gi"}}}]
+                },
+            },
+            "m-transformer",
+            {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+            id="transformer-keeps-its-own",
+        ),
+    ],
+)
+def test_kserve_webhook_default_resources(
+    spec: dict[str, Any], component: str, resources: dict[str, Any]
+) -> None:
+    """KServe's defaulter gives a custom predictor's or transformer's first container, and a
+    framework spec, the ConfigMap's default resources for what they do not set."""
+    service = InferenceService.model_validate(
+        {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": "m"},
+            "spec": spec,
+        }
+    )
+    container = pod(rendered(service), component)["containers"][0]
+    assert container["resources"] == resources
+
+
+def test_framework_key_gets_default_resources_before_the_runtime_merge() -> None:
+    """`sklearn:` (not `model:`) is defaulted by its own Default() before becoming `model`;
+    with a runtime that sets no resources, the defaults are what the container gets."""
+    plain = Runtime(
+        "plain-sklearn",
+        Scope.CLUSTER,
+        ServingRuntimeSpec.model_validate(
+            {
+                "supportedModelFormats": [{"name": "sklearn", "autoSelect": True}],
+                "containers": [{"name": "kserve-container", "image": "sk:1"}],
+            }
+        ),
+    )
+    service = isvc(sklearn={"storageUri": "s3://b", "resources": {"limits": {"cpu": "2"}}})
+    manifests = render({}, {"m": service}, [plain], RenderOptions(namespace="ns"))
+    deployment = next(m for m in manifests if m["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -319,6 +404,11 @@ def test_router_matches_kserve_raw_ig() -> None:
     objects = {(m["kind"], m["metadata"]["name"]): m for m in manifests}
     deployment = objects[("Deployment", "g")]
     assert deployment["spec"]["selector"] == {"matchLabels": {"app": "isvc.g"}}
+    # KServe's router declares no port; its Service's port is named after the graph.
+    assert "ports" not in deployment["spec"]["template"]["spec"]["containers"][0]
+    assert objects[("Service", "g")]["spec"]["ports"] == [
+        {"name": "g", "port": 80, "targetPort": 8080, "protocol": "TCP"}
+    ]
     assert deployment["metadata"]["labels"]["team"] == "t"
     assert deployment["metadata"]["annotations"] == {"a": "b"}
     spec = deployment["spec"]["template"]["spec"]

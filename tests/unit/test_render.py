@@ -27,6 +27,7 @@ BUNDLES = [
     "wine-canary",
     "iris-transformer",
     "iris-kserve-transformer",
+    "iris-grpc",
 ]
 
 
@@ -188,7 +189,7 @@ def test_router_gets_the_whole_spec_as_kserve_marshals_it() -> None:
     # KServe's controller passes json.Marshal(graph.Spec); camelCase fields must survive too.
     graph = validate_graph(
         {
-            "apiVersion": "serving.kserve.io/v1alpha1",
+            "apiVersion": "infergraph.dev/v1alpha1",  # extensions: our group
             "kind": "InferenceGraph",
             "metadata": {"name": "g"},
             "spec": {
@@ -204,6 +205,50 @@ def test_router_gets_the_whole_spec_as_kserve_marshals_it() -> None:
     )
     manifests = render({"g": graph}, {}, builtin_runtimes(), RenderOptions())
     spec = orjson.loads(router_args(manifests, "g")[1])
-    assert spec == graph.spec.model_dump(by_alias=True, exclude_none=True)
+    # Go marshals `resources` (a struct) even when empty.
+    assert spec == {**graph.spec.model_dump(by_alias=True, exclude_none=True), "resources": {}}
     assert spec["routerTimeouts"] == {"serverRead": 5, "serviceClient": 2}
     assert spec["conditionLanguage"] == "jmespath"
+
+
+def test_router_graph_json_has_kserve_bytes() -> None:
+    """The exact bytes KServe's controller (Go's json.Marshal of v0.15.2's InferenceGraphSpec)
+    gives its router for this spec, as the oracle saw them: struct field order, sorted maps,
+    `resources` always, <, > and & escaped; so a KServe-made router's pods are not rolled."""
+    graph = validate_graph(
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "InferenceGraph",
+            "metadata": {"name": "g"},
+            "spec": {
+                "nodeSelector": {"zone": "b", "pool": "a"},
+                "scaleMetric": "cpu",
+                "minReplicas": 2,
+                "resources": {"requests": {"memory": "1Gi", "cpu": "1"}, "limits": {"cpu": "2"}},
+                "nodes": {
+                    "root": {
+                        "steps": [
+                            {
+                                "condition": "[@this].#(x>1&&y<2)",
+                                "serviceUrl": "http://m",
+                                "name": "a",
+                                "dependency": "Hard",
+                            },
+                            {"nodeName": "other", "weight": None},
+                        ],
+                        "routerType": "Sequence",
+                    },
+                    "other": {"routerType": "Sequence", "steps": [{"serviceUrl": "http://n"}]},
+                },
+            },
+        }
+    )
+    manifests = render({"g": graph}, {}, builtin_runtimes(), RenderOptions())
+    assert router_args(manifests, "g")[1] == (
+        '{"nodes":{"other":{"routerType":"Sequence","steps":[{"serviceUrl":"http://n"}]},'
+        '"root":{"routerType":"Sequence","steps":[{"name":"a","serviceUrl":"http://m",'
+        '"condition":"[@this].#(x\\u003e1\\u0026\\u0026y\\u003c2)","dependency":"Hard"},'
+        '{"nodeName":"other"}]}},'
+        '"resources":{"limits":{"cpu":"2"},"requests":{"cpu":"1","memory":"1Gi"}},'
+        '"minReplicas":2,"scaleMetric":"cpu","nodeSelector":{"pool":"a","zone":"b"}}'
+    )

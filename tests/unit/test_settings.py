@@ -62,8 +62,13 @@ def test_readme_flag_table_lists_every_flag_of_help() -> None:
         (["--workers", "0"], "--workers must be at least 1"),
         (["--metrics-port", "8080"], "--metrics-port 8080 is also --port"),
         (["--enable-auth"], "--enable-auth"),
+        (["--grpc-port", "8080"], "--grpc-port 8080 is also --port or --metrics-port"),
+        (
+            ["--metrics-port", "9090", "--grpc-port", "9090"],
+            "--grpc-port 9090 is also --port or --metrics-port",
+        ),
     ],
-    ids=["no-workers", "metrics-on-main-port", "enable-auth"],
+    ids=["no-workers", "metrics-on-main-port", "enable-auth", "grpc-on-main", "grpc-on-metrics"],
 )
 def test_refused_flag_combinations(argv: list[str], message: str) -> None:
     with pytest.raises(UnsupportedFlag, match=re.escape(message)):

@@ -162,16 +162,15 @@ def test_splitter_share_fires_when_the_traffic_is_one_sticky_user() -> None:
     models = {"classifier": default_model, "breed": default_model}
     one_user = check(spec, models, examples=10, headers=[{"X-User-Id": "user-7"}])
     # blake2b of "user-7" puts every request on one route: the other gets none of its 50%.
-    shares = [f for f in one_user if f.kind == "splitter-share"]
+    shares = [f for f in one_user if f.id == "splitter-share"]
+    sticky = "(stickyHeader 'X-User-Id': its values in the traffic hash to too few points)"
     assert [(f.where, f.message) for f in shares] == [
-        ("nodes.root.steps[0]", "weight 50 but 2000 of 2000 draws (100.0%)"),
-        ("nodes.root.steps[1]", "weight 50 but 0 of 2000 draws (0.0%)"),
+        ("nodes.root.steps[0]", f"weight 50 but 2000 of 2000 requests (100.0%) {sticky}"),
+        ("nodes.root.steps[1]", f"weight 50 but 0 of 2000 requests (0.0%) {sticky}"),
     ]
     many_users = [{"X-User-Id": f"user-{i}"} for i in range(500)]
     assert not [
-        f
-        for f in check(spec, models, examples=10, headers=many_users)
-        if f.kind == "splitter-share"
+        f for f in check(spec, models, examples=10, headers=many_users) if f.id == "splitter-share"
     ]
 
 
@@ -190,7 +189,7 @@ def test_harness_models_can_fail(breed_model: Any, status: int) -> None:
 
 
 DEAD_BRANCH = """
-apiVersion: serving.kserve.io/v1alpha1
+apiVersion: infergraph.dev/v1alpha1
 kind: InferenceGraph
 metadata: {name: g}
 spec:
@@ -211,11 +210,16 @@ def test_check_reports_findings_with_examples(
     graph.write_text(DEAD_BRANCH)
     assert infergraph(["check", str(graph), "--examples", "40", "--json"]) == 1
     findings = orjson.loads(capsys.readouterr().out)
-    kinds = {f["kind"]: f for f in findings}
-    assert kinds["unreached-step"]["where"] == "nodes.root.steps[1]"
+    kinds = {f["id"]: f for f in findings}
+    # The graph's conditions name `instances` only: v1 bodies, on which route 0 always holds.
+    assert kinds["condition-never-holds"]["where"] == "nodes.root.steps[1]"
+    assert kinds["condition-always-holds"]["where"] == "nodes.root.steps[0]"
     assert kinds["step-timeout-exceeds-graph"]["where"] == "nodes.root.steps[0]"
-    assert kinds["switch-no-route"]["example"] is not None  # v2 bodies carry no `instances`
-    assert "condition-always-holds" not in kinds  # v2 inputs make `instances` fail sometimes
+    assert set(kinds) == {
+        "condition-never-holds",
+        "condition-always-holds",
+        "step-timeout-exceeds-graph",
+    }
 
 
 def test_check_passes_a_sound_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -232,9 +236,11 @@ def test_check_uses_the_users_models(tmp_path: Path, capsys: pytest.CaptureFixtu
     graph = tmp_path / "g.yaml"
     graph.write_text("nodes: {root: {routerType: Sequence, steps: [{serviceName: flaky}]}}\n")
     models = tmp_path / "models.py"
-    models.write_text("def flaky(body):\n    return (500, {'error': 'bug'})\n")
+    models.write_text("def flaky(body):\n    raise RuntimeError('bug')\n")
     assert infergraph(["check", str(graph), "--models", str(models), "--examples", "10"]) == 1
-    assert "5xx-with-healthy-models" in capsys.readouterr().out
+    assert "model-raised at nodes.root.steps[0]: model flaky raised RuntimeError('bug')" in (
+        capsys.readouterr().out
+    )
 
 
 @settings(derandomize=True, max_examples=30)

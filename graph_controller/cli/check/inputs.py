@@ -1,0 +1,319 @@
+"""What `infergraph check` feeds a graph, and with which models.
+
+- models: a user's file (`MODELS = {...}`, which wins, or functions named after services), else
+  a model that echoes its input's rows as its predictions/outputs;
+- bodies: from a JSON Schema per model (`--schema model=FILE`: the models that get the request
+  as it is decide what is generated; the others' schemas check what the graph sends them), or v1
+  and/or v2 bodies, the protocol inferred from the graph's conditions and data paths, else from
+  which protocol its first models accept; plus the edge cases random draws rarely hit (no rows,
+  one value, a schema's smallest instance and that instance missing each required field);
+- headers: what every client sends, plus a varied value (many users) for each Splitter's
+  `stickyHeader` that clients do not all send alike;
+- intended defaults: a Switch or Sequence condition marked `# default` in the graph's YAML, or
+  listed in the annotation `infergraph.dev/check-defaults` ("node/step, node/step").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+import jsonschema
+import yaml
+from hypothesis import strategies as st
+
+from graph_controller.cli.check.findings import step_key
+from router.testing import Model, ModelFailure, ModelUnreachable, edge_payloads, payloads
+from schemas.graph import InferenceGraphSpec, RouterType
+from schemas.valid_graph import ValidGraph
+
+DEFAULTS_ANNOTATION = "infergraph.dev/check-defaults"
+# Headers every client sends with the same value: a stickyHeader among them puts all traffic on
+# one route. Any other sticky header gets one value per simulated user.
+CLIENT_HEADERS: Mapping[str, str] = {
+    "Content-Type": "application/json",
+    "Accept": "application/json",
+    "User-Agent": "infergraph-check",
+    "Host": "graph.example",
+}
+USERS = 997  # distinct sticky values in the generated traffic (a prime: no cycle aligns)
+V1_TOKENS = frozenset({"instances", "predictions"})
+V2_TOKENS = frozenset({"inputs", "outputs"})
+_WORD = re.compile(r"[A-Za-z_]+")
+
+
+def default_model(request: Any) -> Any:
+    if isinstance(request, dict) and "instances" in request:
+        return {"predictions": request["instances"]}
+    if isinstance(request, dict) and "inputs" in request:
+        return {"outputs": request["inputs"]}
+    return {"predictions": []}
+
+
+def load_models(path: str | Path | None, services: list[str]) -> dict[str, Model]:
+    """The models for `services`: from `path`'s `MODELS` dict, else its function named after
+    the service (`-` read as `_`), else `default_model`. ValueError names a `MODELS` entry
+    that is not a service of the graph or not callable."""
+    models: dict[str, Model] = {name: default_model for name in services}
+    if path is None:
+        return models
+    spec = importlib.util.spec_from_file_location("infergraph_user_models", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot import models from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name in services:
+        function = getattr(module, name.replace("-", "_"), None)
+        if callable(function):
+            models[name] = function
+    given_models = getattr(module, "MODELS", None)
+    if given_models is None:
+        return models
+    if not isinstance(given_models, Mapping):
+        raise ValueError(f"{path}: MODELS must be a dict of service name to function")
+    for name, function in given_models.items():
+        if name not in services:
+            raise ValueError(
+                f"{path}: MODELS names {name!r}, which no step of the graph calls "
+                f"(services: {', '.join(services) or 'none'})"
+            )
+        if not callable(function):
+            raise ValueError(f"{path}: MODELS[{name!r}] is {function!r}, not a function")
+        models[name] = function
+    return models
+
+
+def entry_steps(spec: InferenceGraphSpec) -> dict[tuple[str, str], str]:
+    """(node, step) -> service of every service step that gets the graph's request as it is."""
+    out: dict[tuple[str, str], str] = {}
+    seen: set[str] = set()
+
+    def walk(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        node = spec.nodes[name]
+        for index, step in enumerate(node.steps):
+            whole = step.data in (None, "$request") or (
+                step.data == "$response"
+                and (node.router_type is not RouterType.SEQUENCE or index == 0)
+            )
+            if not whole or step.map_predictions_to_instances or step.map_outputs_to_inputs:
+                continue
+            if step.node_name is not None:
+                walk(step.node_name)
+            elif step.service_name is not None:
+                out[(name, step_key(node, index))] = step.service_name
+
+    walk("root")
+    return out
+
+
+def graph_protocols(spec: InferenceGraphSpec) -> set[str]:
+    """The protocols the graph's conditions, data paths and mappings name."""
+    found: set[str] = set()
+    for node in spec.nodes.values():
+        for step in node.steps:
+            texts = [step.condition or ""]
+            texts += [step.data] if isinstance(step.data, str) else []
+            texts += _strings(step.data) if isinstance(step.data, dict) else []
+            words = {w for text in texts for w in _WORD.findall(text)}
+            if words & V1_TOKENS or step.map_predictions_to_instances:
+                found.add("v1")
+            if words & V2_TOKENS or step.map_outputs_to_inputs:
+                found.add("v2")
+    return found
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def infer_protocol(spec: InferenceGraphSpec, models: Mapping[str, Model]) -> str | None:
+    """ "v1" or "v2" when the graph names only one, else when its first models accept only one
+    (tried on one body of each); None: both."""
+    named = graph_protocols(spec)
+    if len(named) == 1:
+        return named.pop()
+    if named:
+        return None
+    accepted: set[str] = set()
+    for service in sorted(set(entry_steps(spec).values())):
+        model = models.get(service)
+        if model is None:
+            continue
+        for protocol in ("v1", "v2"):
+            if _accepts(model, edge_payloads(protocol=protocol)[2]):
+                accepted.add(protocol)
+    return accepted.pop() if len(accepted) == 1 else None
+
+
+def _accepts(model: Model, body: Any) -> bool:
+    try:
+        answer = model(body)
+        if inspect.isawaitable(answer):
+            answer = asyncio.run(_awaited(answer))
+    except (ModelFailure, ModelUnreachable):
+        return False
+    except Exception:  # a user's model refusing a protocol by raising: it does not accept it
+        return False
+    status = answer[0] if isinstance(answer, tuple) and len(answer) == 2 else 200
+    return isinstance(status, int) and status < 400
+
+
+async def _awaited(answer: Any) -> Any:
+    return await answer
+
+
+def parse_schema_option(option: str) -> tuple[str | None, Path]:
+    """`--schema FILE` (the graph's request) or `--schema MODEL=FILE`."""
+    model, sep, file = option.partition("=")
+    if sep and model and not Path(option).exists():
+        return model, Path(file)
+    return None, Path(option)
+
+
+def read_schema(path: Path, label: str) -> dict[str, Any]:
+    try:
+        schema = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ValueError(f"--schema {label}: cannot read: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise ValueError(f"--schema {label}: not JSON or YAML: {error}") from error
+    if not isinstance(schema, dict):
+        raise ValueError(f"--schema {label}: a JSON Schema is an object, got {schema!r}")
+    return schema
+
+
+def validator(schema: Mapping[str, Any]) -> Any:
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def schema_inputs(
+    schemas: list[Mapping[str, Any]],
+) -> tuple[st.SearchStrategy[Any], list[Any]]:
+    """Bodies valid under any of `schemas`, and the edge cases: each schema's smallest
+    instance, and that instance without each of its required fields."""
+    from router.testing import from_schema
+
+    strategies = [from_schema(s) for s in schemas]
+    edges: list[Any] = []
+    for schema, strategy in zip(schemas, strategies, strict=True):
+        try:
+            smallest = hypothesis.find(
+                strategy,
+                lambda _: True,
+                settings=hypothesis.settings(database=None, derandomize=True, max_examples=50),
+            )
+        except hypothesis.errors.NoSuchExample:
+            continue
+        edges.append(smallest)
+        if isinstance(smallest, dict):
+            for name in schema.get("required", []):
+                edges.append({k: v for k, v in smallest.items() if k != name})
+    return st.one_of(strategies), edges
+
+
+def protocol_inputs(protocol: str | None) -> tuple[st.SearchStrategy[Any], list[Any]]:
+    return payloads(protocol=protocol), edge_payloads(protocol=protocol)
+
+
+def traffic_headers(spec: InferenceGraphSpec) -> list[dict[str, str]]:
+    """The request headers of the generated traffic, one set per simulated user."""
+    constant = {name.lower() for name in CLIENT_HEADERS}
+    sticky = sorted(
+        {
+            node.sticky_header
+            for node in spec.nodes.values()
+            if node.sticky_header and node.sticky_header.lower() not in constant
+        }
+    )
+    if not sticky:
+        return [dict(CLIENT_HEADERS)]
+    return [dict(CLIENT_HEADERS) | {h: f"user-{i}" for h in sticky} for i in range(USERS)]
+
+
+# --- intended defaults ---------------------------------------------------------------------
+
+
+def marked_defaults(graph: ValidGraph, texts: Sequence[str] = ()) -> set[tuple[str, str]]:
+    """(node, step) of the conditions the user marked as intended defaults: listed in the
+    graph's `infergraph.dev/check-defaults` annotation, or (in YAML `texts`) with a
+    `# default` comment on the condition's line."""
+    marked: set[tuple[str, str]] = set()
+    annotations = graph.resource.metadata.annotations or {}
+    listed = annotations.get(DEFAULTS_ANNOTATION, "")
+    for item in filter(None, (part.strip() for part in listed.split(","))):
+        node, sep, step = item.partition("/")
+        if not sep or node not in graph.spec.nodes:
+            raise ValueError(
+                f"annotation {DEFAULTS_ANNOTATION}: {item!r} is not 'node/step' of this graph"
+            )
+        keys = {
+            step_key(graph.spec.nodes[node], i) for i in range(len(graph.spec.nodes[node].steps))
+        }
+        if step not in keys:
+            raise ValueError(
+                f"annotation {DEFAULTS_ANNOTATION}: node '{node}' has no step {step!r} "
+                f"(steps: {', '.join(sorted(keys))})"
+            )
+        marked.add((node, step))
+    for text in texts:
+        marked |= _commented_defaults(text)
+    return marked
+
+
+_DEFAULT_COMMENT = re.compile(r"#\s*default\b")
+
+
+def _commented_defaults(text: str) -> set[tuple[str, str]]:
+    lines = text.splitlines()
+    out: set[tuple[str, str]] = set()
+    try:
+        documents = list(yaml.compose_all(text))
+    except yaml.YAMLError:
+        return out
+    for document in documents:
+        nodes = _child(_child(document, "spec"), "nodes") or _child(document, "nodes")
+        if not isinstance(nodes, yaml.MappingNode):
+            continue
+        for name_node, router in nodes.value:
+            steps = _child(router, "steps")
+            if not isinstance(steps, yaml.SequenceNode):
+                continue
+            for index, step in enumerate(steps.value):
+                condition = _child(step, "condition")
+                if condition is None:
+                    continue
+                line = lines[condition.end_mark.line]
+                if _DEFAULT_COMMENT.search(line[condition.end_mark.column :]):
+                    named = _child(step, "name")
+                    key = (
+                        named.value
+                        if isinstance(named, yaml.ScalarNode) and named.value
+                        else str(index)
+                    )
+                    out.add((str(name_node.value), key))
+    return out
+
+
+def _child(node: Any, key: str) -> Any:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for k, v in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.value == key:
+            return v
+    return None

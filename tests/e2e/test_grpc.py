@@ -1,0 +1,431 @@
+"""gRPC in and out of the graph: real gRPC servers and clients on 127.0.0.1.
+
+The gRPC model is a scripted `inference.GRPCInferenceService` (grpc.aio) whose model name
+picks its behaviour; the router is the real app with its gRPC ingress, served in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from aiohttp import web
+
+from router.app import build_app
+from router.graph import compile_graph
+from router.grpc_server import add_grpc_ingress
+from router.inference_proto.grpc_predict_v2_pb2 import (
+    ModelInferRequest,
+    ModelInferResponse,
+    ServerLiveRequest,
+    ServerLiveResponse,
+    ServerReadyRequest,
+    ServerReadyResponse,
+)
+from schemas.valid_graph import validate_graph
+from tests.support import LOOPBACK, Backend, free_port, post_json, root_graph
+
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+@dataclass
+class GrpcModel:
+    address: str
+    calls: list[ModelInferRequest] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def url(self, model: str) -> str:
+        return f"grpc://{self.address}/{model}"
+
+
+async def _script(model: GrpcModel, raw: bytes, context: Any) -> bytes:
+    request = ModelInferRequest.FromString(raw)
+    model.calls.append(request)
+    name, _, arg = request.model_name.partition("-")
+    response = ModelInferResponse(model_name=request.model_name, id=request.id)
+    if name == "echo":  # inputs back as outputs, raw contents exactly as received
+        for tensor in request.inputs:
+            response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        response.raw_output_contents.extend(request.raw_input_contents)
+    elif name == "double":  # FP32 inputs doubled, as FP32
+        for index, tensor in enumerate(request.inputs):
+            values = struct.unpack(f"<{len(request.raw_input_contents[index]) // 4}f",
+                                   request.raw_input_contents[index])  # fmt: skip
+            response.outputs.add(name=f"{tensor.name}-doubled", datatype="FP32", shape=tensor.shape)
+            response.raw_output_contents.append(struct.pack(f"<{len(values)}f",
+                                                            *(2 * v for v in values)))  # fmt: skip
+    elif name == "unavailable":  # UNAVAILABLE for the first <arg> calls
+        seen = model.failures[request.model_name] = model.failures.get(request.model_name, 0) + 1
+        if seen <= int(arg):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
+        response.outputs.add(name="ok", datatype="INT64", shape=[1]).contents.int64_contents.append(
+            seen
+        )
+    elif name == "exhausted":
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full")
+    elif name == "invalid":
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input 'x' has the wrong shape")
+    elif name == "garbage":  # not a ModelInferResponse
+        return b"\xff\xff\xff"
+    elif name == "slow":  # answers after <arg> ms; records an RPC cancelled before that
+        try:
+            await asyncio.sleep(int(arg) / 1000)
+        except asyncio.CancelledError:
+            model.cancelled.append(request.model_name)
+            raise
+    return response.SerializeToString()
+
+
+@pytest.fixture
+async def grpc_model() -> AsyncIterator[GrpcModel]:
+    server = grpc.aio.server()
+    port = server.add_insecure_port(f"{LOOPBACK}:0")
+    model = GrpcModel(f"{LOOPBACK}:{port}")
+
+    async def infer(raw: bytes, context: Any) -> bytes:
+        return await _script(model, raw, context)
+
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "inference.GRPCInferenceService",
+                {"ModelInfer": grpc.unary_unary_rpc_method_handler(infer)},
+            ),
+        )
+    )
+    await server.start()
+    try:
+        yield model
+    finally:
+        await server.stop(0)
+
+
+@dataclass
+class Router:
+    http: str
+    channel: grpc.aio.Channel
+
+    async def infer(
+        self, request: ModelInferRequest | bytes, seconds: float = 30
+    ) -> ModelInferResponse:
+        raw = request if isinstance(request, bytes) else request.SerializeToString()
+        method = self.channel.unary_unary(
+            INFER, response_deserializer=ModelInferResponse.FromString
+        )
+        answer: ModelInferResponse = await method(raw, timeout=seconds)
+        return answer
+
+
+@contextlib.asynccontextmanager
+async def grpc_router(spec: dict[str, Any], **kwargs: Any) -> AsyncIterator[Router]:
+    app = build_app(compile_graph(validate_graph(spec)), **kwargs)
+    ports: list[int] = []
+    add_grpc_ingress(app, LOOPBACK, 0, bound=ports.append)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    await web.TCPSite(runner, LOOPBACK, 0).start()
+    channel = grpc.aio.insecure_channel(f"{LOOPBACK}:{ports[0]}")
+    try:
+        yield Router(f"http://{LOOPBACK}:{runner.addresses[0][1]}", channel)
+    finally:
+        await channel.close()
+        await runner.cleanup()
+
+
+def _request(*tensors: tuple[str, str, list[int], bytes]) -> ModelInferRequest:
+    request = ModelInferRequest(model_name="graph", id="req-1")
+    for name, datatype, shape, raw in tensors:
+        request.inputs.add(name=name, datatype=datatype, shape=shape)
+        request.raw_input_contents.append(raw)
+    return request
+
+
+def _sequence(*urls: str, **step_options: Any) -> dict[str, Any]:
+    steps = ({"serviceUrl": u, "data": "$response", **step_options} for u in urls)
+    return root_graph("Sequence", *steps)
+
+
+async def test_grpc_client_to_grpc_model_keeps_raw_contents_bit_for_bit(
+    grpc_model: GrpcModel,
+) -> None:
+    nan_with_payload = struct.pack("<I", 0x7FC00123)
+    raw_fp32 = nan_with_payload + struct.pack("<f", -0.0)
+    raw_bytes = b"\x02\x00\x00\x00\xff\xfe"  # one BYTES element that is not UTF-8
+    raw_bf16 = struct.pack("<H", 0x3F80)
+    async with grpc_router(_sequence(grpc_model.url("echo"))) as router:
+        answer = await router.infer(
+            _request(
+                ("a", "FP32", [2], raw_fp32),
+                ("b", "BYTES", [1], raw_bytes),
+                ("c", "BF16", [1], raw_bf16),
+            )
+        )
+    assert list(answer.raw_output_contents) == [raw_fp32, raw_bytes, raw_bf16]
+    assert [o.name for o in answer.outputs] == ["a", "b", "c"]
+    assert grpc_model.calls[0].model_name == "echo"  # the URL's model, not the client's
+
+
+async def test_rest_client_to_grpc_model(grpc_model: GrpcModel) -> None:
+    async with grpc_router(_sequence(grpc_model.url("double"))) as router:
+        status, body, _ = await post_json(
+            router.http,
+            {
+                "id": "r",
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [[1.5, 2]]}],
+            },
+        )
+    assert status == 200, body
+    assert body == {
+        "model_name": "double",
+        "id": "r",
+        "outputs": [{"name": "x-doubled", "datatype": "FP32", "shape": [1, 2], "data": [3.0, 4.0]}],
+    }
+
+
+async def test_grpc_client_to_rest_model(backend: Backend) -> None:
+    async with grpc_router(_sequence(backend.at("/v2/rest"))) as router:
+        request = ModelInferRequest(model_name="graph")
+        tensor = request.inputs.add(name="x", datatype="FP64", shape=[2])
+        tensor.contents.fp64_contents.extend([1.25, -3])
+        answer = await router.infer(request)
+    assert b'"data":[1.25,-3.0]' in backend.calls[0]["body"]
+    assert answer.model_name == "rest"
+    assert answer.outputs[0].name == "rest-out"
+    assert struct.unpack("<2d", answer.raw_output_contents[0]) == (2.5, -6.0)
+
+
+async def test_mixed_ensemble_and_a_two_step_chain(grpc_model: GrpcModel, backend: Backend) -> None:
+    spec = {
+        "nodes": {
+            "root": {
+                "routerType": "Ensemble",
+                "steps": [
+                    {"name": "grpc", "serviceUrl": grpc_model.url("double")},
+                    {"name": "rest", "serviceUrl": backend.at("/v2/rest")},
+                    {"name": "chain", "nodeName": "chain"},
+                ],
+            },
+            # gRPC then REST: the gRPC answer's outputs become the REST model's inputs.
+            "chain": {
+                "routerType": "Sequence",
+                "steps": [
+                    {"serviceUrl": grpc_model.url("double")},
+                    {
+                        "serviceUrl": backend.at("/v2/rest"),
+                        "data": "$response",
+                        "mapOutputsToInputs": True,
+                    },
+                ],
+            },
+        }
+    }
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]}
+    async with grpc_router(spec) as router:
+        status, answer, _ = await post_json(router.http, body)
+    assert status == 200, answer
+    assert answer["grpc"]["outputs"][0]["data"] == [2.0]
+    assert answer["rest"]["outputs"][0]["data"] == [2.0]
+    assert answer["chain"]["outputs"][0] == {
+        "name": "rest-out", "shape": [1], "datatype": "FP64", "data": [4.0]
+    }  # fmt: skip
+
+
+async def test_a_step_past_its_timeout_is_deadline_exceeded_naming_the_step(
+    grpc_model: GrpcModel,
+) -> None:
+    spec = root_graph(
+        "Sequence", {"name": "slow", "serviceUrl": grpc_model.url("slow-5000"), "timeout": 0.2}
+    )
+    async with grpc_router(spec) as router:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await router.infer(_request(("x", "FP32", [1], struct.pack("<f", 1))))
+        status, body, _ = await post_json(router.http, {"inputs": []})
+    assert failure.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert (
+        failure.value.details()
+        == "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
+    )
+    assert ("infergraph-step", "slow") in tuple(failure.value.trailing_metadata() or ())
+    assert status == 504
+    assert body["cause"] == failure.value.details()
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(200):  # bounded: 10 s
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition never held")
+
+
+async def test_the_clients_deadline_bounds_the_graph_and_cancels_the_model_call(
+    grpc_model: GrpcModel,
+) -> None:
+    async with grpc_router(_sequence(grpc_model.url("slow-10000"))) as router:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await router.infer(_request(("x", "FP32", [1], struct.pack("<f", 1))), seconds=0.5)
+        assert failure.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        await _until(lambda: grpc_model.cancelled == ["slow-10000"])
+
+
+async def test_a_rest_client_hanging_up_cancels_the_grpc_call(grpc_model: GrpcModel) -> None:
+    async with grpc_router(_sequence(grpc_model.url("slow-10000"))) as router:
+        request = asyncio.ensure_future(post_json(router.http, {"inputs": []}))
+        await _until(lambda: len(grpc_model.calls) == 1)
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+        await _until(lambda: grpc_model.cancelled == ["slow-10000"])
+
+
+async def test_unavailable_is_retried(grpc_model: GrpcModel) -> None:
+    retry = {"maxRetries": 3, "initialDelayMs": 1, "maxDelayMs": 1}
+    async with grpc_router(_sequence(grpc_model.url("unavailable-2"), retry=retry)) as router:
+        answer = await router.infer(_request(("x", "FP32", [1], struct.pack("<f", 1))))
+    assert len(grpc_model.calls) == 3
+    assert list(answer.outputs[0].contents.int64_contents) == [3]
+
+
+async def test_resource_exhausted_is_retried_then_answered_as_unavailable(
+    grpc_model: GrpcModel,
+) -> None:
+    retry = {"maxRetries": 2, "initialDelayMs": 1, "maxDelayMs": 1}
+    async with grpc_router(_sequence(grpc_model.url("exhausted"), retry=retry)) as router:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await router.infer(_request(("x", "FP32", [1], struct.pack("<f", 1))))
+    assert len(grpc_model.calls) == 3
+    assert failure.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert failure.value.details() == "queue full"
+
+
+async def test_an_unreachable_grpc_model_opens_the_breaker() -> None:
+    url = f"grpc://{LOOPBACK}:{free_port()}/gone"
+    spec = root_graph(
+        "Sequence",
+        {"serviceUrl": url, "circuitBreaker": {"failureThreshold": 2, "cooldownSeconds": 60}},
+    )
+    async with grpc_router(spec) as router:
+        for _ in range(2):
+            status, body, _ = await post_json(router.http, {"inputs": []})
+            assert status == 502, body
+            assert body["cause"].startswith("rpc error: code = Unavailable desc = ")
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await router.infer(_request(("x", "FP32", [1], struct.pack("<f", 1))))
+    assert failure.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert failure.value.details().startswith(f"node 'root' step 0: circuit open for {url}")
+
+
+async def test_a_models_invalid_argument_reaches_the_grpc_client(grpc_model: GrpcModel) -> None:
+    async with grpc_router(_sequence(grpc_model.url("invalid"))) as router:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await router.infer(_request(("x", "FP32", [1], struct.pack("<f", 1))))
+    assert failure.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.value.details() == "input 'x' has the wrong shape"
+
+
+async def test_malformed_protobuf_is_invalid_argument(grpc_model: GrpcModel) -> None:
+    async with grpc_router(_sequence(grpc_model.url("echo"))) as router:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await router.infer(b"\x2a\xff\xff\xff")
+    assert failure.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.value.details().startswith("the request is not an inference.ModelInferRequest")
+    assert grpc_model.calls == []
+
+
+async def test_shape_mismatch_is_invalid_argument_naming_the_input(grpc_model: GrpcModel) -> None:
+    request = ModelInferRequest(model_name="graph")
+    tensor = request.inputs.add(name="pixels", datatype="FP32", shape=[3])
+    tensor.contents.fp32_contents.extend([1, 2])
+    async with grpc_router(_sequence(grpc_model.url("echo"))) as router:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await router.infer(request)
+        # The same from a REST client, refused on the way to the gRPC model.
+        status, body, _ = await post_json(
+            router.http,
+            {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [3], "data": [1, 2]}]},
+        )
+    assert failure.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.value.details() == (
+        "input 'pixels': shape [3] holds 3 elements, but fp32_contents has 2"
+    )
+    assert status == 400
+    assert body["cause"] == (
+        "node 'root' step 0: input 'pixels': shape [3] holds 3 elements, but data has 2"
+    )
+    assert grpc_model.calls == []
+
+
+async def test_health_is_the_routers_readiness() -> None:
+    spec = _sequence(f"grpc://{LOOPBACK}:1/m")
+    async with grpc_router(spec) as router:
+        ready = router.channel.unary_unary(
+            "/inference.GRPCInferenceService/ServerReady",
+            request_serializer=ServerReadyRequest.SerializeToString,
+            response_deserializer=ServerReadyResponse.FromString,
+        )
+        live = router.channel.unary_unary(
+            "/inference.GRPCInferenceService/ServerLive",
+            request_serializer=ServerLiveRequest.SerializeToString,
+            response_deserializer=ServerLiveResponse.FromString,
+        )
+        assert (await ready(ServerReadyRequest())).ready
+        assert (await live(ServerLiveRequest())).live
+
+
+async def test_a_non_v2_answer_cannot_go_back_over_grpc(backend: Backend) -> None:
+    async with grpc_router(_sequence(backend.at("/classify/cat"))) as router:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await router.infer(_request(("x", "FP32", [1], struct.pack("<f", math.pi))))
+    assert failure.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "the graph's answer is not a v2 inference response" in failure.value.details()
+
+
+async def test_a_met_quorum_cancels_the_grpc_calls_still_running(grpc_model: GrpcModel) -> None:
+    spec = root_graph(
+        "Ensemble",
+        {"name": "fast", "serviceUrl": grpc_model.url("echo")},
+        {"name": "slow", "serviceUrl": grpc_model.url("slow-10000")},
+        quorum=1,
+    )
+    async with grpc_router(spec) as router:
+        body = {"inputs": [{"name": "x", "datatype": "INT64", "shape": [1], "data": [7]}]}
+        status, answer, _ = await post_json(router.http, body)
+        assert status == 200, answer
+        assert answer["fast"]["outputs"][0]["data"] == [7]
+        await _until(lambda: grpc_model.cancelled == ["slow-10000"])
+
+
+async def test_an_answer_that_is_not_a_model_infer_response_is_a_502_naming_the_step(
+    grpc_model: GrpcModel,
+) -> None:
+    async with grpc_router(_sequence(grpc_model.url("garbage"))) as router:
+        status, body, _ = await post_json(router.http, {"inputs": []})
+    assert status == 502
+    assert body["cause"].startswith(
+        f"node 'root' step 0: {grpc_model.url('garbage')} answered a ModelInferResponse the "
+        "router cannot read"
+    )
+
+
+async def test_the_auth_token_guards_model_infer(grpc_model: GrpcModel) -> None:
+    request = _request(("x", "FP32", [1], struct.pack("<f", 1)))
+    async with grpc_router(_sequence(grpc_model.url("echo")), auth_token=b"s3cret") as router:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await router.infer(request)
+        method = router.channel.unary_unary(
+            INFER,
+            request_serializer=ModelInferRequest.SerializeToString,
+            response_deserializer=ModelInferResponse.FromString,
+        )
+        answer = await method(request, metadata=(("authorization", "Bearer s3cret"),), timeout=30)
+    assert failure.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert answer.raw_output_contents[0] == struct.pack("<f", 1)
+    assert len(grpc_model.calls) == 1
