@@ -71,6 +71,8 @@ CONTROLLERS = (
     "endpointslice-controller",
     "endpoints-controller",
     "pod-garbage-collector-controller",
+    # Routers carry an HPA; with no metrics-server it still holds minReplicas..maxReplicas.
+    "horizontal-pod-autoscaler-controller",
 )
 
 # Bounds for a loaded 2-core machine.

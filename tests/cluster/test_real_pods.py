@@ -12,7 +12,10 @@ graphs' Service ClusterIPs (kube-proxy's rules on this machine):
 - a deleted predictor pod is replaced and the graph answers again;
 - new Splitter weights roll the router Deployment under load without one failed request;
 - SIGTERM to the router inside its pod: /readyz turns 503, the readiness probe takes the pod
-  out of service, it keeps answering while it drains, exits 0 and is restarted.
+  out of service, it keeps answering while it drains, exits 0 and is restarted;
+- the graph's minReplicas 2 reaches the router HPA, which scales the router to two pods
+  (no metrics-server here, but an HPA holds its minimum without metrics), and the Service
+  spreads requests over both.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import copy
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +35,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_iris, load_wine
 
 from graph_controller.local.deploy import deployment
@@ -52,6 +57,7 @@ READY_TIMEOUT = 600
 RECOVER_TIMEOUT = 300
 ROLL_TIMEOUT = 300
 DRAIN_OBSERVE_TIMEOUT = 120
+SCALE_TIMEOUT = 300  # the HPA controller syncs every 15 s, then a router pod starts
 POLL = 1.0
 LOAD_CONCURRENCY = 4  # a small load: the point is no failure, not throughput
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
@@ -347,6 +353,107 @@ async def test_sigterm_drains_the_router_in_its_pod_through_the_readiness_probe(
         DRAIN_OBSERVE_TIMEOUT,
     )
     assert (await answers(graph_url(installed, "iris-ensemble"), IRIS_ROWS[:1]))[0][0] == 200
+
+
+def requests_answered(pod: dict[str, Any]) -> float:
+    """The router pod's own count of graph requests it answered 200 (its /metrics)."""
+    url = f"http://{pod['status']['podIP']}:8080/metrics"
+
+    async def scrape() -> str:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url, timeout=REQUEST_TIMEOUT) as response,
+        ):
+            assert response.status == 200, f"{url}: {response.status}"
+            return await response.text()
+
+    for family in text_string_to_metric_families(asyncio.run(scrape())):
+        for sample in family.samples:
+            # One graph per router; KServe's args name no graph, so its label is the default.
+            if sample.name == "infergraph_requests_total" and sample.labels["status"] == "200":
+                return sample.value
+    return 0.0  # no request answered yet: the series appears with the first
+
+
+def proxied_to(graph: str, pod_ips: set[str]) -> bool:
+    """kube-proxy's DNAT rules for the graph's Service lead to exactly these pods."""
+    rules = subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    # kube-proxy comments each endpoint rule with the Service's namespace/name:port.
+    targets = {
+        line.split("--to-destination ")[1].split(":")[0]
+        for line in rules.splitlines()
+        if f'"{NAMESPACE}/{graph}' in line and "--to-destination" in line
+    }
+    return targets == pod_ips
+
+
+def scale(cluster: Cluster, graph: str, minimum: int, maximum: int) -> None:
+    patch = {"spec": {"minReplicas": minimum, "maxReplicas": maximum}}
+    # Group-qualified: infergraph.dev defines an InferenceGraph kind too.
+    resource = "inferencegraphs.serving.kserve.io"
+    cluster.kubectl(
+        "patch", "-n", NAMESPACE, resource, graph, "--type=merge", "-p", json.dumps(patch)
+    )
+
+
+async def test_min_replicas_scale_the_router_through_its_hpa(installed: Cluster) -> None:
+    graph = "iris-ensemble"
+    selector = f"serving.kserve.io/inferencegraph={graph}"
+    scale(installed, graph, 2, 3)
+    try:
+        await scaled_router_shares_the_load(installed, graph, selector)
+    finally:
+        scale(installed, graph, 1, 3)
+    await asyncio.to_thread(
+        wait_for,
+        "router HPA minReplicas back to 1",
+        lambda: get(installed, "hpa", graph)["spec"]["minReplicas"] == 1,
+        SCALE_TIMEOUT,
+    )
+    # Below the minimum is the HPA's only metric-free rule; scaling down needs a metric, so
+    # with no metrics-server both pods stay. The graph answers on.
+    assert (await answers(graph_url(installed, graph), IRIS_ROWS[:1]))[0][0] == 200
+
+
+async def scaled_router_shares_the_load(installed: Cluster, graph: str, selector: str) -> None:
+    def hpa_holds_two() -> bool:
+        hpa: dict[str, Any] = get(installed, "hpa", graph)
+        return bool(
+            hpa["spec"]["minReplicas"] == 2
+            and hpa["spec"]["maxReplicas"] == 3
+            and hpa.get("status", {}).get("desiredReplicas") == 2
+        )
+
+    await asyncio.to_thread(wait_for, "router HPA at minReplicas 2", hpa_holds_two, SCALE_TIMEOUT)
+
+    def two_ready() -> bool:
+        now = pods(installed, selector)
+        return len(now) == 2 and all(map(pod_ready, now))
+
+    await asyncio.to_thread(wait_for, "two Ready router pods", two_ready, SCALE_TIMEOUT)
+    routers = pods(installed, selector)
+    ips = {p["status"]["podIP"] for p in routers}
+    await asyncio.to_thread(
+        wait_for,
+        f"kube-proxy routing {graph} to {sorted(ips)}",
+        lambda: proxied_to(graph, ips),
+        SCALE_TIMEOUT,
+    )
+    before = [await asyncio.to_thread(requests_answered, p) for p in routers]
+    rows = [IRIS_ROWS[i % len(IRIS_ROWS)] for i in range(40)]
+    # A connection per request: kube-proxy picks an endpoint per connection, and one kept-alive
+    # connection would carry all 40 to one pod.
+    url = graph_url(installed, graph)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        outcomes = [await post(session, url, {"instances": [row]}) for row in rows]
+    assert [status for status, _ in outcomes] == [200] * len(rows)
+    after = [await asyncio.to_thread(requests_answered, p) for p in routers]
+    served = [a - b for a, b in zip(after, before, strict=True)]
+    # Each connection reaches either pod with probability 1/2: one pod taking all 40 is 2**-39.
+    assert sum(served) == len(rows), served
+    assert all(n > 0 for n in served), served
 
 
 if __name__ == "__main__":
