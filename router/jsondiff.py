@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-MAX_DEPTH = 1000  # orjson parses at most 1024 levels; deeper is reported, not recursed into
-
 
 class Change(StrEnum):
     VALUE = "value"  # same type, different value (numbers beyond the tolerance)
@@ -100,9 +98,9 @@ def diff(expected: Any, actual: Any, tolerance: Tolerance = EXACT) -> list[Diffe
     (objects' keys in `expected`'s order, then keys only `actual` has). Empty: they agree."""
     out: list[Difference] = []
     # An explicit stack, not recursion: answers nest as deep as JSON allows.
-    stack: list[tuple[str, Any, Any, int]] = [("$", expected, actual, 0)]
+    stack: list[tuple[str, Any, Any]] = [("$", expected, actual)]
     while stack:
-        path, a, b, depth = stack.pop()
+        path, a, b = stack.pop()
         if a is _ABSENT:
             out.append(Difference(path, Change.ADDED, None, b))
             continue
@@ -122,33 +120,22 @@ def diff(expected: Any, actual: Any, tolerance: Tolerance = EXACT) -> list[Diffe
             out.append(Difference(path, Change.TYPE, a, b))
             continue
         if isinstance(a, dict):
-            if depth >= MAX_DEPTH:
-                if a != b:
-                    out.append(Difference(path, Change.VALUE, a, b))
-                continue
-            children: list[tuple[str, Any, Any, int]] = []
+            children: list[tuple[str, Any, Any]] = []
             for key, value in a.items():
                 if key in b:
-                    children.append((_key_path(path, key), value, b[key], depth + 1))
+                    children.append((_key_path(path, key), value, b[key]))
                 else:
-                    children.append((_key_path(path, key), value, _ABSENT, depth + 1))
+                    children.append((_key_path(path, key), value, _ABSENT))
             children += [
-                (_key_path(path, key), _ABSENT, value, depth + 1)
-                for key, value in b.items()
-                if key not in a
+                (_key_path(path, key), _ABSENT, value) for key, value in b.items() if key not in a
             ]
             stack.extend(reversed(children))
         elif isinstance(a, list):
-            if depth >= MAX_DEPTH:
-                if a != b:
-                    out.append(Difference(path, Change.VALUE, a, b))
-                continue
             items = [
                 (
                     f"{path}[{i}]",
                     a[i] if i < len(a) else _ABSENT,
                     b[i] if i < len(b) else _ABSENT,
-                    depth + 1,
                 )
                 for i in range(max(len(a), len(b)))
             ]

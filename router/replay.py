@@ -16,9 +16,11 @@ falls in another route's share move (what the new weights would do to this traff
 report shows them as route differences. A node with no recorded point (new, or drawn more often
 than recorded) draws from `seed`.
 
-What is compared, per request (pure: `compare`): the status and answer (`router.jsondiff`, with
-the tolerance), the decisions that route (Switch/Sequence conditions and Splitter routes with
-their points; retries and early answers depend on timing, not the graph, and are left out),
+What is compared, per request (pure: `compare`): the status and answer (`router.jsondiff`,
+with the tolerance; not when replay itself failed the request on a call the recording lacks:
+then the error is reported), the decisions that route (Switch/Sequence conditions and Splitter
+routes with their points; retries and early answers depend on timing, not the graph, and are
+left out),
 the steps called (by node, step and target: newly called, no longer called; recorded shadow
 calls are left out, as replay does not run shadows), errors, and the latency (live only).
 """
@@ -348,21 +350,23 @@ def _decision_text(d: RecordedDecision) -> str:
 
 
 def route_of(decisions: Iterable[RecordedDecision]) -> str:
-    """The routing decisions taken, as `node:step` joined by ` > ` ("-" when none)."""
+    """The routing decisions taken, as `node:step` joined by ` > ` ("(none)" when none)."""
     taken = [
         f"{d.node}:{d.step}"
         for d in decisions
         if d.kind == DecisionKind.ROUTE.value
         or (d.kind == DecisionKind.CONDITION.value and d.outcome == Outcome.HELD.value)
     ]
-    return " > ".join(taken) or "-"
+    return " > ".join(taken) or "(none)"
 
 
 def compare(record: Record, run: Run, tolerance: Tolerance = EXACT) -> Comparison:
     """Recorded vs candidate for one request (pure)."""
     answer: list[Difference] = []
-    if record.answer is _OMITTED:
-        pass  # not recorded (not JSON under redaction): only the status can be compared
+    if record.answer is _OMITTED or run.errors:
+        # Not recorded (not JSON under redaction), or the answer is replay's own error for a
+        # call the recording lacks: the status and the error say it all.
+        pass
     elif isinstance(record.answer, bytes) or isinstance(run.answer, bytes):
         if record.answer != run.answer:
             answer = diff(record.answer, run.answer)

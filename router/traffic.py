@@ -28,11 +28,11 @@ header. Files rotate as logging's RotatingFileHandler does: PATH.1 is the newest
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import contextvars
 import logging
 import os
-import queue
 import random
 import threading
 import time
@@ -64,6 +64,9 @@ DEFAULT_HEADERS: Final = ("content-type",)
 # Records waiting for the writer: a few seconds of a busy router's sampled traffic. Beyond it
 # the disk is not keeping up, and records are dropped rather than held in memory.
 QUEUE_SIZE: Final = 1024
+# How often the writer wakes to write what is pending: short enough that a record is on disk
+# a moment after its answer, long enough that the writer costs the router no wake-up per request.
+WRITE_INTERVAL: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,9 +244,14 @@ class TrafficRecorder:
         self.settings = settings
         self.graph_name = graph_name
         self._rng = rng or random.Random()
-        self._queue: queue.Queue[RequestRecord | None] = queue.Queue(settings.queue_size)
+        self._pending: collections.deque[RequestRecord] = collections.deque()
+        self._closing = threading.Event()
+        self._unflushed = 0  # records written since the last flush: counted once flushed
         self._thread: threading.Thread | None = None
         self.stopped: str | None = None  # why the writer stopped (a full disk...), once it has
+        # Record ids: this run's random prefix and a count (a uuid4 per record costs a syscall).
+        self._run = uuid.uuid4().hex[:12]
+        self._count = 0
         registry = registry or CollectorRegistry()
         self._written = Counter(
             "infergraph_recorded_requests",
@@ -295,10 +303,11 @@ class TrafficRecorder:
         if self.stopped is not None:
             self._dropped["stopped"].inc()
             return
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        # deque appends and pops are atomic, so the writer thread needs no lock with us.
+        if len(self._pending) >= self.settings.queue_size:
             self._dropped["queue_full"].inc()
+        else:
+            self._pending.append(record)
 
     def caller(self, inner: StepCaller) -> StepCaller:
         return RecordingCaller(inner)
@@ -316,62 +325,72 @@ class TrafficRecorder:
         self._thread.start()
 
     def close(self, seconds: float = 10.0) -> None:
-        """Write what is queued (for at most `seconds`), then stop the thread."""
+        """Write what is pending (for at most `seconds`), then stop the thread."""
         if self._thread is None:
             return
-        try:
-            self._queue.put(None, timeout=seconds)
-        except queue.Full:
-            self.stopped = self.stopped or "shutdown"
+        self._closing.set()
         self._thread.join(seconds)
         self._thread = None
-        leftover = 0
-        while True:
-            try:
-                if self._queue.get_nowait() is not None:
-                    leftover += 1
-            except queue.Empty:
-                break
-        if leftover:
-            self._dropped["shutdown"].inc(leftover)
+        if self._pending:
+            self._dropped["shutdown"].inc(len(self._pending))
+            self._pending.clear()
 
     def _write_all(self, file: IO[bytes]) -> None:
         try:
             while True:
-                record = self._queue.get()
-                if record is None:
+                # Woken by time, not per record: a wake-up per request (a condition variable
+                # and a GIL hand-over) cost the router more than writing the record did.
+                closing = self._closing.wait(WRITE_INTERVAL)
+                while self._pending:
+                    file = self._write(file, self._pending.popleft())
+                if self.stopped is None and self._unflushed:
+                    try:
+                        file.flush()
+                    except OSError as error:
+                        self._stop(error)
+                    else:
+                        self._written.inc(self._unflushed)
+                        self._unflushed = 0
+                if closing:
                     return
-                if self.stopped is not None:
-                    self._dropped["stopped"].inc()
-                    continue
-                try:
-                    line = encode(self.to_json(record)) + b"\n"
-                except InvalidJSON as error:  # nested too deeply even for the json module
-                    log.warning("request not recorded: %s", error)
-                    self._dropped["unencodable"].inc()
-                    continue
-                try:
-                    file = self._rotated(file, len(line))
-                    file.write(line)
-                    file.flush()
-                except OSError as error:
-                    # A full disk (ENOSPC), a removed mount: stop for good, say so once, and
-                    # let answers flow. Writing on would fail per record and fill the logs.
-                    self.stopped = f"{error.strerror or error} ({self.settings.path})"
-                    log.error(
-                        "recording stopped: cannot write %s: %s; requests are still answered, "
-                        "no more are recorded",
-                        self.settings.path,
-                        error.strerror or error,
-                        extra={"path": str(self.settings.path), "errno": error.errno},
-                    )
-                    self._dropped["stopped"].inc()
-                    continue
-                self._written.inc()
         finally:
-            # A close that fails was already reported when the write failed.
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # a failed close was reported with its write
                 file.close()
+
+    def _write(self, file: IO[bytes], record: RequestRecord) -> IO[bytes]:
+        if self.stopped is not None:
+            self._dropped["stopped"].inc()
+            return file
+        try:
+            line = encode(self.to_json(record)) + b"\n"
+        except InvalidJSON as error:  # nested too deeply even for the json module
+            log.warning("request not recorded: %s", error)
+            self._dropped["unencodable"].inc()
+            return file
+        try:
+            file = self._rotated(file, len(line))
+            file.write(line)
+        except OSError as error:
+            self._unflushed += 1  # this one, lost with those still in the buffer
+            self._stop(error)
+            return file
+        self._unflushed += 1
+        return file
+
+    def _stop(self, error: OSError) -> None:
+        # A full disk (ENOSPC), a removed mount: stop for good, say so once, and let answers
+        # flow. Writing on would fail per record and fill the logs.
+        self.stopped = f"{error.strerror or error} ({self.settings.path})"
+        log.error(
+            "recording stopped: cannot write %s: %s; requests are still answered, "
+            "no more are recorded",
+            self.settings.path,
+            error.strerror or error,
+            extra={"path": str(self.settings.path), "errno": error.errno},
+        )
+        # Records written to the buffer but not flushed are lost with it.
+        self._dropped["stopped"].inc(self._unflushed)
+        self._unflushed = 0
 
     def _rotated(self, file: IO[bytes], incoming: int) -> IO[bytes]:
         """The file to append to: a fresh one once this line would pass `max_bytes` (a file
@@ -379,7 +398,9 @@ class TrafficRecorder:
         size = file.tell()
         if size == 0 or size + incoming <= self.settings.max_bytes:
             return file
-        file.close()
+        file.close()  # flushes: what was pending is on disk now
+        self._written.inc(self._unflushed)
+        self._unflushed = 0
         path, keep = self.settings.path, self.settings.keep
         if keep == 0:
             path.unlink(missing_ok=True)
@@ -394,8 +415,9 @@ class TrafficRecorder:
     def to_json(self, record: RequestRecord) -> dict[str, Any]:
         """The record as written (bodies parsed and redacted); runs in the writer thread."""
         origin = record.started
+        self._count += 1
         out: dict[str, Any] = {
-            "id": uuid.uuid4().hex,
+            "id": f"{self._run}-{self._count}",
             "time": datetime.fromtimestamp(record.wall, UTC).isoformat(timespec="milliseconds"),
             "graph": self.graph_name,
             "graphHash": record.digest,

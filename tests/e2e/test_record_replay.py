@@ -334,7 +334,7 @@ async def test_offline_replay_of_a_call_the_recording_never_saw_is_an_error_of_t
         f"  error: node 'root' step 'cat' called {lynx}: not in the recording "
         "(its target was never called)"
     ) in result.stdout
-    assert "3 of 10 requests differ: 3 in status, 3 in answer, 0 in decisions, 3 with errors" in (
+    assert "3 of 10 requests differ: 3 in status, 0 in answer, 0 in decisions, 3 with errors" in (
         result.stdout
     )
 
@@ -428,3 +428,22 @@ async def test_shadow_disagreements_are_counted_exactly_and_logged_sampled(
 
 def test_the_infergraph_command_is_installed() -> None:
     assert os.access(INFERGRAPH, os.X_OK)
+
+
+# --- the README's report ----------------------------------------------------------------------
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_the_readme_shows_the_report_the_command_prints() -> None:
+    text = README.read_text()
+    marker = "<!-- replay-report: "
+    start = text.index(marker) + len(marker)
+    command = text[start : text.index(" -->", start)]
+    block = text.index("```text\n", start) + len("```text\n")
+    shown = text[block : text.index("```\n", block)]
+    words = command.split()
+    assert words[:2] == ["infergraph", "replay"]
+    result = replay_command(*words[2:])
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == shown
