@@ -3,11 +3,12 @@
 `router.app` asks `TrafficRecorder.start` at the beginning of each request; one in `sample`
 gets a `RequestRecord`, which is attached to the request's execution as a `Recorder` (step
 timings, attempts, decisions) while `TrafficRecorder.caller` (wrapped around the step caller)
-keeps what each step call sent and got back. When the answer is ready, `finish` puts the record
-on a bounded queue; a writer thread turns it into JSON (parsing bodies, redacting) and appends
-it. So the request path only collects references to bytes it already has and never waits on
-the disk: a full queue drops the record, a failing file (a full disk) stops the recorder with
-one log line; both are counted in `/metrics` and neither touches the answer.
+keeps what each step call sent and got back. When the answer is ready, `finish` appends the
+record to a bounded pending list; a writer thread, waking every WRITE_INTERVAL, turns each into
+JSON (parsing bodies, redacting) and appends it to the file. So the request path only collects
+references to bytes it already has and never waits on the disk: a full list drops the record,
+a failing file (a full disk) stops the recorder with one log line; both are counted in
+`/metrics` and neither touches the answer.
 
 A record (one line; `router.replay` reads it):
 
