@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         graph_name=settings.graph_name or "graph",
         tracing=tracing,
         request_log=RequestLog(settings.graph_name or "graph") if settings.request_log else None,
+        recording=settings.recording,
+        shadow_tolerance=settings.shadow_tolerance,
+        shadow_log_every=settings.shadow_log_every,
     )
     if settings.workers > 1:
         # The graph was validated above, so a bad graph fails once, here, not in every worker.

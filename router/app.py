@@ -36,13 +36,16 @@ from router.explain import EXPLAIN_HEADER, explain
 from router.graph import CompiledGraph
 from router.grpc_calls import GrpcStepCaller, StepsByScheme
 from router.headers import HeaderPropagator
+from router.jsondiff import EXACT, Tolerance
 from router.logs import RequestLog
 from router.metrics import Metrics
 from router.payload import Payload, Reply
 from router.protocol import read_deadline
 from router.recording import Recorder, Recorders, Trace
 from router.resilience import Breakers
+from router.shadow import ShadowComparison
 from router.tracing import Tracing, current_trace_id
+from router.traffic import RecordingSettings, RequestRecord, TrafficRecorder
 
 JSON = "application/json"
 TRACE_HEADER = "X-InferGraph-Trace"  # request it with any value but "0"; the answer carries it
@@ -70,6 +73,8 @@ class ServingState:
     breakers: Breakers = field(default_factory=Breakers)
     # Shadow calls outlive their request; they live here until they finish or shutdown.
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    traffic: TrafficRecorder | None = None  # --record
+    shadow_judge: ShadowComparison | None = None
 
 
 STATE = web.AppKey("state", ServingState)
@@ -89,6 +94,9 @@ def build_app(
     graph_name: str = "graph",
     tracing: Tracing | None = None,
     request_log: RequestLog | None = None,
+    recording: RecordingSettings | None = None,
+    shadow_tolerance: Tolerance = EXACT,
+    shadow_log_every: int = 100,
 ) -> web.Application:
     """The router application for `graph`. `caller` and `clock` replace I/O and time in tests."""
     state = ServingState(
@@ -106,11 +114,17 @@ def build_app(
         request_log=request_log,
     )
     state.metrics = Metrics(graph_name, state.breakers, lambda: state.in_flight)
+    state.shadow_judge = ShadowComparison(
+        graph_name, state.metrics.registry, shadow_tolerance, shadow_log_every
+    )
+    if recording is not None:
+        state.traffic = TrafficRecorder(recording, graph_name, state.metrics.registry)
     # client_max_size + 1 lets us see "too large" ourselves and answer with our error body.
     app = web.Application(client_max_size=max_body_bytes + 1)
     app[STATE] = state
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_grpc_steps)
+    app.cleanup_ctx.append(_traffic)
     app.router.add_get("/readyz", readyz, expect_handler=_expect)
     app.router.add_get("/metrics", metrics, expect_handler=_expect_with_token)
     app.router.add_route("*", "/{tail:.*}", run_graph, expect_handler=_expect_with_token)
@@ -145,6 +159,21 @@ async def _grpc_steps(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await grpc_caller.close()
+
+
+async def _traffic(app: web.Application) -> AsyncIterator[None]:
+    """--record: the step caller keeps sampled calls' bodies; a thread writes the records."""
+    state = app[STATE]
+    if state.traffic is None:
+        yield
+        return
+    assert state.caller is not None  # _client_session runs first
+    state.caller = state.traffic.caller(state.caller)
+    state.traffic.open()
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(state.traffic.close)
 
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:
@@ -275,11 +304,16 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
     if request.headers.get(EXPLAIN_HEADER, "0") != "0" and request.method == "POST":
         return await _explain(request, state, graph)
     trace = Trace() if request.headers.get(TRACE_HEADER, "0") != "0" else None
-    recorder = recorder_for(state, trace)
+    record: RequestRecord | None = None
+    if state.traffic is not None:
+        record = state.traffic.start(request.method, request.path, request.headers, graph)
+    recorder = recorder_for(state, trace, record)
     try:
         if request.method != "POST":
             raise MethodNotAllowed(f"{request.method} is not supported: POST the request body")
         body = await _read_body(request, state.max_body_bytes, graph.timeouts.server_read)
+        if record is not None:
+            record.body = body
         reply = await run_payload(state, graph, Payload(body), request.headers, recorder)
     except RouterError as error:
         response = error_response(error)
@@ -287,6 +321,9 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
         response = _reply_response(reply)
     if trace is not None:
         response.headers[TRACE_HEADER] = orjson.dumps(trace.as_json()).decode()
+    if record is not None and state.traffic is not None:
+        body = response.body if isinstance(response.body, bytes) else b""
+        state.traffic.finish(record, response.status, body)
     return response
 
 
@@ -322,6 +359,7 @@ async def run_payload(
         background=state.background,
         # Only OpenTelemetry adds headers (traceparent) to step calls.
         copy_headers=state.tracing is not None,
+        shadow_judge=state.shadow_judge,
     )
     if graph.timeouts.request <= graph.timeouts.server_write:
         # The request's deadline already bounds every step call and retry, so serverWrite
@@ -347,11 +385,15 @@ async def _explain(request: web.Request, state: ServingState, graph: CompiledGra
     return web.Response(body=orjson.dumps(result), content_type=JSON)
 
 
-def recorder_for(state: ServingState, trace: Trace | None) -> Recorder | None:
-    """Whoever watches this request: the trace header, metrics, tracing, step logs."""
+def recorder_for(
+    state: ServingState, trace: Trace | None, record: RequestRecord | None = None
+) -> Recorder | None:
+    """Whoever watches this request: the trace header, --record, metrics, tracing, step logs."""
     watchers: list[Recorder] = []
     if trace is not None:
         watchers.append(trace)
+    if record is not None:
+        watchers.append(record)
     if state.metrics is not None:
         watchers.append(state.metrics.recorder())
     if state.tracing is not None:

@@ -8,6 +8,7 @@ recorded (an import-linter contract keeps `router.nodes` from importing `router.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -40,12 +41,21 @@ class NodeExecution(Protocol):
         """Run `step` (a service call or a nested node) with the body its `data` asks for."""
         ...
 
-    def spawn_shadow(self, step: Step, node_input: Payload) -> None:
-        """Send `step` a copy in the background; nothing about it reaches the answer."""
+    def spawn_shadow(
+        self, step: Step, node_input: Payload, live: asyncio.Future[Reply | None] | None = None
+    ) -> None:
+        """Send `step` a copy in the background; nothing about it reaches the answer. `live`
+        gets the live route's reply (None when it failed), for the shadow comparison."""
         ...
 
     def decide(
-        self, kind: DecisionKind, node: Node, step: Step | None, outcome: Outcome, detail: str
+        self,
+        kind: DecisionKind,
+        node: Node,
+        step: Step | None,
+        outcome: Outcome,
+        detail: str,
+        point: int | None = None,
     ) -> None:
         """Record a decision (for traces, explain, `check`); free when nobody records."""
         ...

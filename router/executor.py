@@ -50,6 +50,15 @@ class StepCaller(Protocol):
     ) -> Reply: ...
 
 
+class ShadowJudge(Protocol):
+    """Compares a shadow step's answer with the live route's (router.shadow); called in the
+    shadow's background task, never on the request's path."""
+
+    def compare(self, shadow: Step, live: Reply, answer: Reply) -> None: ...
+
+    def shadow_failed(self, shadow: Step, error: RouterError) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Clock:
     now: Callable[[], float] = time.monotonic
@@ -82,6 +91,7 @@ class Execution:
         "request",
         "rng",
         "service_client_timeout",
+        "shadow_judge",
     )
 
     def __init__(
@@ -99,6 +109,7 @@ class Execution:
         incoming_headers: Mapping[str, str] | None = None,
         background: set[asyncio.Task[Any]] | None = None,
         copy_headers: bool = True,
+        shadow_judge: ShadowJudge | None = None,
     ) -> None:
         self.caller = caller
         self.request = request
@@ -114,6 +125,7 @@ class Execution:
         # Whether a recorder may add headers to a step call (tracing's traceparent), so each
         # call needs its own copy; the app says no when none does, sparing a dict per step.
         self.copy_headers = copy_headers
+        self.shadow_judge = shadow_judge  # compares shadows' answers with the live one
 
     # --- nodes ----------------------------------------------------------------------------
 
@@ -134,11 +146,17 @@ class Execution:
         return reply
 
     def decide(
-        self, kind: DecisionKind, node: Node, step: Step | None, outcome: Outcome, detail: str
+        self,
+        kind: DecisionKind,
+        node: Node,
+        step: Step | None,
+        outcome: Outcome,
+        detail: str,
+        point: int | None = None,
     ) -> None:
         if self.recorder is not None:
             key = step.key if step is not None else None
-            self.recorder.decision(Decision(kind, node.name, key, outcome, detail))
+            self.recorder.decision(Decision(kind, node.name, key, outcome, detail, point))
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -295,22 +313,30 @@ class Execution:
                 )
             await self.clock.sleep(delay)
 
-    def spawn_shadow(self, step: Step, node_input: Payload) -> None:
+    def spawn_shadow(
+        self, step: Step, node_input: Payload, live: asyncio.Future[Reply | None] | None = None
+    ) -> None:
         """Send a copy to a shadow step; its answer and failure never reach the response.
 
         Even its body is built in the background task: a `data` path that matches nothing on
-        the shadow must not turn the live answer into an error.
+        the shadow must not turn the live answer into an error. With a `shadow_judge`, the
+        shadow's answer is compared with `live`'s, in that task too.
         """
         if self.background is None:
             return
-        task = asyncio.ensure_future(self._shadow(step, node_input))
+        task = asyncio.ensure_future(self._shadow(step, node_input, live))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
 
-    async def _shadow(self, step: Step, node_input: Payload) -> None:
+    async def _shadow(
+        self, step: Step, node_input: Payload, live: asyncio.Future[Reply | None] | None
+    ) -> None:
+        judge = self.shadow_judge if live is not None else None
         try:
-            await self.run_step(step, node_input)
+            reply = await self.run_step(step, node_input)
         except RouterError as error:
+            if judge is not None:
+                judge.shadow_failed(step, error)
             # Shadow traffic must never affect the answer; its failures are logged (and its step
             # calls counted by the metrics recorder like any other).
             log.warning(
@@ -319,6 +345,12 @@ class Execution:
                 error.explanation,
                 extra={"node": step.owner, "step": step.key, "status": error.status},
             )
+            return
+        if judge is not None and live is not None:
+            # The live route is bounded by the request's deadline, so this wait is too.
+            live_reply = await live
+            if live_reply is not None:
+                judge.compare(step, live_reply, reply)
 
 
 def map_predictions_to_instances(step: Step, payload: Payload, from_request: bool) -> Payload:

@@ -7,9 +7,12 @@ cumulative, ensemble keys and error labels computed. The request path never read
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
+
+import orjson
 
 from schemas.errors import FieldError, SpecError, render_path
 from schemas.expressions import Expression, compile_expression
@@ -81,6 +84,7 @@ class CompiledGraph:
     root: Node
     nodes: dict[str, Node]
     timeouts: Timeouts
+    digest: str = ""  # spec_digest of the spec it was compiled from (recordings carry it)
 
 
 def compile_graph(graph: ValidGraph) -> CompiledGraph:
@@ -101,7 +105,21 @@ def compile_graph(graph: ValidGraph) -> CompiledGraph:
 
     for name in spec.nodes:
         build(name)
-    return CompiledGraph(root=compiled[ROOT_NODE], nodes=compiled, timeouts=_timeouts(spec))
+    return CompiledGraph(
+        root=compiled[ROOT_NODE],
+        nodes=compiled,
+        timeouts=_timeouts(spec),
+        digest=spec_digest(spec),
+    )
+
+
+def spec_digest(spec: InferenceGraphSpec) -> str:
+    """`sha256:<hex>` of the spec as canonical JSON (keys sorted, unset fields left out): the
+    same for the same graph however its YAML was written, so a recording says which graph ran."""
+    document = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return (
+        "sha256:" + hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    )
 
 
 def _compile_step(

@@ -52,6 +52,8 @@ class Decision:
     step: str | None  # the step's key, when the decision is about one step
     outcome: Outcome
     detail: str
+    # route: the point in [0, total) the draw or the sticky hash gave (replay reuses it)
+    point: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"decision": self.kind.value, "node": self.node}
@@ -59,6 +61,8 @@ class Decision:
             out["step"] = self.step
         out["outcome"] = self.outcome.value
         out["detail"] = self.detail
+        if self.point is not None:
+            out["point"] = self.point
         return out
 
 

@@ -11,6 +11,17 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
+
+from router.jsondiff import EXACT, Tolerance
+from router.traffic import (
+    DEFAULT_HEADERS,
+    DEFAULT_KEEP,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_SAMPLE,
+    RecordingSettings,
+    Redaction,
+)
 
 DISTRIBUTION = "infergraph"  # pyproject.toml's project name
 DEFAULT_PORT = 8080  # KServe's router port
@@ -41,6 +52,9 @@ class RouterSettings:
     request_log: bool
     enable_tls: bool
     graph_name: str | None
+    recording: RecordingSettings | None = None
+    shadow_tolerance: Tolerance = EXACT
+    shadow_log_every: int = 100
 
 
 def parser() -> argparse.ArgumentParser:
@@ -116,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
         "--auth-token-file",
         help="require 'Authorization: Bearer <token>' with the token in this file (else 401)",
     )
+    _add_recording(p)
     # KServe's own flags, accepted for drop-in compatibility.
     p.add_argument(
         "--enable-tls",
@@ -125,6 +140,98 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-auth", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--inferencegraph-name", help="name of the InferenceGraph resource")
     return p
+
+
+def _add_recording(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--record",
+        metavar="PATH",
+        help="append sampled requests to this JSONL file for `infergraph replay` (default: off)",
+    )
+    p.add_argument(
+        "--record-sample",
+        type=float,
+        default=DEFAULT_SAMPLE,
+        help="share of requests recorded, in (0, 1] (default 1.0: all; e.g. 0.01 in production)",
+    )
+    p.add_argument(
+        "--record-max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        help="rotate the file before it passes this size (default 100 MiB)",
+    )
+    p.add_argument(
+        "--record-keep",
+        type=int,
+        default=DEFAULT_KEEP,
+        help="rotated files kept as PATH.1 (newest) ... PATH.N (default 5)",
+    )
+    p.add_argument(
+        "--record-header",
+        action="append",
+        metavar="NAME",
+        help="record this request header (repeatable; default: Content-Type only)",
+    )
+    p.add_argument(
+        "--record-redact",
+        action="append",
+        metavar="PATH|HEADER",
+        help="blank this out of every record: a JSON path ($.instances[*].ssn) in every body, "
+        "or a recorded header's value (repeatable)",
+    )
+    p.add_argument(
+        "--shadow-abs-tol",
+        type=float,
+        default=0.0,
+        help="a shadow's number agrees with the live one within this (default 0)",
+    )
+    p.add_argument(
+        "--shadow-rel-tol",
+        type=float,
+        default=0.0,
+        help="... or within this share of the live number (default 0)",
+    )
+    p.add_argument(
+        "--shadow-log-every",
+        type=int,
+        default=100,
+        help="log a shadow's first disagreement, then one in N (default 100; 0: none)",
+    )
+
+
+def _recording(args: argparse.Namespace) -> RecordingSettings | None:
+    given = [
+        flag
+        for flag, value in (
+            ("--record-sample", args.record_sample != DEFAULT_SAMPLE),
+            ("--record-max-bytes", args.record_max_bytes != DEFAULT_MAX_BYTES),
+            ("--record-keep", args.record_keep != DEFAULT_KEEP),
+            ("--record-header", args.record_header),
+            ("--record-redact", args.record_redact),
+        )
+        if value
+    ]
+    if args.record is None:
+        if given:
+            raise UnsupportedFlag(f"{', '.join(given)} without --record: nothing is recorded")
+        return None
+    if args.workers > 1:
+        raise UnsupportedFlag(
+            f"--record with --workers {args.workers}: one file is written by one process; "
+            "run the pool without --record, or one router per recording"
+        )
+    headers = args.record_header or list(DEFAULT_HEADERS)
+    try:
+        return RecordingSettings(
+            path=Path(args.record),
+            sample=args.record_sample,
+            max_bytes=args.record_max_bytes,
+            keep=args.record_keep,
+            headers=frozenset(h.lower() for h in headers),
+            redaction=Redaction.parse(tuple(args.record_redact or ())),
+        )
+    except ValueError as error:
+        raise UnsupportedFlag(str(error)) from None
 
 
 def version() -> str:
@@ -157,6 +264,12 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
             "--enable-auth (Kubernetes TokenReview/SubjectAccessReview) is not supported yet; "
             "refusing to start an unprotected router"
         )
+    try:
+        shadow_tolerance = Tolerance(args.shadow_abs_tol, args.shadow_rel_tol)
+    except ValueError as error:
+        raise UnsupportedFlag(f"--shadow-{error}") from None
+    if args.shadow_log_every < 0:
+        raise UnsupportedFlag(f"--shadow-log-every must be >= 0, got {args.shadow_log_every}")
     return RouterSettings(
         graph_json=args.graph_json,
         graph_file=args.graph_file,
@@ -177,4 +290,7 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
         request_log=args.request_log,
         enable_tls=args.enable_tls,
         graph_name=args.inferencegraph_name,
+        recording=_recording(args),
+        shadow_tolerance=shadow_tolerance,
+        shadow_log_every=args.shadow_log_every,
     )

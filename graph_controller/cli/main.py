@@ -139,6 +139,45 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    """Exit 0 when every request replays the same, 1 when any differs, 2 when it cannot run."""
+    import orjson
+
+    from graph_controller.cli.replay_report import html_report
+    from router.jsondiff import Tolerance
+    from router.replay import (
+        RecordingError,
+        candidate_graph,
+        load_records,
+        render_text,
+        run_replay,
+    )
+
+    try:
+        tolerance = Tolerance(args.abs_tol, args.rel_tol)
+        services = dict(_service_url(item) for item in args.service or ())
+        records = load_records([Path(p) for p in args.recordings])
+        graph = candidate_graph(_graph(args.graph), services)
+    except (SpecError, RecordingError, ValueError, OSError) as error:
+        print(f"infergraph replay: {error}", file=sys.stderr)
+        return 2
+    report = run_replay(records, graph, live=args.live, tolerance=tolerance, seed=args.seed)
+    if args.html:
+        Path(args.html).write_text(html_report(report.as_json()))
+    if args.json:
+        sys.stdout.write(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render_text(report))
+    return 1 if report.differs else 0
+
+
+def _service_url(item: str) -> tuple[str, str]:
+    name, equals, url = item.partition("=")
+    if not equals or not name or not url.startswith(("http://", "https://", "grpc://")):
+        raise ValueError(f"--service {item!r}: expected NAME=URL (http://, https:// or grpc://)")
+    return name, url
+
+
 def _render(args: argparse.Namespace) -> int:
     """Print the Kubernetes manifests of every file's resources as multi-document YAML."""
     import yaml
@@ -361,6 +400,33 @@ def parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--seed", type=int, default=None, help="seed for Splitter draws")
     explain.set_defaults(run=_explain)
+
+    replaying = sub.add_parser(
+        "replay", help="re-run recorded requests (router --record) through a candidate graph"
+    )
+    replaying.add_argument(
+        "recordings", nargs="+", metavar="RECORDING", help="JSONL files, oldest first"
+    )
+    replaying.add_argument(
+        "--graph", required=True, help="a file or folder with the candidate InferenceGraph"
+    )
+    replaying.add_argument(
+        "--live", action="store_true", help="call the graph's real models, not the recording"
+    )
+    replaying.add_argument(
+        "--service",
+        action="append",
+        metavar="NAME=URL",
+        help="the URL of a step's serviceName (repeatable), e.g. from `infergraph up`",
+    )
+    replaying.add_argument("--abs-tol", type=float, default=0.0, help="numbers agree within this")
+    replaying.add_argument(
+        "--rel-tol", type=float, default=0.0, help="... or within this share of the recorded"
+    )
+    replaying.add_argument("--seed", type=int, default=0, help="draws the recording lacks")
+    replaying.add_argument("--json", action="store_true", help="the report as JSON, for CI")
+    replaying.add_argument("--html", metavar="REPORT", help="also write an HTML report here")
+    replaying.set_defaults(run=_replay)
 
     _add_controller(sub)
     from graph_controller.cli import install

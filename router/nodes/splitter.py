@@ -11,6 +11,7 @@ request in the background; their answers and failures never touch the response.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from bisect import bisect_right
 
@@ -43,8 +44,19 @@ async def run_splitter(node: Node, request: Payload, execution: NodeExecution) -
         step,
         how,
         f"{'sticky' if key is not None else 'draw'} {point} of {total}: route",
+        point,
     )
+    if not node.shadows:
+        return await execution.run_step(step, request)
+    # The shadows' comparison (router.shadow) waits for the live reply in the background.
+    live: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
     for shadow in node.shadows:
         execution.decide(DecisionKind.SHADOW, node, shadow, Outcome.COPIED, "shadow copy")
-        execution.spawn_shadow(shadow, request)
-    return await execution.run_step(step, request)
+        execution.spawn_shadow(shadow, request, live)
+    try:
+        reply = await execution.run_step(step, request)
+    except BaseException:
+        live.set_result(None)
+        raise
+    live.set_result(reply)
+    return reply

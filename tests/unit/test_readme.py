@@ -21,7 +21,7 @@ REPO = Path(__file__).parents[2]
 README = REPO / "README.md"
 # Subcommands that read files and print, so they run in a test in well under a second;
 # `up`, `down` and `controller` start or stop servers and are tested by their own suites.
-CHEAP_SUBCOMMANDS = frozenset({"validate", "graph", "explain", "check", "render"})
+CHEAP_SUBCOMMANDS = frozenset({"validate", "graph", "explain", "check", "render", "replay"})
 SKIP = re.compile(r"<!--\s*readme-test:\s*skip\b\s*(?P<reason>.*?)\s*-->")
 FENCE = re.compile(r"^```(?P<lang>\S*)\s*$")
 
