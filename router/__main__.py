@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -79,10 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         graph_name=settings.graph_name or "graph",
         tracing=tracing,
         request_log=RequestLog(settings.graph_name or "graph") if settings.request_log else None,
+        live_page=settings.live_page,
+        live_share_dir=Path(settings.live_dir) if settings.live_dir is not None else None,
     )
     if settings.workers > 1:
         # The graph was validated above, so a bad graph fails once, here, not in every worker.
-        return supervise(sys.argv[1:] if argv is None else argv, settings.workers)
+        args = list(sys.argv[1:] if argv is None else argv)
+        if not settings.live_page:
+            return supervise(args, settings.workers)
+        # The live page sums the pool's figures: the workers meet in a directory of their own.
+        with tempfile.TemporaryDirectory(prefix="infergraph-live-") as share:
+            return supervise([*args, "--live-dir", share], settings.workers)
     if settings.grpc_port is not None:
         add_grpc_ingress(
             app,
