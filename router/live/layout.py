@@ -17,7 +17,7 @@ from typing import Any
 
 from router.graph import CompiledGraph, Node
 
-BOX_WIDTH = 330  # room for a step's name, target and four figures on one row
+BOX_WIDTH = 360  # room for a step's name, target and its figures on one row each
 HEADER_HEIGHT = 52  # the node's name, its router type and its own figures
 ROW_HEIGHT = 42  # one step: name and target, then its figures
 COLUMN_GAP = 90  # room for the edges between columns

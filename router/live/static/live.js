@@ -46,8 +46,9 @@ function draw(layout) {
   svg.setAttribute("height", layout.height);
   svg.setAttribute("viewBox", `0 0 ${layout.width} ${layout.height}`);
   const defs = el("defs", {}, svg);
+  // In user units, so a highlighted (thicker) edge keeps the same arrowhead.
   const marker = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5,
-    markerWidth: 7, markerHeight: 7, orient: "auto" }, defs);
+    markerWidth: 9, markerHeight: 9, markerUnits: "userSpaceOnUse", orient: "auto" }, defs);
   el("path", { d: "M0,0 L10,5 L0,10 z", class: "arrow" }, marker);
   const boxes = Object.fromEntries(layout.nodes.map((n) => [n.name, n]));
   const edges = el("g", {}, svg);
@@ -62,14 +63,14 @@ function draw(layout) {
       "text-anchor": "end" }, g, node.kind);
     el("text", { class: "figures", "data-figures": "", x: node.x + 10, y: node.y + 40 }, g, "–");
     for (const step of node.steps) {
-      const row = el("g", { class: "step idle", "data-node": node.name, "data-step": step.key },
-        svg);
+      const row = el("g", { class: "step idle", "data-node": node.name, "data-step": step.key,
+        "data-child": step.node ?? "" }, svg);
       el("rect", { class: "row", x: node.x + 6, y: step.y + 3, width: node.width - 12,
         height: ROW - 6, rx: 4 }, row);
       const what = step.node ? `→ node ${step.node}` : `→ ${step.target}`;
       const tags = (step.shadow ? " (shadow)" : "");
       el("text", { x: node.x + 14, y: step.y + 18 }, row,
-        cut(`${step.key} ${what}${tags}`, 46));
+        cut(`${step.key} ${what}${tags}`, 50));
       el("text", { class: "figures", "data-figures": "", x: node.x + 14, y: step.y + 33 }, row,
         step.node ? "" : "–");
       if (step.node && boxes[step.node]) {
@@ -78,7 +79,7 @@ function draw(layout) {
         const x2 = child.x, y2 = child.y + HEADER / 2;
         const bend = (x2 - x1) / 2;
         el("path", { class: "edge" + (step.shadow ? " shadow" : ""), "data-node": node.name,
-          "data-step": step.key, "marker-end": "url(#arrow)",
+          "data-step": step.key, "data-child": step.node, "marker-end": "url(#arrow)",
           d: `M${x1},${y1} C${x1 + bend},${y1} ${x2 - bend},${y2} ${x2},${y2}` }, edges);
       }
     }
@@ -97,7 +98,7 @@ function describe(figures) {
   const parts = [];
   if (figures.rate !== undefined) {
     parts.push(rate(figures.rate), "err " + percent(figures.count ? figures.errorRate : null),
-      "p50 " + ms(figures.p50Ms), "p99 " + ms(figures.p99Ms));
+      `p50 ${ms(figures.p50Ms)} p99 ${ms(figures.p99Ms)}`);
   }
   if ("share" in figures) parts.push("share " + percent(figures.share));
   if (figures.breaker) parts.push("breaker " + figures.breaker.replace("_", "-"));
@@ -193,10 +194,16 @@ function choose(trace) {
   }
   // The path on the picture: the nodes and steps the request went through.
   for (const item of document.querySelectorAll(".on-path")) item.classList.remove("on-path");
+  const nodes = new Set(trace.events.filter((e) => e.kind === "node").map((e) => e.node));
   for (const event of trace.events) {
     if (event.kind === "node") {
       document.querySelector(`g.node[data-node="${CSS.escape(event.node)}"]`)
         ?.classList.add("on-path");
+      // The nodeName step that ran it: a step of a node this request went through.
+      for (const item of document.querySelectorAll(
+        `[data-child="${CSS.escape(event.node)}"]`)) {
+        if (nodes.has(item.dataset.node)) item.classList.add("on-path");
+      }
     } else if (event.kind === "step" || (event.kind === "decision" && event.outcome !== "failed"
       && event.step !== undefined)) {
       for (const item of document.querySelectorAll(

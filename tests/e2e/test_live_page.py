@@ -1,0 +1,331 @@
+"""`--live-page` in a real browser: Debian's Chromium, driven by its chromedriver (`make browser`).
+
+A real router process serves a two-node graph (a Sequence calling a Splitter with a stable and
+a canary route) to model backends in this test's loop; the browser loads `/graph` and the
+tests read the page's DOM and its screenshots (saved under pytest's tmp dir): the page loads
+and draws every node and step, its figures move as traffic flows, a canary that starts failing
+turns red (its pixels), and a clicked request shows its path. The page loads nothing but its
+own files. The same token as every request guards the page; `--workers 2` sums both workers.
+
+`INFERGRAPH_LIVE_PAGE_SCREENSHOT=docs/live-page.png` also writes the README's screenshot
+(`make live-page-screenshot`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+
+from tests.support import LOOPBACK, StartRouter, free_port, wait_ready
+
+WAIT_SECONDS = 30.0  # the page polls once a second; a loaded 2-core machine may lag a lot
+SCREENSHOT_ENV = "INFERGRAPH_LIVE_PAGE_SCREENSHOT"
+
+
+@dataclass
+class Models:
+    """Model backends whose canary can be made to fail: `/stable`, `/canary`, `/prepare`."""
+
+    url: str
+    canary_fails: bool = False
+
+
+@pytest.fixture
+async def models() -> AsyncIterator[Models]:
+    models = Models("")
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        if request.path == "/canary" and models.canary_fails:
+            return web.json_response({"error": "canary broke"}, status=500)
+        return web.json_response({"predictions": [request.path.strip("/")]})
+
+    app = web.Application()
+    app.router.add_post("/{name}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, LOOPBACK, 0).start()
+    models.url = f"http://{LOOPBACK}:{runner.addresses[0][1]}"
+    try:
+        yield models
+    finally:
+        await runner.cleanup()
+
+
+def canary_graph(models: Models) -> dict[str, Any]:
+    return {
+        "nodes": {
+            "root": {
+                "routerType": "Sequence",
+                "steps": [
+                    {"name": "prepare", "serviceUrl": f"{models.url}/prepare"},
+                    {"name": "classify", "nodeName": "split", "data": "$request"},
+                ],
+            },
+            "split": {
+                "routerType": "Splitter",
+                "steps": [
+                    {"name": "stable", "serviceUrl": f"{models.url}/stable", "weight": 50},
+                    {"name": "canary", "serviceUrl": f"{models.url}/canary", "weight": 50},
+                ],
+            },
+        }
+    }
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.fail("Debian's chromium and chromium-driver are needed: run `make browser`")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # as root, Chromium refuses to start sandboxed
+        "--disable-dev-shm-usage",  # containers have a small /dev/shm
+        "--window-size=1500,900",
+        "--force-device-scale-factor=1",  # CSS pixels are screenshot pixels
+    ):
+        options.add_argument(argument)
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+async def until(what: str, check: Callable[[], Any]) -> Any:
+    """`check()`'s first truthy value, polled while the loop (and the backends) keep running."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the page never showed {what} within {WAIT_SECONDS:g}s")
+
+
+async def send(url: str, count: int, headers: dict[str, str] | None = None) -> list[int]:
+    async with aiohttp.ClientSession(headers=headers) as session:
+        statuses = []
+        for i in range(count):
+            async with session.post(url + "/", json={"instances": [i]}) as response:
+                await response.read()
+                statuses.append(response.status)
+        return statuses
+
+
+def row(driver: WebDriver, node: str, step: str) -> WebElement:
+    return driver.find_element("css selector", f'g.step[data-node="{node}"][data-step="{step}"]')
+
+
+def classes(element: WebElement) -> set[str]:
+    return set((element.get_attribute("class") or "").split())
+
+
+def updates(driver: WebDriver) -> int:
+    return int(driver.find_element("tag name", "body").get_attribute("data-updates") or 0)
+
+
+def screenshot(driver: WebDriver, path: Path) -> Image.Image:
+    png = driver.get_screenshot_as_png()
+    path.write_bytes(png)
+    return Image.open(io.BytesIO(png)).convert("RGB")
+
+
+def red_share(image: Image.Image, element: WebElement) -> float:
+    """The share of the element's pixels that are the page's failing red (#d93025)."""
+    box = element.rect
+    crop = image.crop(
+        (
+            int(box["x"]),
+            int(box["y"]),
+            int(box["x"] + box["width"]),
+            int(box["y"] + box["height"]),
+        )
+    )
+    data = crop.tobytes()  # RGB, three bytes a pixel
+    pixels = [data[i : i + 3] for i in range(0, len(data), 3)]
+    red = sum(1 for r, g, b in pixels if r > 180 and g < 90 and b < 90)
+    return red / max(1, len(pixels))
+
+
+async def test_the_page_draws_the_graph_moves_with_traffic_and_a_failing_step_turns_red(
+    router: StartRouter, models: Models, browser: WebDriver, tmp_path: Path
+) -> None:
+    async with router(canary_graph(models), args=["--live-page"]) as r:
+        browser.get(r.url + "/graph")
+        await until("its first figures", lambda: updates(browser) >= 1)
+        # Loaded: every node is a box and every step a row, idle before any request.
+        nodes = browser.find_elements("css selector", "g.node")
+        assert sorted(n.get_attribute("data-node") for n in nodes) == ["root", "split"]
+        for node, step in [("root", "prepare"), ("root", "classify"), ("split", "stable")]:
+            assert "idle" in classes(row(browser, node, step))
+        assert "idle" in classes(row(browser, "split", "canary"))
+        blank = screenshot(browser, tmp_path / "1-loaded.png")
+        colours = blank.getcolors(maxcolors=1 << 24) or []
+        assert len(colours) > 20, "the screenshot is blank"
+        before = browser.find_element("css selector", '[data-total="rate"]').text
+
+        # The numbers move when traffic flows: each batch shows in the counts.
+        assert await send(r.url, 10) == [200] * 10
+        await until(
+            "10 requests",
+            lambda: browser.find_element("css selector", 'g.node[data-node="root"]')
+            .get_attribute("data-count") == "10",
+        )  # fmt: skip
+        assert await send(r.url, 10) == [200] * 10
+        await until(
+            "20 requests",
+            lambda: browser.find_element("css selector", 'g.node[data-node="root"]')
+            .get_attribute("data-count") == "20",
+        )  # fmt: skip
+        after = browser.find_element("css selector", '[data-total="rate"]').text
+        assert before != after, (before, after)
+        shares = [
+            float(row(browser, "split", s).get_attribute("data-share") or 0)
+            for s in ("stable", "canary")
+        ]
+        assert sum(shares) == pytest.approx(1.0)
+        canary = row(browser, "split", "canary")
+        await until("a healthy canary", lambda: "ok" in classes(canary))
+        healthy = screenshot(browser, tmp_path / "2-traffic.png")
+        assert red_share(healthy, canary) < 0.01
+
+        # The canary starts failing: its row turns red, the stable one stays as it was.
+        models.canary_fails = True
+        statuses = await send(r.url, 30)
+        assert 500 in statuses
+        await until("the canary failing", lambda: "failing" in classes(canary))
+        failing = screenshot(browser, tmp_path / "3-failing.png")
+        assert red_share(failing, canary) > 0.5
+        assert red_share(failing, row(browser, "split", "stable")) < 0.01
+        assert "failing" not in classes(row(browser, "split", "stable"))
+
+        # A request's path: click the newest failed one in the list.
+        failed = await until(
+            "a failed request in the list",
+            lambda: browser.find_elements(
+                "xpath", "//table[@id='traces']/tbody/tr[td[2][text()='500']]"
+            ),
+        )
+        failed[0].click()
+        events = await until(
+            "the clicked request's path",
+            lambda: browser.find_elements("css selector", "#trace-events tbody tr"),
+        )
+        cells = [[c.text for c in e.find_elements("tag name", "td")] for e in events]
+        assert ["step", "split", "canary", "500"] in [c[1:5] for c in cells]
+        assert ["route: drawn", "split", "canary"] in [c[1:4] for c in cells]
+        assert "on-path" in classes(canary)
+        assert "on-path" in classes(row(browser, "root", "classify"))  # its nodeName step
+        assert "on-path" not in classes(row(browser, "split", "stable"))
+        path = screenshot(browser, tmp_path / "4-path.png")
+        assert red_share(path, canary) > 0.3  # still red under the path's outline
+        if os.environ.get(SCREENSHOT_ENV):
+            shutil.copyfile(tmp_path / "4-path.png", os.environ[SCREENSHOT_ENV])
+
+        # Bundled: everything the page loaded came from the router.
+        loaded = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)"
+        )
+        assert loaded, "the page loaded no script or style"
+        assert all(name.startswith(r.url + "/") for name in loaded), loaded
+
+
+async def test_the_page_and_its_data_need_the_token_as_every_request_does(
+    router: StartRouter, models: Models, browser: WebDriver, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    bearer = {"Authorization": "Bearer s3cret"}
+    args = ["--live-page", "--auth-token-file", str(token)]
+    async with router(canary_graph(models), args=args) as r:
+        async with aiohttp.ClientSession() as session:
+            for path in ("/graph", "/graph/stats", "/graph/live.js"):
+                async with session.get(r.url + path) as anonymous:
+                    assert anonymous.status == 401, path
+                async with session.get(r.url + path, headers=bearer) as allowed:
+                    assert allowed.status == 200, path
+            # A POST to /graph is still a graph request, as on KServe's router.
+            async with session.post(r.url + "/graph", json={}, headers=bearer) as posted:
+                assert posted.status == 200
+                assert (await posted.json())["predictions"] in (["stable"], ["canary"])
+        browser.get(r.url + "/graph")  # a browser without the token: refused
+        refused = browser.find_element("tag name", "body").text
+        assert "a valid 'Authorization: Bearer <token>' is required" in refused
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": bearer})
+        browser.get(r.url + "/graph")
+        await until("its figures, with the token", lambda: updates(browser) >= 1)
+        assert await send(r.url, 4, bearer) == [200] * 4
+        await until(
+            "4 requests",
+            lambda: browser.find_element("css selector", 'g.node[data-node="root"]')
+            .get_attribute("data-count") == "4",
+        )  # fmt: skip
+
+
+async def test_with_two_workers_the_page_shows_both_summed(models: Models, tmp_path: Path) -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "--graph-json", orjson.dumps(canary_graph(models)).decode(),
+        "--host", LOOPBACK, "--port", str(port), "--workers", "2", "--live-page",
+        "--drain-seconds", "0.1",
+    )  # fmt: skip
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        await wait_ready(url, process)
+        # A new connection per request, so the kernel spreads them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for i in range(40):
+                async with session.post(url, json={"instances": [i]}) as response:
+                    assert response.status == 200
+
+            async def stats() -> dict[str, Any]:
+                async with session.get(url + "/graph/stats") as response:
+                    body: dict[str, Any] = await response.json()
+                    return body
+
+            deadline = time.monotonic() + WAIT_SECONDS
+            seen: list[dict[str, Any]] = []
+            while time.monotonic() < deadline:
+                seen.append(await stats())
+                if len(seen[-1]["workers"]) == 2 and seen[-1]["request"]["count"] == 40:
+                    break
+                await asyncio.sleep(0.2)
+            answer = seen[-1]
+            assert [w["requests"] > 0 for w in answer["workers"]] == [True, True], answer
+            assert sum(w["requests"] for w in answer["workers"]) == 40
+            assert answer["request"]["count"] == 40
+            assert answer["nodes"]["root"]["steps"]["prepare"]["count"] == 40
+            traces = {t["worker"] for t in answer["traces"]}
+            assert traces == {w["pid"] for w in answer["workers"]}
+            # Whichever worker answers (a new connection each), it sums the same pool.
+            for _ in range(6):
+                again = await stats()
+                assert {w["pid"] for w in again["workers"]} == traces
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 20)
