@@ -19,7 +19,7 @@ from router.graph import CompiledGraph, Node
 
 BOX_WIDTH = 360  # room for a step's name, target and its figures on one row each
 HEADER_HEIGHT = 52  # the node's name, its router type and its own figures
-ROW_HEIGHT = 42  # one step: name and target, then its figures
+ROW_HEIGHT = 58  # one step: name and target, its figures, its route share and breaker
 COLUMN_GAP = 90  # room for the edges between columns
 BOX_GAP = 28  # between boxes of one column
 MARGIN = 16

@@ -7,7 +7,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const POLL_MS = 1000; // the router's window moves by the second; polling faster shows nothing new
 const FAILING = 0.05; // a step or node whose error rate reaches 5% is drawn red
 const HEADER = 52; // as router/live/layout.py's HEADER_HEIGHT
-const ROW = 42; // ROW_HEIGHT
+const ROW = 58; // ROW_HEIGHT
 
 let layoutKey = null; // the layout drawn, as JSON text: redrawn only when a reload changes it
 let selected = null; // the trace whose path is shown
@@ -73,6 +73,7 @@ function draw(layout) {
         cut(`${step.key} ${what}${tags}`, 50));
       el("text", { class: "figures", "data-figures": "", x: node.x + 14, y: step.y + 33 }, row,
         step.node ? "" : "–");
+      el("text", { class: "figures", "data-extra": "", x: node.x + 14, y: step.y + 48 }, row, "");
       if (step.node && boxes[step.node]) {
         const child = boxes[step.node];
         const x1 = node.x + node.width, y1 = step.y + ROW / 2;
@@ -94,22 +95,25 @@ function state(figures) {
   return "idle";
 }
 
+// The figures' line, and for a step the line of its route share and breaker.
 function describe(figures) {
-  const parts = [];
-  if (figures.rate !== undefined) {
-    parts.push(rate(figures.rate), "err " + percent(figures.count ? figures.errorRate : null),
-      `p50 ${ms(figures.p50Ms)} p99 ${ms(figures.p99Ms)}`);
-  }
-  if ("share" in figures) parts.push("share " + percent(figures.share));
-  if (figures.breaker) parts.push("breaker " + figures.breaker.replace("_", "-"));
-  return parts.join("  ");
+  const calls = figures.rate === undefined ? "" : [rate(figures.rate),
+    "err " + percent(figures.count ? figures.errorRate : null),
+    `p50 ${ms(figures.p50Ms)}`, `p99 ${ms(figures.p99Ms)}`].join("  ");
+  const extra = [];
+  if ("share" in figures) extra.push("share " + percent(figures.share));
+  if (figures.breaker) extra.push("breaker " + figures.breaker.replace("_", "-"));
+  return [calls, extra.join("  ")];
 }
 
 function show(element, figures) {
   element.classList.remove("idle", "ok", "warn", "failing");
   element.classList.add(state(figures));
+  const [calls, extra] = describe(figures);
   const text = element.querySelector("[data-figures]");
-  text.textContent = describe(figures) || text.textContent;
+  text.textContent = calls || text.textContent;
+  const more = element.querySelector("[data-extra]");
+  if (more) more.textContent = extra;
   for (const name of ["rate", "errorRate", "p50Ms", "p95Ms", "p99Ms", "share", "breaker",
     "count"]) {
     if (name in figures) element.dataset[name] = figures[name] ?? "";
