@@ -89,8 +89,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not settings.live_page:
             return supervise(args, settings.workers)
         # The live page sums the pool's figures: the workers meet in a directory of their own.
-        with tempfile.TemporaryDirectory(prefix="infergraph-live-") as share:
-            return supervise([*args, "--live-dir", share], settings.workers)
+        try:
+            share = tempfile.TemporaryDirectory(prefix="infergraph-live-")
+        except OSError as error:
+            print(
+                f"router: --live-page with --workers {settings.workers}: the workers share their "
+                f"figures through a temporary directory, and none can be made ({error}); set "
+                "TMPDIR to a writable directory",
+                file=sys.stderr,
+            )
+            return 1
+        with share:
+            return supervise([*args, "--live-dir", share.name], settings.workers)
     if settings.grpc_port is not None:
         add_grpc_ingress(
             app,

@@ -17,7 +17,9 @@ import asyncio
 import io
 import os
 import shutil
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
+from router.__main__ import main as router_main
 from tests.support import LOOPBACK, StartRouter, free_port, wait_ready
 
 WAIT_SECONDS = 30.0  # the page polls once a second; a loaded 2-core machine may lag a lot
@@ -380,3 +383,20 @@ async def test_without_the_flag_get_graph_is_a_graph_request_as_before(
         assert "https://" not in html
         async with session.post(url + "/graph", json={}) as posted:
             assert posted.status == 200
+
+
+def test_a_pool_that_cannot_make_its_share_directory_says_so(
+    models: Models, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A read-only root filesystem (the controller's router pods) and no writable TMPDIR.
+    monkeypatch.setattr(tempfile, "tempdir", "/proc")
+    spec = orjson.dumps(canary_graph(models)).decode()
+    hangup = signal.getsignal(signal.SIGHUP)
+    try:
+        status = router_main(["--graph-json", spec, "--workers", "2", "--live-page"])
+    finally:
+        signal.signal(signal.SIGHUP, hangup)  # main() ignores SIGHUP until it serves
+    assert status == 1
+    error = capsys.readouterr().err
+    assert "router: --live-page with --workers 2: the workers share their figures" in error
+    assert "set TMPDIR to a writable directory" in error
