@@ -37,7 +37,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
 from router.__main__ import main as router_main
-from tests.support import LOOPBACK, StartRouter, free_port, wait_ready
+from router.inference_proto.grpc_predict_v2_pb2 import ModelInferRequest
+from tests.e2e.test_grpc import grpc_router
+from tests.support import LOOPBACK, Backend, StartRouter, free_port, root_graph, wait_ready
 
 WAIT_SECONDS = 30.0  # the page polls once a second; a loaded 2-core machine may lag a lot
 SCREENSHOT_ENV = "INFERGRAPH_LIVE_PAGE_SCREENSHOT"
@@ -400,3 +402,53 @@ def test_a_pool_that_cannot_make_its_share_directory_says_so(
     error = capsys.readouterr().err
     assert "router: --live-page with --workers 2: the workers share their figures" in error
     assert "set TMPDIR to a writable directory" in error
+
+
+async def test_grpc_requests_show_too(backend: Backend) -> None:
+    spec = root_graph("Sequence", {"name": "rest", "serviceUrl": backend.at("/v2/rest")})
+    async with grpc_router(spec, live_page=True) as router:
+        request = ModelInferRequest(model_name="graph")
+        request.inputs.add(name="x", datatype="FP64", shape=[1]).contents.fp64_contents.append(1)
+        for _ in range(3):
+            await router.infer(request)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(router.http + "/graph/stats") as response,
+        ):
+            stats = await response.json()
+    assert stats["request"]["count"] == 3
+    assert stats["nodes"]["root"]["steps"]["rest"]["count"] == 3
+    assert [(t["method"], t["path"], t["status"]) for t in stats["traces"]] == [
+        ("gRPC", "ModelInfer", 200)
+    ] * 3
+
+
+async def test_a_reloaded_graph_is_drawn_anew(models: Models, tmp_path: Path) -> None:
+    graph_file = tmp_path / "graph.json"
+    one = {"name": "one", "serviceUrl": f"{models.url}/stable"}
+    two = {"name": "two", "serviceUrl": f"{models.url}/canary"}
+    graph_file.write_bytes(orjson.dumps(root_graph("Sequence", one)))
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "--graph-file", str(graph_file), "--host", LOOPBACK,
+        "--port", str(port), "--live-page", "--drain-seconds", "0.1",
+    )  # fmt: skip
+    url = f"http://{LOOPBACK}:{port}"
+
+    async def drawn_steps() -> list[str]:
+        async with aiohttp.ClientSession() as session, session.get(url + "/graph/stats") as got:
+            layout = (await got.json())["layout"]
+        return [step["key"] for node in layout["nodes"] for step in node["steps"]]
+
+    try:
+        await wait_ready(url, process)
+        assert await drawn_steps() == ["one"]
+        graph_file.write_bytes(orjson.dumps(root_graph("Sequence", one, two)))
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while await drawn_steps() != ["one", "two"]:
+            assert time.monotonic() < deadline, "the new graph was never drawn"
+            await asyncio.sleep(0.1)
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 20)
