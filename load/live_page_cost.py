@@ -106,7 +106,7 @@ def main() -> None:
     print(
         f"on/off: req/s {on['rps'] / off['rps']:.3f}, CPU per request "
         f"{on['cpu_us_per_request'] / off['cpu_us_per_request']:.3f} "
-        f"(+{on['cpu_us_per_request'] - off['cpu_us_per_request']:.0f} us)"
+        f"({on['cpu_us_per_request'] - off['cpu_us_per_request']:+.0f} us)"
     )
     print("per round:", {mode: [round(r["rps"]) for r in runs] for mode, runs in results.items()})
 
