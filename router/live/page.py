@@ -185,7 +185,7 @@ class LivePage:
 
     async def _publishing(self, app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
-            while True:
+            while True:  # for the process's life: cancelled below, when the app shuts down
                 self.publish()
                 await asyncio.sleep(PUBLISH_SECONDS)
 
