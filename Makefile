@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo picture go envtest kserve-oracle controller-scale bench soak cluster-e2e clean
+.PHONY: venv test lint demo picture browser live-page-screenshot go envtest kserve-oracle controller-scale bench soak cluster-e2e clean
 
 venv: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 # tests/k8s run against a real control plane and KServe's own controller: build both first
 # (fast when cached) and hand pytest the directories the build scripts print. Go is checked
 # before the venv's minutes of installing.
-test: go venv envtest kserve-oracle
+test: go browser venv envtest kserve-oracle
 	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" \
 		INFERGRAPH_KSERVE_HOME="$$(tools/kserve/build.sh)" $(BIN)/pytest
 
@@ -43,6 +43,19 @@ picture: venv
 	command -v dot >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq graphviz)
 	mkdir -p docs
 	$(BIN)/infergraph graph examples/digits-pipeline/digits.yaml --format svg > docs/digits-pipeline.svg
+
+# Debian's Chromium and its chromedriver, for the live page's browser test
+# (tests/e2e/test_live_page.py); installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
+# docs/live-page.png, the README's picture of the live graph page: the browser test's
+# screenshot of a failing canary with a request's path shown.
+live-page-screenshot: browser venv
+	mkdir -p docs
+	INFERGRAPH_LIVE_PAGE_SCREENSHOT=docs/live-page.png $(BIN)/pytest -q \
+		tests/e2e/test_live_page.py -k failing_step_turns_red
 
 # A Kubernetes test control plane built from Go sources (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, KWOK), cached in ~/.cache/infergraph;

@@ -142,12 +142,19 @@ def proxy_stack(server: str, client: str, upstream: str, core: str | None) -> Se
     return _spawn(f"proxy-{server}-{client}", port, cmd, core, cwd=REPO, env=env)
 
 
-def router(spec: dict[str, Any], core: str | None, workers: int = 1, src: Path = REPO) -> Server:
-    """`python -m router` from the source tree `src` (another checkout measures 'before')."""
+def router(
+    spec: dict[str, Any],
+    core: str | None,
+    workers: int = 1,
+    src: Path = REPO,
+    flags: tuple[str, ...] = (),
+) -> Server:
+    """`python -m router` from the source tree `src` (another checkout measures 'before'),
+    with `flags` added to its command line."""
     port = free_port()
     cmd = [sys.executable, "-m", "router", "--graph-json", json.dumps(spec)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--drain-seconds", "0"]
-    cmd += ["--log-level", "WARNING"]
+    cmd += ["--log-level", "WARNING", *flags]
     if workers > 1:
         cmd += ["--workers", str(workers)]
     env = {**os.environ, "PYTHONPATH": str(src)}

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -82,10 +83,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         recording=settings.recording,
         shadow_tolerance=settings.shadow_tolerance,
         shadow_log_every=settings.shadow_log_every,
+        live_page=settings.live_page,
+        live_share_dir=Path(settings.live_dir) if settings.live_dir is not None else None,
     )
     if settings.workers > 1:
         # The graph was validated above, so a bad graph fails once, here, not in every worker.
-        return supervise(sys.argv[1:] if argv is None else argv, settings.workers)
+        args = list(sys.argv[1:] if argv is None else argv)
+        if not settings.live_page:
+            return supervise(args, settings.workers)
+        # The live page sums the pool's figures: the workers meet in a directory of their own.
+        try:
+            share = tempfile.TemporaryDirectory(prefix="infergraph-live-")
+        except OSError as error:
+            print(
+                f"router: --live-page with --workers {settings.workers}: the workers share their "
+                f"figures through a temporary directory, and none can be made ({error}); set "
+                "TMPDIR to a writable directory",
+                file=sys.stderr,
+            )
+            return 1
+        with share:
+            return supervise([*args, "--live-dir", share.name], settings.workers)
     if settings.grpc_port is not None:
         add_grpc_ingress(
             app,

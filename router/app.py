@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -37,6 +38,8 @@ from router.graph import CompiledGraph
 from router.grpc_calls import GrpcStepCaller, StepsByScheme
 from router.headers import HeaderPropagator
 from router.jsondiff import EXACT, Tolerance
+from router.live.page import Handler, LivePage
+from router.live.stats import LiveStats
 from router.logs import RequestLog
 from router.metrics import Metrics
 from router.payload import Payload, Reply
@@ -68,6 +71,7 @@ class ServingState:
     metrics: Metrics | None = None
     tracing: Tracing | None = None  # None unless OTEL_* configures an exporter: no cost
     request_log: RequestLog | None = None
+    live: LivePage | None = None  # --live-page: every request traced and tallied for /graph
     in_flight: int = 0
     clock: Clock = SYSTEM_CLOCK
     breakers: Breakers = field(default_factory=Breakers)
@@ -97,6 +101,8 @@ def build_app(
     recording: RecordingSettings | None = None,
     shadow_tolerance: Tolerance = EXACT,
     shadow_log_every: int = 100,
+    live_page: bool = False,
+    live_share_dir: Path | None = None,
 ) -> web.Application:
     """The router application for `graph`. `caller` and `clock` replace I/O and time in tests."""
     state = ServingState(
@@ -127,6 +133,12 @@ def build_app(
     app.cleanup_ctx.append(_traffic)
     app.router.add_get("/readyz", readyz, expect_handler=_expect)
     app.router.add_get("/metrics", metrics, expect_handler=_expect_with_token)
+    if live_page:
+        # Before the catch-all: GET /graph is the page, a POST to /graph still runs the graph.
+        state.live = LivePage(
+            LiveStats(), lambda: state.graph, state.breakers, graph_name, live_share_dir
+        )
+        state.live.add_routes(app, _with_token)
     app.router.add_route("*", "/{tail:.*}", run_graph, expect_handler=_expect_with_token)
     return app
 
@@ -221,6 +233,16 @@ def _unauthorized(request: web.Request, state: ServingState) -> web.Response | N
     return response
 
 
+def _with_token(handler: Handler) -> Handler:
+    """`handler` behind the --auth-token-file check, as every graph request is."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        refused = _unauthorized(request, request.app[STATE])
+        return refused if refused is not None else await handler(request)
+
+    return guarded
+
+
 def metrics_app(app: web.Application) -> web.Application:
     """`GET /metrics` of `app`'s router, unauthenticated, for a separate port (--metrics-port).
 
@@ -303,7 +325,12 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
     graph = state.graph  # one graph for the whole request, even if a reload swaps it meanwhile
     if request.headers.get(EXPLAIN_HEADER, "0") != "0" and request.method == "POST":
         return await _explain(request, state, graph)
-    trace = Trace() if request.headers.get(TRACE_HEADER, "0") != "0" else None
+    asked = request.headers.get(TRACE_HEADER, "0") != "0"
+    trace: Trace | None = None
+    if state.live is not None:
+        trace = state.live.stats.trace()  # also the header's, when asked for
+    elif asked:
+        trace = Trace()
     record: RequestRecord | None = None
     if state.traffic is not None:
         record = state.traffic.start(request.method, request.path, request.headers, graph)
@@ -319,11 +346,13 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
         response = error_response(error)
     else:
         response = _reply_response(reply)
-    if trace is not None:
+    if trace is not None and asked:
         response.headers[TRACE_HEADER] = orjson.dumps(trace.as_json()).decode()
     if record is not None and state.traffic is not None:
         body = response.body if isinstance(response.body, bytes) else b""
         state.traffic.finish(record, response.status, body)
+    if state.live is not None and trace is not None:
+        state.live.stats.request_finished(trace, request.method, request.path, response.status)
     return response
 
 

@@ -175,11 +175,12 @@ async def _model_infer(
     state.in_flight += 1
     started = time.perf_counter()
     status = 500
+    trace = state.live.stats.trace() if state.live is not None else None
     try:
         graph = state.graph  # one graph for the whole request, even if a reload swaps it
         try:
             payload = _payload(raw)
-            recorder = recorder_for(state, None)
+            recorder = recorder_for(state, trace)
             remaining = context.time_remaining()
             if state.tracing is None:
                 reply = await run_payload(state, graph, payload, metadata, recorder, remaining)
@@ -203,6 +204,8 @@ async def _model_infer(
         state.in_flight -= 1
         if state.metrics is not None:
             state.metrics.request_finished(status, time.perf_counter() - started)
+        if state.live is not None and trace is not None:
+            state.live.stats.request_finished(trace, "gRPC", "ModelInfer", status)
 
 
 def _payload(raw: bytes) -> Payload:

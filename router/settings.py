@@ -50,6 +50,8 @@ class RouterSettings:
     auth_token_file: str | None
     log_level: str
     request_log: bool
+    live_page: bool
+    live_dir: str | None
     enable_tls: bool
     graph_name: str | None
     recording: RecordingSettings | None = None
@@ -126,6 +128,15 @@ def parser() -> argparse.ArgumentParser:
         help="one JSON line per request at INFO (and per step call at DEBUG); off by default "
         "so the request path does no logging unless asked",
     )
+    p.add_argument(
+        "--live-page",
+        action="store_true",
+        help="serve GET /graph: the graph drawn with its live rates, errors, latencies, breakers "
+        "and route shares, and the last requests' traces; off by default, as it traces every "
+        "request",
+    )
+    # Internal: the directory where a pool's workers share their live figures (router.live).
+    p.add_argument("--live-dir", help=argparse.SUPPRESS)
     p.add_argument(
         "--auth-token-file",
         help="require 'Authorization: Bearer <token>' with the token in this file (else 401)",
@@ -288,6 +299,8 @@ def from_args(argv: Sequence[str], environ: Mapping[str, str]) -> RouterSettings
         auth_token_file=args.auth_token_file,
         log_level=args.log_level.upper(),
         request_log=args.request_log,
+        live_page=args.live_page,
+        live_dir=args.live_dir,
         enable_tls=args.enable_tls,
         graph_name=args.inferencegraph_name,
         recording=_recording(args),
