@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import shutil
 import signal
@@ -38,6 +39,7 @@ from selenium.webdriver.remote.webelement import WebElement
 
 from router.__main__ import main as router_main
 from router.inference_proto.grpc_predict_v2_pb2 import ModelInferRequest
+from router.logs import REQUESTS_LOGGER
 from tests.e2e.test_grpc import grpc_router
 from tests.support import LOOPBACK, Backend, StartRouter, free_port, root_graph, wait_ready
 
@@ -387,6 +389,21 @@ async def test_without_the_flag_get_graph_is_a_graph_request_as_before(
             assert posted.status == 200
 
 
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """main() configures logging for the whole process; later tests must find it as it was."""
+    root, requests = logging.getLogger(), logging.getLogger(REQUESTS_LOGGER)
+    handlers, levels = list(root.handlers), (root.level, requests.level)
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(levels[0])
+    requests.setLevel(levels[1])
+
+
+@pytest.mark.usefixtures("logging_restored")
 def test_a_pool_that_cannot_make_its_share_directory_says_so(
     models: Models, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
