@@ -42,6 +42,7 @@ from router.payload import Payload, Reply
 from router.protocol import read_deadline
 from router.recording import Recorder, Recorders, Trace
 from router.resilience import Breakers
+from router.streams import send_stream
 from router.tracing import Tracing, current_trace_id
 
 JSON = "application/json"
@@ -234,7 +235,7 @@ def error_response(error: RouterError) -> web.Response:
     return response
 
 
-async def run_graph(request: web.Request) -> web.Response:
+async def run_graph(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     refused = _unauthorized(request, state)
     if refused is not None:
@@ -270,12 +271,13 @@ async def run_graph(request: web.Request) -> web.Response:
     return response
 
 
-async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
+async def _run_graph(request: web.Request, state: ServingState) -> web.StreamResponse:
     graph = state.graph  # one graph for the whole request, even if a reload swaps it meanwhile
     if request.headers.get(EXPLAIN_HEADER, "0") != "0" and request.method == "POST":
         return await _explain(request, state, graph)
     trace = Trace() if request.headers.get(TRACE_HEADER, "0") != "0" else None
     recorder = recorder_for(state, trace)
+    started = state.clock.now()
     try:
         if request.method != "POST":
             raise MethodNotAllowed(f"{request.method} is not supported: POST the request body")
@@ -284,9 +286,54 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
     except RouterError as error:
         response = error_response(error)
     else:
+        if reply.stream is not None:
+            return await _stream_reply(request, state, graph, reply, trace, started)
         response = _reply_response(reply)
     if trace is not None:
         response.headers[TRACE_HEADER] = orjson.dumps(trace.as_json()).decode()
+    return response
+
+
+async def _stream_reply(
+    request: web.Request,
+    state: ServingState,
+    graph: CompiledGraph,
+    reply: Reply,
+    trace: Trace | None,
+    started: float,
+) -> web.StreamResponse:
+    """A streamed answer, written as it arrives (router.streams), bounded by the request's
+    deadline; its trace goes in a last SSE comment, for other bodies in the header as it stood
+    at the first byte (README, Streaming)."""
+    body = reply.stream
+    assert body is not None
+    limit = min(graph.timeouts.request, graph.timeouts.server_write)
+    content_type = reply.content_type or "application/octet-stream"
+
+    def trace_json() -> bytes:
+        assert trace is not None
+        return orjson.dumps([*trace.as_json(), body.stats.as_json()])
+
+    if trace is not None and not body.sse:
+        # Headers go before the body: this trace ends at the stream's first byte.
+        extra_headers = {TRACE_HEADER: orjson.dumps(trace.as_json()).decode()}
+    else:
+        extra_headers = {}
+    try:
+        response = await send_stream(
+            request,
+            reply.status,
+            content_type,
+            body,
+            limit - (state.clock.now() - started),
+            trace_json if trace is not None else None,
+            extra_headers,
+        )
+    finally:
+        if state.metrics is not None:
+            state.metrics.stream_finished(body.stats)
+        if state.tracing is not None:
+            state.tracing.stream_finished(body.stats)
     return response
 
 

@@ -128,6 +128,8 @@ class InferenceStep(Resource):
     condition_language: ConditionLanguage | None = extension()
     map_outputs_to_inputs: StrictBool | dict[str, str] | None = extension()
     timeout: StrictNumber | None = extension(gt=0)
+    # Seconds a streamed answer may go without a chunk (README, Streaming).
+    idle_timeout: StrictNumber | None = extension(gt=0)
     retry: RetryPolicy | None = extension()
     circuit_breaker: CircuitBreakerPolicy | None = extension()
     shadow: StrictBool | None = extension()
