@@ -68,6 +68,21 @@ class Dependency(StrEnum):
     SOFT = "Soft"
 
 
+class OpenAIEndpoint(StrEnum):
+    """Which of KServe's OpenAI-compatible endpoints a step calls (`/openai/v1/...`)."""
+
+    CHAT = "chat"  # /openai/v1/chat/completions
+    COMPLETIONS = "completions"  # /openai/v1/completions
+
+    @property
+    def path(self) -> str:
+        return (
+            "/openai/v1/chat/completions"
+            if self is OpenAIEndpoint.CHAT
+            else "/openai/v1/completions"
+        )
+
+
 class ScaleMetric(StrEnum):
     CPU = "cpu"
     MEMORY = "memory"
@@ -133,6 +148,9 @@ class InferenceStep(Resource):
     retry: RetryPolicy | None = extension()
     circuit_breaker: CircuitBreakerPolicy | None = extension()
     shadow: StrictBool | None = extension()
+    # The InferenceService named by serviceName speaks OpenAI's protocol: its URL resolves to
+    # this endpoint instead of the v1/v2 predict path (README, Streaming).
+    openai: OpenAIEndpoint | None = extension()
 
 
 class InferenceRouter(Resource):

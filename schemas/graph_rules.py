@@ -194,6 +194,12 @@ def _check_step(
             compile_data(step.data)
         except MappingError as error:
             yield FieldError(render_path((*path, "data")), str(error))
+    if step.openai is not None and not step.service_name:
+        yield FieldError(
+            render_path((*path, "openai")),
+            f"openai: {step.openai} picks the OpenAI endpoint of the InferenceService named by "
+            "serviceName; this step names none (a serviceUrl is called as written)",
+        )
     if step.map_outputs_to_inputs and step.map_predictions_to_instances:
         yield FieldError(
             render_path((*path, "mapOutputsToInputs")),
