@@ -18,6 +18,7 @@ handler_cancellation), which closes the step's connection at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from router.errors import GraphTimeout, InvalidStepResponse, RouterError, StepTi
 from router.graph import Step
 from router.payload import InvalidJSON, Payload
 
+log = logging.getLogger("router")
 EVENT_STREAM = "text/event-stream"
 # OpenAI's end-of-stream marker: a protocol sentinel, not an answer, so collection drops it.
 OPENAI_DONE = "[DONE]"
@@ -241,6 +243,15 @@ async def send_stream(
     finally:
         stats.seconds = time.perf_counter() - stats.started
         await body.close()
+    if failure is not None:
+        # The client got a 200 already: only the log, the metrics and the trace say why it ended.
+        log.warning(
+            "stream of %s ended early (%s): %s",
+            stats.step.label,
+            stats.outcome,
+            failure.explanation,
+            extra={"node": stats.step.owner, "step": stats.step.key, "status": failure.status},
+        )
     if failure is not None and not body.sse:
         # Without the terminating chunk the client sees a truncated body, not a short answer.
         response.force_close()

@@ -101,6 +101,14 @@ def streaming_app(model: StreamingModel) -> web.Application:
         request.transport.abort()
         return response
 
+    async def breaks_at_once(request: web.Request) -> web.StreamResponse:
+        """`/breaks-at-once`: the headers of a stream, then the connection is cut."""
+        response = await start(request, "text/event-stream")
+        await asyncio.sleep(0)
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
     async def stalls(request: web.Request) -> web.StreamResponse:
         """`/stalls`: one event, then nothing until the reader leaves."""
         response = await start(request, "text/event-stream")
@@ -174,6 +182,7 @@ def streaming_app(model: StreamingModel) -> web.Application:
     app.router.add_post("/chunked", chunked)
     app.router.add_post("/endless/{type}", endless)
     app.router.add_post("/breaks/{type}", breaks)
+    app.router.add_post("/breaks-at-once", breaks_at_once)
     app.router.add_post("/stalls", stalls)
     app.router.add_post("/slow-start", slow_start)
     app.router.add_post("/openai/v1/chat/completions", chat)

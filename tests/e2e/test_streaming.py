@@ -224,6 +224,17 @@ async def test_no_first_byte_within_the_step_timeout_is_an_ordinary_504(
         await asyncio.wait_for(model.gone.wait(), PATIENCE)
 
 
+async def test_a_stream_that_breaks_before_its_first_byte_is_an_ordinary_502(
+    model: StreamingModel, router: StartRouter
+) -> None:
+    async with router(seq({"serviceUrl": model.at("/breaks-at-once"), "name": "llm"})) as r:
+        status, body, headers = await r.post(REQUEST)
+    assert status == 502
+    assert headers["Content-Type"] == "application/json"
+    assert body["step"] == "llm"
+    assert body["error"] == "Failed to process request"
+
+
 async def test_a_stall_between_events_ends_the_stream_at_its_idle_timeout(
     model: StreamingModel, router: StartRouter
 ) -> None:
@@ -302,6 +313,17 @@ async def test_a_streamed_answer_carries_its_trace_in_a_last_comment(
     assert stream["stream"] == "llm"
     assert stream["events"] == 3  # two events and [DONE]
     assert stream["outcome"] == "complete"
+
+
+async def test_a_chunked_answer_carries_the_trace_up_to_its_first_byte_in_the_header(
+    model: StreamingModel, router: StartRouter
+) -> None:
+    model.gate.set()
+    async with router(seq({"serviceUrl": model.at("/chunked"), "name": "llm"})) as r:
+        status, raw, headers = await r.post(REQUEST, headers={"X-InferGraph-Trace": "1"})
+    assert (status, raw) == (200, b"one\ntwo\nthree\n")
+    trace = orjson.loads(headers["X-InferGraph-Trace"])
+    assert [e.get("step") for e in trace if "step" in e] == ["llm"]
 
 
 async def test_streams_are_counted_in_metrics(model: StreamingModel, router: StartRouter) -> None:
