@@ -29,7 +29,7 @@ from aiohttp import web
 
 from router.errors import GraphTimeout, InvalidStepResponse, RouterError, StepTimeout
 from router.graph import Step
-from router.payload import InvalidJSON, Payload
+from router.payload import InvalidJSON, Payload, Reply
 
 log = logging.getLogger("router")
 EVENT_STREAM = "text/event-stream"
@@ -199,6 +199,32 @@ def collect_events(step: Step, raw: bytes) -> Payload:
             step=step.key,
             url=step.url,
         ) from None
+
+
+async def collect_stream(reply: Reply, max_bytes: int) -> Reply:
+    """A streamed `reply` read to its end, for a client that takes whole answers (gRPC):
+    SSE by `collect_events`, other bodies as their bytes, at most `max_bytes` of them."""
+    body = reply.stream
+    if body is None:
+        return reply
+    step = body.stats.step
+    chunks: list[bytes] = []
+    try:
+        async for chunk in body.chunks():
+            chunks.append(chunk)
+            if body.stats.bytes > max_bytes:
+                raise InvalidStepResponse(
+                    f"{step.label}: {step.url} answered more than {max_bytes} bytes",
+                    node=step.owner,
+                    step=step.key,
+                    url=step.url,
+                )
+    finally:
+        await body.close()
+    raw = b"".join(chunks)
+    if body.sse:
+        return Reply(reply.status, collect_events(step, raw), True, "application/json")
+    return Reply(reply.status, Payload(raw), False, reply.content_type)
 
 
 async def send_stream(

@@ -77,6 +77,18 @@ def streaming_app(model: StreamingModel) -> web.Application:
         model.finished.set()
         return response
 
+    async def v2_in_pieces(request: web.Request) -> web.StreamResponse:
+        """`/v2-in-pieces`: a v2 answer sent chunked as text (a model server that streams)."""
+        response = await start(request, "text/plain")
+        answer = orjson.dumps(
+            {"model_name": "m", "outputs": [{"name": "y", "datatype": "INT64", "shape": [1],
+                                             "data": [42]}]}
+        )  # fmt: skip
+        await response.write(answer[:20])
+        await response.write(answer[20:])
+        await response.write_eof()
+        return response
+
     async def endless(request: web.Request) -> web.StreamResponse:
         """`/endless/<type>`: events until the reader hangs up (then `gone` is set)."""
         kind = "text/event-stream" if request.match_info["type"] == "sse" else "text/plain"
@@ -181,6 +193,7 @@ def streaming_app(model: StreamingModel) -> web.Application:
     app.router.add_post("/sse/{n}", sse)
     app.router.add_post("/chunked", chunked)
     app.router.add_post("/endless/{type}", endless)
+    app.router.add_post("/v2-in-pieces", v2_in_pieces)
     app.router.add_post("/breaks/{type}", breaks)
     app.router.add_post("/breaks-at-once", breaks_at_once)
     app.router.add_post("/stalls", stalls)

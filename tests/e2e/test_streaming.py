@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import grpc
 import openai
 import orjson
 import pytest
 
+from router.inference_proto.grpc_predict_v2_pb2 import ModelInferRequest, ModelInferResponse
 from tests.streaming_backend import StreamingModel, streaming_model
-from tests.support import Backend, StartRouter, root_graph
+from tests.support import Backend, StartRouter, free_port, root_graph
 
 REQUEST = {"prompt": "hi"}
 # How long a test waits for something the router must do at once (close, answer); generous
@@ -180,6 +183,26 @@ async def test_idle_timeout_where_the_answer_is_collected_is_refused(
             pass
     assert "nodes.root.steps[0].idleTimeout" in str(refused.value)
     assert "only for steps whose answer streams" in str(refused.value)
+
+
+async def test_a_grpc_client_gets_a_streamed_answer_read_whole(
+    model: StreamingModel, router: StartRouter
+) -> None:
+    grpc_port = free_port()
+    spec = seq({"serviceUrl": model.at("/v2-in-pieces")})
+    async with (
+        router(spec, args=["--grpc-port", str(grpc_port)]),
+        grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+    ):
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            response_deserializer=ModelInferResponse.FromString,
+        )
+        request = ModelInferRequest(model_name="graph")
+        request.inputs.add(name="x", datatype="INT64", shape=[1]).contents.int64_contents.append(1)
+        answer = await infer(request.SerializeToString(), timeout=PATIENCE)
+    assert answer.model_name == "m"
+    assert struct.unpack("<q", answer.raw_output_contents[0]) == (42,)
 
 
 # --- failures -------------------------------------------------------------------------------
