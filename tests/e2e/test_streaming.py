@@ -19,8 +19,10 @@ import grpc
 import openai
 import orjson
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from router.inference_proto.grpc_predict_v2_pb2 import ModelInferRequest, ModelInferResponse
+from router.tracing import Tracing
 from tests.streaming_backend import StreamingModel, streaming_model
 from tests.support import Backend, StartRouter, free_port, root_graph
 
@@ -360,6 +362,26 @@ async def test_streams_are_counted_in_metrics(model: StreamingModel, router: Sta
     assert f"infergraph_stream_first_byte_seconds_count{{{labels}}} 1.0" in text
     duration = 'graph="graph",node="root",outcome="complete",step="llm"'
     assert f"infergraph_stream_duration_seconds_count{{{duration}}} 1.0" in text
+
+
+async def test_the_request_span_gets_a_stream_event(
+    model: StreamingModel, graph_server: Any
+) -> None:
+    model.gate.set()
+    exporter = InMemorySpanExporter()
+    spec = seq({"serviceUrl": model.at("/sse/2"), "name": "llm"})
+    async with (
+        graph_server(spec, tracing=Tracing(exporter, batch=False)) as url,
+        aiohttp.ClientSession() as session,
+        session.post(url + "/", json=REQUEST) as response,
+    ):
+        await response.read()
+    (request_span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("graph ")]
+    (stream,) = [e for e in request_span.events if e.name == "stream"]
+    assert stream.attributes is not None
+    assert stream.attributes["infergraph.step"] == "llm"
+    assert stream.attributes["infergraph.stream.events"] == 3
+    assert stream.attributes["infergraph.stream.outcome"] == "complete"
 
 
 # --- OpenAI-compatible ----------------------------------------------------------------------
