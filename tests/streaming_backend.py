@@ -139,10 +139,16 @@ def streaming_app(model: StreamingModel) -> web.Application:
         return response
 
     async def chat(request: web.Request) -> web.StreamResponse:
-        """OpenAI's `/openai/v1/chat/completions`: the reply spells the model's name."""
+        """OpenAI's `/openai/v1/chat/completions`: the reply spells the model's name (or, with
+        `?refuse`, refuses)."""
         body = orjson.loads(await request.read())
         model.requests.append(body)
-        words = [f"{body['model']} ", "says ", "hello"]
+        # `?refuse`: the step a guard's verdict routes to answers a refusal instead.
+        words = (
+            ["I ", "cannot ", "help"]
+            if "refuse" in request.query
+            else [f"{body['model']} ", "says ", "hello"]
+        )
         created = int(time.time())
         if not body.get("stream"):
             return web.json_response(

@@ -407,7 +407,11 @@ def guarded_chat(model: StreamingModel) -> dict[str, Any]:
             "generate": {
                 "routerType": "Switch",
                 "steps": [
-                    {"name": "refuse", "serviceUrl": chat, "condition": when("verdict", "block")},
+                    {
+                        "name": "refuse",
+                        "serviceUrl": chat + "?refuse",
+                        "condition": when("verdict", "block"),
+                    },
                     {"name": "small", "serviceUrl": chat, "condition": when("model", "small")},
                     {"name": "large", "serviceUrl": chat, "condition": when("model", "large")},
                 ],
@@ -432,6 +436,23 @@ async def test_the_openai_client_gets_a_streamed_chat_completion(
     assert "".join(p for p in pieces if p) == f"{name} says hello"
     assert model.requests[-1]["stream"] is True
     assert model.requests[-1]["verdict"] == "allow"
+
+
+async def test_the_guards_verdict_routes_a_blocked_prompt_to_the_refusal(
+    model: StreamingModel, router: StartRouter
+) -> None:
+    async with router(guarded_chat(model)) as r:
+        client = openai.AsyncOpenAI(base_url=r.url + "/openai/v1", api_key="unused")
+        try:
+            stream = await client.chat.completions.create(
+                model="small",
+                messages=[{"role": "user", "content": "something forbidden"}],
+                stream=True,
+            )
+            pieces = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
+        finally:
+            await client.close()
+    assert "".join(p for p in pieces if p) == "I cannot help"
 
 
 async def test_the_openai_client_gets_a_whole_completion_without_stream(
