@@ -104,8 +104,12 @@ class HttpStepCaller:
                 response = await client.post(url, body=body, headers=self._wire(headers))
                 raw_type = response.headers.get("Content-Type")
                 content_type = raw_type.decode("latin-1") if raw_type is not None else None
-                if step.streams and passes_through(
-                    response.status, content_type, _chunked(response)
+                json_content = _is_json(content_type)
+                # A JSON answer never streams: the common case pays no more than this check.
+                if (
+                    step.streams
+                    and not json_content
+                    and passes_through(response.status, content_type, _chunked(response))
                 ):
                     # The step's `timeout` bounds the wait for the first byte of a stream.
                     return await self._first_chunk(step, url, response, content_type, started)
@@ -130,10 +134,10 @@ class HttpStepCaller:
                 url=url,
                 detail=f"{step.label}: calling {url} failed: {_describe(error)}",
             ) from None
-        if media_type(content_type) == EVENT_STREAM:
+        if not json_content and media_type(content_type) == EVENT_STREAM:
             # Read by the graph: collected by the documented rule, as JSON (router.streams).
             return Reply(response.status, collect_events(step, data), True, JSON)
-        return Reply(response.status, Payload(data), _is_json(content_type), content_type)
+        return Reply(response.status, Payload(data), json_content, content_type)
 
     async def _first_chunk(
         self,
