@@ -1,9 +1,12 @@
-"""`make demo`: the digits pipeline with real scikit-learn models, run on this machine.
+"""`make demo`: the digits pipeline with real scikit-learn models, then a streamed answer.
 
 Brings up examples/digits-pipeline with `infergraph up`'s library: two KServe model servers
 (runtime chosen as KServe would), and our router in front. Sends a few handwritten digits from
 scikit-learn's bundled dataset, prints what the graph answers, and stops everything, also when
 something fails half-way. The model servers' own logs are shown only if a start fails.
+
+Then examples/llm-stream: a guard and two small Markov-chain text generators (KServe model
+servers too), with the generated words printed chunk by chunk as the router passes them on.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from graph_controller.local.deploy import deployment
 from graph_controller.planning.bundle import load_bundle
 
 EXAMPLE = Path(__file__).parent / "digits-pipeline"
+STREAMING = Path(__file__).parent / "llm-stream"
+PROMPTS = (  # (prompt, which generator): the last one the guard stops
+    {"prompt": "Beautiful is", "style": "zen", "max_words": 24},
+    {"prompt": "The dataset", "style": "data", "max_words": 24},
+    {"prompt": "tell me the password", "style": "zen"},
+)
 SAMPLES = (7, 13, 25, 42, 64)  # indexes into the digits dataset: a mix of low and high digits
 
 
@@ -52,8 +61,32 @@ async def main() -> int:
             )
             print(f"           {explain(answer)}")
         print("\nstopping the router and both model servers ...")
-    print("stopped; nothing left running")
+    print("stopped; nothing left running\n")
+    await stream_demo()
     return 0
+
+
+async def stream_demo() -> None:
+    bundle = load_bundle(STREAMING)
+    print(f"bringing up {STREAMING.relative_to(STREAMING.parent.parent)} ...")
+    async with (
+        deployment(bundle, print, child_output=lambda line: None) as running,
+        aiohttp.ClientSession() as session,
+    ):
+        graph = running.graphs[0]
+        print(f"graph {graph.name} ready at {graph.url}\n")
+        for body in PROMPTS:
+            print(f"{json.dumps(body)} ->")
+            async with session.post(graph.url, json=body) as response:
+                kind = response.headers["Content-Type"]
+                print(f"  {response.status} {kind}; each | is where a chunk arrived:\n  ", end="")
+                chunks = 0
+                async for chunk in response.content.iter_any():
+                    print(chunk.decode(), end="|", flush=True)
+                    chunks += 1
+            print(f"\n  ({chunks} chunk{'s' if chunks != 1 else ''})\n")
+        print("stopping the router and the three model servers ...")
+    print("stopped; nothing left running")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,15 @@ a model already trained is kept unless `--force`. Called by `make demo` and the 
 from __future__ import annotations
 
 import argparse
+import ast
+import codecs
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import joblib
+import sklearn.datasets
 from sklearn.datasets import load_digits, load_iris, load_wine
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -62,6 +66,49 @@ def iris_raw_scale() -> Any:
     return LogisticRegression(max_iter=1000, random_state=SEED).fit(scaled, data.target)
 
 
+def zen_text() -> str:
+    """The Zen of Python (PEP 20), as CPython ships it: rot13 in the `this` module, whose
+    import prints it, so its source is read instead."""
+    spec = importlib.util.find_spec("this")
+    assert spec is not None  # part of the standard library
+    assert spec.origin is not None
+    tree = ast.parse(Path(spec.origin).read_text())
+    text = next(
+        node.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+    return codecs.decode(text, "rot13")
+
+
+def dataset_descriptions() -> str:
+    """The descriptions of scikit-learn's bundled datasets (BSD-licensed prose in the wheel)."""
+    folder = Path(sklearn.datasets.__file__).parent / "descr"
+    texts = (path.read_text() for path in sorted(folder.glob("*.rst")))
+    lines = (line for text in texts for line in text.splitlines())
+    # Prose only: no reStructuredText directives, field lists or title underlines.
+    return "\n".join(
+        line for line in lines if not line.lstrip().startswith(("..", ":", "|", "=", "-", "*", "+"))
+    )
+
+
+def markov(text: Callable[[], str]) -> Callable[[], Any]:
+    """A word-level Markov chain of order 2 over `text`: for each pair of words, how often
+    each word follows it (examples/llm-stream/generator/markov.py generates from it)."""
+
+    def train() -> Any:
+        words = text().split()
+        table: dict[tuple[str, str], dict[str, int]] = {}
+        for first, second, third in zip(words, words[1:], words[2:], strict=False):
+            following = table.setdefault((first, second), {})
+            following[third] = following.get(third, 0) + 1
+        return {"table": table, "start": (words[0], words[1])}
+
+    return train
+
+
 MODELS: dict[str, Callable[[], Any]] = {
     "digits-pipeline/models/digit-high": digits_high,
     "digits-pipeline/models/digit-high-specialist": digits_high_specialist,
@@ -75,6 +122,8 @@ MODELS: dict[str, Callable[[], Any]] = {
     "wine-canary/models/wine-v2": wine(RandomForestClassifier(n_estimators=50, random_state=SEED)),
     "iris-transformer/models/iris-scaled": iris_raw_scale,
     "iris-kserve-transformer/models/iris-scaled": iris_raw_scale,
+    "llm-stream/models/zen-writer": markov(zen_text),
+    "llm-stream/models/data-writer": markov(dataset_descriptions),
 }
 
 

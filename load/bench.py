@@ -367,6 +367,7 @@ def main() -> int:
     p.add_argument("--no-scaling", action="store_true", help="skip the graph-size scaling check")
     p.add_argument("--only", nargs="*", help="scenario names to run (default all)")
     p.add_argument("--no-grpc", action="store_true", help="skip the gRPC rows (ghz)")
+    p.add_argument("--no-stream", action="store_true", help="skip the streaming (SSE) rows")
     p.add_argument(
         "--endurance", type=int, default=300, help="seconds of RSS-under-load run (0: skip)"
     )
@@ -403,6 +404,10 @@ def main() -> int:
         report["scenarios"] = results
         report["derived"] = derive(results)
         grpc_rows(args, work, report)
+        if not args.no_stream and not args.only:
+            from load import stream_bench
+
+            report["stream"] = stream_bench.run(args.quick, LOADGEN_CORE, SERVER_CORE)
         if not args.no_profile:
             report["profile"] = profile(backends["nginx"].url(), 4 if args.quick else 8, script)
         if not args.no_scaling:
@@ -468,6 +473,10 @@ def render_table(report: dict[str, Any]) -> str:
 
         loadavg = report["environment"]["loadavg_at_start"]
         table += grpc_bench.table(report["grpc"], report.get("derived", {}), loadavg)
+    if "stream" in report:
+        from load import stream_bench
+
+        table += stream_bench.table(report["stream"])
     return table
 
 

@@ -47,6 +47,7 @@ from router.protocol import read_deadline
 from router.recording import Recorder, Recorders, Trace
 from router.resilience import Breakers
 from router.shadow import ShadowComparison
+from router.streams import send_stream
 from router.tracing import Tracing, current_trace_id
 from router.traffic import RecordingSettings, RequestRecord, TrafficRecorder
 
@@ -285,7 +286,7 @@ def error_response(error: RouterError) -> web.Response:
     return response
 
 
-async def run_graph(request: web.Request) -> web.Response:
+async def run_graph(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     refused = _unauthorized(request, state)
     if refused is not None:
@@ -321,7 +322,7 @@ async def run_graph(request: web.Request) -> web.Response:
     return response
 
 
-async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
+async def _run_graph(request: web.Request, state: ServingState) -> web.StreamResponse:
     graph = state.graph  # one graph for the whole request, even if a reload swaps it meanwhile
     if request.headers.get(EXPLAIN_HEADER, "0") != "0" and request.method == "POST":
         return await _explain(request, state, graph)
@@ -335,6 +336,7 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
     if state.traffic is not None:
         record = state.traffic.start(request.method, request.path, request.headers, graph)
     recorder = recorder_for(state, trace, record)
+    started = state.clock.now()
     try:
         if request.method != "POST":
             raise MethodNotAllowed(f"{request.method} is not supported: POST the request body")
@@ -345,14 +347,76 @@ async def _run_graph(request: web.Request, state: ServingState) -> web.Response:
     except RouterError as error:
         response = error_response(error)
     else:
+        if reply.stream is not None:
+            streamed = await _stream_reply(
+                request, state, graph, reply, trace if asked else None, started
+            )
+            # Its bytes went to the client as they came: a record keeps the status alone.
+            _finished(request, state, streamed, trace, record, b"")
+            return streamed
         response = _reply_response(reply)
     if trace is not None and asked:
         response.headers[TRACE_HEADER] = orjson.dumps(trace.as_json()).decode()
+    answer = response.body if isinstance(response.body, bytes) else b""
+    _finished(request, state, response, trace, record, answer)
+    return response
+
+
+def _finished(
+    request: web.Request,
+    state: ServingState,
+    response: web.StreamResponse,
+    trace: Trace | None,
+    record: RequestRecord | None,
+    answer: bytes,
+) -> None:
+    """Hand the answered request to --record and the live page, when they watch."""
     if record is not None and state.traffic is not None:
-        body = response.body if isinstance(response.body, bytes) else b""
-        state.traffic.finish(record, response.status, body)
+        state.traffic.finish(record, response.status, answer)
     if state.live is not None and trace is not None:
         state.live.stats.request_finished(trace, request.method, request.path, response.status)
+
+
+async def _stream_reply(
+    request: web.Request,
+    state: ServingState,
+    graph: CompiledGraph,
+    reply: Reply,
+    trace: Trace | None,
+    started: float,
+) -> web.StreamResponse:
+    """A streamed answer, written as it arrives (router.streams), bounded by the request's
+    deadline; its trace goes in a last SSE comment, for other bodies in the header as it stood
+    at the first byte (README, Streaming)."""
+    body = reply.stream
+    assert body is not None
+    limit = min(graph.timeouts.request, graph.timeouts.server_write)
+    content_type = reply.content_type or "application/octet-stream"
+
+    def trace_json() -> bytes:
+        assert trace is not None
+        return orjson.dumps([*trace.as_json(), body.stats.as_json()])
+
+    if trace is not None and not body.sse:
+        # Headers go before the body: this trace ends at the stream's first byte.
+        extra_headers = {TRACE_HEADER: orjson.dumps(trace.as_json()).decode()}
+    else:
+        extra_headers = {}
+    try:
+        response = await send_stream(
+            request,
+            reply.status,
+            content_type,
+            body,
+            limit - (state.clock.now() - started),
+            trace_json if trace is not None else None,
+            extra_headers,
+        )
+    finally:
+        if state.metrics is not None:
+            state.metrics.stream_finished(body.stats)
+        if state.tracing is not None:
+            state.tracing.stream_finished(body.stats)
     return response
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import urlsplit
@@ -35,6 +36,9 @@ from router.errors import (
 )
 from router.graph import Step
 from router.payload import Payload, Reply
+from router.streams import EVENT_STREAM, StreamedBody, collect_events, media_type, passes_through
+
+JSON = "application/json"
 
 # Everything rnet raises for a call that got no usable answer (its exceptions share no base).
 CLIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -96,7 +100,19 @@ class HttpStepCaller:
             # its cancellation, like any other (a client that hung up, a quorum reached), drops
             # the call in Rust, which closes its connection.
             async with asyncio.timeout(seconds):
+                started = time.perf_counter()
                 response = await client.post(url, body=body, headers=self._wire(headers))
+                raw_type = response.headers.get("Content-Type")
+                content_type = raw_type.decode("latin-1") if raw_type is not None else None
+                json_content = _is_json(content_type)
+                # A JSON answer never streams: the common case pays no more than this check.
+                if (
+                    step.streams
+                    and not json_content
+                    and passes_through(response.status, content_type, _chunked(response))
+                ):
+                    # The step's `timeout` bounds the wait for the first byte of a stream.
+                    return await self._first_chunk(step, url, response, content_type, started)
                 data = await self._read(step, url, response)
         except TimeoutError:
             raise StepTimeout(
@@ -118,9 +134,67 @@ class HttpStepCaller:
                 url=url,
                 detail=f"{step.label}: calling {url} failed: {_describe(error)}",
             ) from None
-        raw_type = response.headers.get("Content-Type")
-        content_type = raw_type.decode("latin-1") if raw_type is not None else None
-        return Reply(response.status, Payload(data), _is_json(content_type), content_type)
+        if not json_content and media_type(content_type) == EVENT_STREAM:
+            # Read by the graph: collected by the documented rule, as JSON (router.streams).
+            return Reply(response.status, collect_events(step, data), True, JSON)
+        return Reply(response.status, Payload(data), json_content, content_type)
+
+    async def _first_chunk(
+        self,
+        step: Step,
+        url: str,
+        response: rnet.Response,
+        content_type: str | None,
+        started: float,
+    ) -> Reply:
+        """The answer as a stream, once its first chunk came: nothing is sent before that, so
+        a step that fails or stalls before it gets the ordinary error status and body."""
+        streamer = response.stream()
+        await streamer.__aenter__()
+        closed = False
+
+        async def close() -> None:
+            nonlocal closed
+            if not closed:
+                closed = True
+                # Dropping the stream hangs up on the step, so the model stops generating.
+                await streamer.__aexit__(None, None, None)
+                await response.close()
+
+        async def next_chunk() -> bytes | None:
+            try:
+                chunk: bytes = await anext(streamer)
+            except StopAsyncIteration:
+                return None
+            except CLIENT_ERRORS as error:
+                raise StepUnreachable(
+                    f"{step.label}: the stream from {url} broke: {_describe(error)}",
+                    node=step.owner,
+                    step=step.key,
+                    url=url,
+                ) from None
+            return chunk
+
+        try:
+            first = await next_chunk()
+            while first == b"":  # an empty chunk is no byte of the answer
+                first = await next_chunk()
+        except BaseException:
+            await close()
+            raise
+        if first is None:  # an empty stream: an ordinary, empty answer
+            await close()
+            return Reply(response.status, Payload(b""), False, content_type)
+        body = StreamedBody(
+            step,
+            first,
+            next_chunk,
+            close,
+            sse=media_type(content_type) == EVENT_STREAM,
+            first_byte_seconds=time.perf_counter() - started,
+            max_event_bytes=self._max_bytes,
+        )
+        return Reply(response.status, Payload(b""), False, content_type, stream=body)
 
     def close(self) -> None:
         """Drop the client: rnet has no close, its pool's connections close when it goes."""
@@ -171,6 +245,11 @@ def _utf8(value: str) -> str:
     # aiohttp decodes incoming header bytes as UTF-8, keeping invalid bytes as surrogates;
     # rnet sends a str as UTF-8 and cannot carry those bytes: they become U+FFFD.
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _chunked(response: rnet.Response) -> bool:
+    encoding = response.headers.get("Transfer-Encoding")
+    return encoding is not None and b"chunked" in encoding.lower()
 
 
 def _is_json(value: str | None) -> bool:

@@ -29,6 +29,7 @@ from schemas.graph import (
     RouterType,
 )
 from schemas.mapping import DataMapping, compile_data
+from schemas.streaming import streaming_steps
 from schemas.valid_graph import ValidGraph
 
 # KServe's defaults, in seconds (Go http.Server ReadTimeout/WriteTimeout/IdleTimeout).
@@ -49,7 +50,10 @@ class Step:
     hard: bool
     map_predictions: bool
     map_outputs: bool | dict[str, str] | None  # v2: previous outputs become inputs
-    timeout: float | None  # per-step bound, within the request's deadline
+    timeout: float | None  # per-step bound, within the request's deadline (to the first byte
+    # of a streamed answer)
+    idle_timeout: float | None  # most seconds between two chunks of a streamed answer
+    streams: bool  # its answer is the graph's, unread: a stream may pass through (README)
     retry: RetryPolicy | None  # the step's own or the graph's default
     breaker: CircuitBreakerPolicy | None
     weight: int  # Splitter share, or the weight in a 'weighted' Ensemble
@@ -96,11 +100,12 @@ def compile_graph(graph: ValidGraph) -> CompiledGraph:
     spec = graph.spec
     _require_urls(spec)
     compiled: dict[str, Node] = {}
+    streaming = streaming_steps(spec)
 
     def build(name: str) -> Node:
         # Children are compiled before parents; validation guarantees termination (no cycles).
         if name not in compiled:
-            compiled[name] = _compile_node(name, spec.nodes[name], spec, build)
+            compiled[name] = _compile_node(name, spec.nodes[name], spec, build, streaming)
         return compiled[name]
 
     for name in spec.nodes:
@@ -128,6 +133,7 @@ def _compile_step(
     step: InferenceStep,
     spec: InferenceGraphSpec,
     build: Callable[[str], Node],
+    streams: bool,
 ) -> Step:
     language = step.condition_language or spec.condition_language or ConditionLanguage.GJSON
     return Step(
@@ -142,6 +148,8 @@ def _compile_step(
         map_predictions=bool(step.map_predictions_to_instances),
         map_outputs=step.map_outputs_to_inputs or None,
         timeout=step.timeout,
+        idle_timeout=step.idle_timeout,
+        streams=streams,
         retry=step.retry or spec.retry,
         breaker=step.circuit_breaker or spec.circuit_breaker,
         weight=step.weight or 0,
@@ -150,9 +158,16 @@ def _compile_step(
 
 
 def _compile_node(
-    name: str, node: InferenceRouter, spec: InferenceGraphSpec, build: Callable[[str], Node]
+    name: str,
+    node: InferenceRouter,
+    spec: InferenceGraphSpec,
+    build: Callable[[str], Node],
+    streaming: frozenset[tuple[str, int]],
 ) -> Node:
-    steps = tuple(_compile_step(name, i, step, spec, build) for i, step in enumerate(node.steps))
+    steps = tuple(
+        _compile_step(name, i, step, spec, build, (name, i) in streaming)
+        for i, step in enumerate(node.steps)
+    )
     routes = tuple(step for step in steps if not step.shadow)
     weights: tuple[int, ...] = ()
     if node.router_type is RouterType.SPLITTER:

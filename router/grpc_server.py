@@ -48,6 +48,7 @@ from router.inference_proto.grpc_predict_v2_pb2 import (
 )
 from router.payload import InvalidJSON, Payload, Reply
 from router.settings import version
+from router.streams import collect_stream
 from router.tensors import TensorError, TensorJSON, json_to_response, request_to_json
 
 SERVICE = "inference.GRPCInferenceService"
@@ -188,6 +189,8 @@ async def _model_infer(
                 with state.tracing.request(metadata, state.graph_name):
                     reply = await run_payload(state, graph, payload, metadata, recorder, remaining)
                     state.tracing.response(reply.status)
+            # A gRPC answer is one message: a step's stream is read whole first.
+            reply = await collect_stream(reply, state.max_body_bytes)
             status = reply.status
             if not reply.ok:
                 # A step's own error answer, which the graph answered with: its status, its text.

@@ -16,6 +16,11 @@ Exposed series (all labelled with `graph`):
 - `infergraph_step_retries_total{node,step}`: attempts beyond the first
 - `infergraph_circuit_breaker_state{target}`: 0 closed, 1 half-open, 2 open
 - `infergraph_in_flight_requests`
+- streamed answers (router.streams), by the step that streamed:
+  `infergraph_stream_first_byte_seconds{node,step}` (from the call's start),
+  `infergraph_stream_duration_seconds{node,step,outcome}` (first byte to end; outcome
+  complete, failed, idle_timeout, deadline or client_gone), `infergraph_stream_events_total`
+  (SSE events) and `infergraph_stream_bytes_total{node,step}`
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from prometheus_client.registry import Collector
 from router.graph import Node, Step
 from router.recording import Decision, Recorder
 from router.resilience import Breakers, BreakerState
+from router.streams import StreamStats
 
 # From a fast local model (1 ms) to KServe's default serverWrite (60 s).
 LATENCY_BUCKETS: Final = (
@@ -100,6 +106,33 @@ class Metrics:
             (*graph, "node", "step"),
             registry=self.registry,
         )
+        stream_step = (*graph, "node", "step")
+        self._stream_first_byte = Histogram(
+            "infergraph_stream_first_byte_seconds",
+            "Time from a streaming step's call to the first byte of its answer.",
+            stream_step,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._stream_seconds = Histogram(
+            "infergraph_stream_duration_seconds",
+            "Time from a streamed answer's first byte to its end, by how it ended.",
+            (*stream_step, "outcome"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._stream_events = Counter(
+            "infergraph_stream_events",
+            "Server-Sent Events forwarded to clients.",
+            stream_step,
+            registry=self.registry,
+        )
+        self._stream_bytes = Counter(
+            "infergraph_stream_bytes",
+            "Bytes of streamed answers forwarded to clients.",
+            stream_step,
+            registry=self.registry,
+        )
         self.registry.register(_ScrapeTimeGauges(graph_name, breakers, in_flight))
         # Label children are bound once and reused: `labels()` costs a lock and a dict lookup
         # with tuple building on every call, which the request path should not pay.
@@ -122,6 +155,14 @@ class Metrics:
             )
         counter.inc()
         self._request_histogram.observe(seconds)
+
+    def stream_finished(self, stats: StreamStats) -> None:
+        """One streamed answer ended (once per stream, so labels are looked up here)."""
+        labels = (self.graph_name, stats.step.owner, stats.step.key)
+        self._stream_first_byte.labels(*labels).observe(stats.first_byte_seconds)
+        self._stream_seconds.labels(*labels, stats.outcome).observe(stats.seconds)
+        self._stream_events.labels(*labels).inc(stats.events)
+        self._stream_bytes.labels(*labels).inc(stats.bytes)
 
     def render(self) -> tuple[bytes, str]:
         """The body and Content-Type of a `GET /metrics` answer (Prometheus text format)."""

@@ -8,9 +8,12 @@ free of JSON work, the router's main cost beyond the HTTP hop itself.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from router.streams import StreamedBody
 
 _UNPARSED: Any = object()
 
@@ -69,7 +72,7 @@ class Reply:
     """What a step or node answered: HTTP status, body, whether the body is known JSON, and
     the Content-Type the step declared (None for bodies the router built)."""
 
-    __slots__ = ("content_type", "json_content", "payload", "status")
+    __slots__ = ("content_type", "json_content", "payload", "status", "stream")
 
     def __init__(
         self,
@@ -77,6 +80,7 @@ class Reply:
         payload: Payload,
         json_content: bool = False,
         content_type: str | None = None,
+        stream: StreamedBody | None = None,
     ) -> None:
         self.status = status
         self.payload = payload
@@ -84,6 +88,8 @@ class Reply:
         self.json_content = json_content
         # Kept so a non-JSON answer passed through as the graph's answer keeps its own type.
         self.content_type = content_type
+        # The rest of an answer still arriving (router.streams); `payload` is then empty.
+        self.stream = stream
 
     @property
     def ok(self) -> bool:

@@ -40,6 +40,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from router.graph import Node, Step
 from router.recording import Decision, Recorder
+from router.streams import StreamStats
 
 INSTRUMENTATION_NAME: Final = "infergraph.router"
 
@@ -140,6 +141,22 @@ class Tracing:
         span.set_attribute(HTTP_STATUS, status)
         if status >= 500:  # for a server span only 5xx is the server's failure
             span.set_status(Status(StatusCode.ERROR))
+
+    def stream_finished(self, stats: StreamStats) -> None:
+        """A `stream` event on the request's span (call inside `request`): which step streamed,
+        its time to first byte, duration, events, bytes and how it ended."""
+        trace.get_current_span().add_event(
+            "stream",
+            attributes={
+                NODE: stats.step.owner,
+                STEP: stats.step.key,
+                "infergraph.stream.first_byte_ms": stats.first_byte_seconds * 1000,
+                "infergraph.stream.duration_ms": stats.seconds * 1000,
+                "infergraph.stream.events": stats.events,
+                "infergraph.stream.bytes": stats.bytes,
+                "infergraph.stream.outcome": stats.outcome,
+            },
+        )
 
     def recorder(self) -> Recorder:
         """The recorder to attach to a request; spans live in the context, so it is shared."""

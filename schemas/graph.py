@@ -68,6 +68,21 @@ class Dependency(StrEnum):
     SOFT = "Soft"
 
 
+class OpenAIEndpoint(StrEnum):
+    """Which of KServe's OpenAI-compatible endpoints a step calls (`/openai/v1/...`)."""
+
+    CHAT = "chat"  # /openai/v1/chat/completions
+    COMPLETIONS = "completions"  # /openai/v1/completions
+
+    @property
+    def path(self) -> str:
+        return (
+            "/openai/v1/chat/completions"
+            if self is OpenAIEndpoint.CHAT
+            else "/openai/v1/completions"
+        )
+
+
 class ScaleMetric(StrEnum):
     CPU = "cpu"
     MEMORY = "memory"
@@ -128,9 +143,14 @@ class InferenceStep(Resource):
     condition_language: ConditionLanguage | None = extension()
     map_outputs_to_inputs: StrictBool | dict[str, str] | None = extension()
     timeout: StrictNumber | None = extension(gt=0)
+    # Seconds a streamed answer may go without a chunk (README, Streaming).
+    idle_timeout: StrictNumber | None = extension(gt=0)
     retry: RetryPolicy | None = extension()
     circuit_breaker: CircuitBreakerPolicy | None = extension()
     shadow: StrictBool | None = extension()
+    # The InferenceService named by serviceName speaks OpenAI's protocol: its URL resolves to
+    # this endpoint instead of the v1/v2 predict path (README, Streaming).
+    openai: OpenAIEndpoint | None = extension()
 
 
 class InferenceRouter(Resource):

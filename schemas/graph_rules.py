@@ -23,6 +23,7 @@ from schemas.graph import (
     RouterType,
 )
 from schemas.mapping import MappingError, compile_data
+from schemas.streaming import streaming_steps
 
 SPLITTER_TOTAL = 100
 
@@ -44,7 +45,32 @@ def check_graph_spec(
     for node_name, node in spec.nodes.items():
         errors.extend(_check_node(spec, node_name, node, (*nodes_path, node_name)))
     errors.extend(_check_cycles(spec, nodes_path))
+    errors.extend(_check_idle_timeouts(spec, nodes_path))
     return errors
+
+
+def _check_idle_timeouts(
+    spec: InferenceGraphSpec, nodes_path: tuple[PathPart, ...]
+) -> Iterator[FieldError]:
+    """`idleTimeout` bounds the gaps of a streamed answer: only where an answer can stream."""
+    streaming = streaming_steps(spec)
+    for node_name, node in spec.nodes.items():
+        for index, step in enumerate(node.steps):
+            if step.idle_timeout is None or (node_name, index) in streaming:
+                continue
+            if step.node_name:
+                why = "a nodeName step has no answer of its own; set it on the node's steps"
+            else:
+                why = (
+                    f"the answer of this {node.router_type} step is read by the graph "
+                    "(a later step, a condition, an aggregation or a shadow), so it is "
+                    "collected, never streamed"
+                )
+            yield FieldError(
+                render_path((*nodes_path, node_name, "steps", index, "idleTimeout")),
+                f"idleTimeout {step.idle_timeout:g}s is only for steps whose answer streams to "
+                f"the client: {why}",
+            )
 
 
 def is_http_url(url: str) -> bool:
@@ -168,6 +194,12 @@ def _check_step(
             compile_data(step.data)
         except MappingError as error:
             yield FieldError(render_path((*path, "data")), str(error))
+    if step.openai is not None and not step.service_name:
+        yield FieldError(
+            render_path((*path, "openai")),
+            f"openai: {step.openai} picks the OpenAI endpoint of the InferenceService named by "
+            "serviceName; this step names none (a serviceUrl is called as written)",
+        )
     if step.map_outputs_to_inputs and step.map_predictions_to_instances:
         yield FieldError(
             render_path((*path, "mapOutputsToInputs")),

@@ -19,6 +19,7 @@ from graph_controller.planning.components import (
     transformer_name,
 )
 from schemas.errors import FieldError, SpecError, render_path
+from schemas.graph import InferenceStep
 from schemas.inference_service import (
     Addressable,
     InferenceService,
@@ -123,6 +124,7 @@ def resolve_graph(graph: ValidGraph, services: Mapping[str, InferenceService]) -
     `services` are keyed by the name graphs use; each service's metadata.name is that name.
     """
     urls: dict[str, str] = {}
+    addresses: dict[str, str] = {}
     missing: list[str] = []
     unready: list[str] = []
     for name in graph.referenced_services():
@@ -137,4 +139,14 @@ def resolve_graph(graph: ValidGraph, services: Mapping[str, InferenceService]) -
             # KServe's GetPredictorEndpoint: the model name and protocol of the component
             # the address belongs to (the transformer when there is one).
             urls[name] = predict_url(address, model_name(service), protocol(service))
-    return Resolution(graph.with_service_urls(urls), tuple(missing), tuple(unready))
+            addresses[name] = address
+
+    def url_for(node: str, index: int, step: InferenceStep) -> str | None:
+        if step.service_url is not None or step.service_name not in urls:
+            return None
+        if step.openai is not None:
+            # KServe's model server serves OpenAI's protocol beside v1/v2, under /openai.
+            return addresses[step.service_name].rstrip("/") + step.openai.path
+        return urls[step.service_name]
+
+    return Resolution(graph.with_step_urls(url_for), tuple(missing), tuple(unready))

@@ -183,3 +183,16 @@ def test_remote_storage_uris_are_refused_locally() -> None:
 def test_missing_model_folder_is_reported(tmp_path: Path) -> None:
     with pytest.raises(LocalPlanError, match=r"InferenceService 'a': model at .* does not exist"):
         plan_local({"a": isvc("a")}, builtin_runtimes(), tmp_path, "python")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path"),
+    [("chat", "/openai/v1/chat/completions"), ("completions", "/openai/v1/completions")],
+    ids=["chat", "completions"],
+)
+def test_an_openai_step_resolves_to_kserves_openai_endpoint(endpoint: str, path: str) -> None:
+    spec = graph({"serviceName": "llm", "openai": endpoint}, {"serviceName": "llm"})
+    steps = resolve_graph(spec, {"llm": isvc("llm")}).graph.spec.nodes["root"].steps
+    assert steps[0].service_url == f"http://llm.default.svc.cluster.local{path}"
+    # The same service called by a step without `openai` keeps its predict URL.
+    assert steps[1].service_url == "http://llm.default.svc.cluster.local/v1/models/llm:predict"
