@@ -115,7 +115,9 @@ async def _script(request: web.Request, body: bytes) -> web.StreamResponse:
             return web.json_response({"error": "warming up"}, status=503)
         return web.json_response({"model": "flaky", "attempt": state[request.path]})
     if kind == "huge":  # /huge/<bytes>: a chunked answer of that size, no Content-Length
-        response = web.StreamResponse()
+        # Labelled JSON, as a model server chunks a large answer: the router collects it (and
+        # so bounds it); a chunked answer of another type would stream through (README).
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         await response.prepare(request)
         remaining = int(arg)
