@@ -388,8 +388,9 @@ def _reply_response(reply: Reply) -> web.Response:
 
 
 async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(f"request body of {request.content_length} bytes exceeds {limit} bytes")
+    declared = request.content_length  # parsed from the header at each read of the property
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(f"request body of {declared} bytes exceeds {limit} bytes")
     try:
         if request.content.is_eof():
             # The whole body came with the headers (the usual small request): reading cannot
