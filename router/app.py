@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -420,18 +420,19 @@ async def _stream_reply(
     return response
 
 
-async def run_payload(
+def run_payload(
     state: ServingState,
     graph: CompiledGraph,
     payload: Payload,
     incoming_headers: Mapping[str, str],
     recorder: Recorder | None,
     client_seconds: float | None = None,
-) -> Reply:
+) -> Awaitable[Reply]:
     """Run `graph` from its root on a request body; raises RouterError. HTTP and gRPC share it.
 
     `client_seconds` is the time the client still waits (a gRPC deadline); the request's
-    deadline is the earlier of it and the graph's.
+    deadline is the earlier of it and the graph's. A plain function returning the root node's
+    run, so no coroutine of its own sits in the chain each step call's resumption walks.
     """
     caller = state.caller
     assert caller is not None  # set by the cleanup_ctx before the first request
@@ -458,7 +459,13 @@ async def run_payload(
         # The request's deadline already bounds every step call and retry, so serverWrite
         # cannot fire first: no timer (a Timeout object and a loop handle per request, ~4%
         # of the router's CPU in the 2-step profile).
-        return await execution.run_node(graph.root, payload)
+        return execution.run_node(graph.root, payload)
+    return _within_server_write(execution, graph, payload)
+
+
+async def _within_server_write(
+    execution: Execution, graph: CompiledGraph, payload: Payload
+) -> Reply:
     try:
         async with asyncio.timeout(graph.timeouts.server_write):
             return await execution.run_node(graph.root, payload)
@@ -482,6 +489,8 @@ def recorder_for(
     state: ServingState, trace: Trace | None, record: RequestRecord | None = None
 ) -> Recorder | None:
     """Whoever watches this request: the trace header, --record, metrics, tracing, step logs."""
+    if trace is None and record is None and state.tracing is None and state.request_log is None:
+        return state.metrics.recorder() if state.metrics is not None else None  # the usual case
     watchers: list[Recorder] = []
     if trace is not None:
         watchers.append(trace)
@@ -514,8 +523,9 @@ def _reply_response(reply: Reply) -> web.Response:
 
 
 async def _read_body(request: web.Request, limit: int, seconds: float) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(f"request body of {request.content_length} bytes exceeds {limit} bytes")
+    declared = request.content_length  # parsed from the header at each read of the property
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(f"request body of {declared} bytes exceeds {limit} bytes")
     try:
         if request.content.is_eof():
             # The whole body came with the headers (the usual small request): reading cannot

@@ -222,7 +222,7 @@ class Execution:
         recorder = self.recorder
         attempts = [0]  # counted by the retry loop, read by the recorder
         if recorder is None:
-            return await self._call_with_retries(step, body.raw, self.headers, attempts)
+            return await self._call(step, body.raw, self.headers, attempts)
         headers: MutableMapping[str, str] = (
             dict(self.headers)
             if self.copy_headers
@@ -230,7 +230,7 @@ class Execution:
         )
         token = recorder.step_started(step, headers)
         try:
-            reply = await self._call_with_retries(step, body.raw, headers, attempts)
+            reply = await self._call(step, body.raw, headers, attempts)
         except RouterError as error:
             recorder.step_finished(token, error.status, error.explanation, attempts[0])
             raise
@@ -239,6 +239,33 @@ class Execution:
             raise
         recorder.step_finished(token, reply.status, None, attempts[0])
         return reply
+
+    def _call(
+        self, step: Step, raw: bytes, headers: Mapping[str, str], attempts: list[int]
+    ) -> Awaitable[Reply]:
+        """The step call, with retries and its breaker when it has them.
+
+        Without either (the usual step) there is one attempt and nothing to settle after it:
+        the caller's own coroutine is handed back, sparing a coroutine that would only await it
+        (every resumption of the call walks the chain of coroutines awaiting it).
+        """
+        if step.retry is not None or (step.breaker is not None and self.breakers is not None):
+            return self._call_with_retries(step, raw, headers, attempts)
+        remaining = self.deadline - self.clock.now()
+        if remaining <= 0:
+            raise self._too_late(step)
+        attempts[0] += 1
+        timeout = min(step.timeout or self.service_client_timeout, remaining)
+        return self.caller(step, raw, headers, timeout)
+
+    @staticmethod
+    def _too_late(step: Step) -> GraphTimeout:
+        return GraphTimeout(
+            f"{step.label}: the request's deadline passed before the call",
+            node=step.owner,
+            step=step.key,
+            url=step.url,
+        )
 
     async def _call_with_retries(
         self, step: Step, raw: bytes, headers: Mapping[str, str], attempts: list[int]
@@ -251,12 +278,7 @@ class Execution:
             now = self.clock.now()
             remaining = self.deadline - now
             if remaining <= 0:
-                raise GraphTimeout(
-                    f"{step.label}: the request's deadline passed before the call",
-                    node=step.owner,
-                    step=step.key,
-                    url=step.url,
-                )
+                raise self._too_late(step)
             probe = False
             if breaker is not None:
                 probe = breaker.state(now) is BreakerState.HALF_OPEN

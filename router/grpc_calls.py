@@ -18,7 +18,7 @@ connected to or answers too late.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -198,13 +198,15 @@ class StepsByScheme:
         self.http = http
         self.grpc = grpc_caller
 
-    async def __call__(
+    def __call__(
         self, step: Step, body: bytes, headers: Mapping[str, str], seconds: float
-    ) -> Reply:
+    ) -> Coroutine[Any, Any, Reply]:
+        # The chosen caller's own coroutine, not one awaiting it: a coroutine less in the chain
+        # that every resumption of a step call walks through.
         url = step.url
         if url is not None and url.startswith(SCHEME):
-            return await self.grpc(step, body, headers, seconds)
-        return await self.http(step, body, headers, seconds)
+            return self.grpc(step, body, headers, seconds)
+        return self.http(step, body, headers, seconds)
 
 
 __all__ = ["GrpcStepCaller", "GrpcTarget", "StepsByScheme", "parse_grpc_url"]

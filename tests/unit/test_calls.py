@@ -154,6 +154,21 @@ async def test_a_late_answer_is_a_timeout_with_gos_text(
     )
 
 
+async def test_calls_whose_budgets_end_together_time_out_each_on_its_own(
+    backend: Backend, caller: HttpStepCaller
+) -> None:
+    # Calls started together with one budget share a loop timer: the one that answers first
+    # leaves it armed for the others, and it cancels only the calls still waiting.
+    late, fast = step_for(backend.at("/watch/3000")), step_for(backend.at("/headers"))
+    calls = [caller(late, b"{}", JSON, 0.3), caller(late, b"{}", JSON, 0.3)]
+    calls.append(caller(fast, b"{}", JSON, 0.3))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert [type(result).__name__ for result in results] == ["StepTimeout", "StepTimeout", "Reply"]
+    # Nothing of the shared timer is left to cancel this task later.
+    await asyncio.sleep(0.05)
+    assert (await caller(fast, b"{}", JSON, 5)).status == 200
+
+
 async def test_a_cancelled_call_hangs_up_on_the_model(
     backend: Backend, caller: HttpStepCaller
 ) -> None:
