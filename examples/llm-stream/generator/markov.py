@@ -7,11 +7,11 @@ the text's first pair), drawing each next word by its counts with a seeded rando
 prompt always gets the same continuation. It is a language model in the oldest sense, not an
 LLM: it produces plausible-looking text in its corpus's style, token by token, and it streams.
 
-The `text-generator` runtime (graph_controller/model_servers/openai_server.py) serves it: it
-builds `MarkovWriter(name)`, sets `model_dir`, calls `load()`, and answers OpenAI's chat and
-completions requests from `generate(prompt, max_tokens)`, one streamed chunk per word. A chat's
-prompt is its messages' contents joined by newlines, so the last message's last two words pick
-where the chain starts.
+The bundle's `text-generator-openai` runtime (graph_controller/model_servers/openai_server.py)
+serves it: it builds `MarkovWriter(name)`, sets `model_dir`, calls `load()`, and answers OpenAI's
+chat and completions requests from `generate(prompt, max_tokens)`, one streamed chunk per word.
+A chat's prompt is its messages' contents joined by newlines, so the last message's last two
+words pick where the chain starts.
 """
 
 from __future__ import annotations
