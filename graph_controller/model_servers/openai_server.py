@@ -35,7 +35,15 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from typing import Any, Literal, Protocol, TypeVar
 
 from aiohttp import web
@@ -226,14 +234,25 @@ class OpenAIServer:
             }
             await response.write(b"data: " + json.dumps(event).encode() + b"\n\n")
 
-        if chat:  # OpenAI's first chunk gives the role alone
-            await send({"delta": {"role": "assistant", "content": ""}})
-        async for piece in pieces:
-            await send({"delta": {"content": piece}} if chat else {"text": piece})
-        last: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
-        await send(last, _finish_reason(pieces.count, limit))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
+        try:
+            if chat:  # OpenAI's first chunk gives the role alone
+                await send({"delta": {"role": "assistant", "content": ""}})
+            async for piece in pieces:
+                await send({"delta": {"content": piece}} if chat else {"text": piece})
+            last: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
+            await send(last, _finish_reason(pieces.count, limit))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client left: the generation stops here (closed below)
+        except Exception:
+            # The status is sent: closing without the last chunk makes clients see a cut
+            # stream, never a short answer that looks complete.
+            logging.getLogger(__name__).exception("%s: the generation failed mid-stream", self.name)
+            if request.transport is not None:
+                request.transport.close()
+        finally:
+            await pieces.aclose()
         return response
 
     async def models(self, request: web.Request) -> web.Response:
@@ -273,7 +292,7 @@ class _Pieces:
     `limit` of them, whatever the generator does, so `max_tokens` holds."""
 
     def __init__(self, source: Iterable[str] | AsyncIterable[str], limit: int) -> None:
-        self._iterator: AsyncIterator[str] = _as_async(source)
+        self._iterator: AsyncGenerator[str] = _as_async(source)
         self._limit = limit
         self._first: list[str] | None = None
         self.count = 0
@@ -286,6 +305,10 @@ class _Pieces:
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._pieces()
+
+    async def aclose(self) -> None:
+        """Stop the model's generator now, not whenever it is garbage collected."""
+        await self._iterator.aclose()
 
     async def _pieces(self) -> AsyncIterator[str]:
         for piece in self._first or []:
@@ -300,14 +323,22 @@ class _Pieces:
             yield piece
 
 
-async def _as_async(source: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
-    if isinstance(source, AsyncIterable):
-        async for piece in source:
+async def _as_async(source: Iterable[str] | AsyncIterable[str]) -> AsyncGenerator[str]:
+    try:
+        if isinstance(source, AsyncIterable):
+            async for piece in source:
+                yield _text(piece)
+            return
+        for piece in source:
             yield _text(piece)
-        return
-    for piece in source:
-        yield _text(piece)
-        await asyncio.sleep(0)  # a synchronous generator still lets each piece go out alone
+            await asyncio.sleep(0)  # a synchronous generator still lets each piece go out alone
+    finally:
+        # Closing this wrapper does not close the model's own generator: that is done here.
+        close = getattr(source, "aclose", None) or getattr(source, "close", None)
+        if close is not None:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
 
 
 def _text(piece: object) -> str:

@@ -4,6 +4,7 @@ SSE lines, the error bodies). The graph around it is tests/e2e/test_examples_up.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -239,3 +240,47 @@ async def test_max_tokens_holds_and_a_failing_model_is_a_500_in_openais_shape() 
     assert status == 500
     error = orjson.loads(raw)["error"]
     assert (error["message"], error["type"]) == ("RuntimeError: the table is gone", "server_error")
+
+
+class Endless(Echo):
+    """An async generator that goes on until max_tokens, and says when it was stopped; on a
+    prompt saying so, it fails after its first piece."""
+
+    def __init__(self, name: str = "echo") -> None:
+        super().__init__(name)
+        self.closed = asyncio.Event()
+        self.produced = 0
+
+    def generate(self, prompt: str, max_tokens: int) -> AsyncIterator[str]:  # type: ignore[override]
+        return self.pieces(prompt, max_tokens)
+
+    async def pieces(self, prompt: str, max_tokens: int) -> AsyncIterator[str]:
+        try:
+            for _ in range(max_tokens):
+                self.produced += 1
+                yield "w "
+                if "fail" in prompt:
+                    raise RuntimeError("the table is gone")
+                await asyncio.sleep(0)
+        finally:
+            self.closed.set()
+
+
+async def test_a_client_that_hangs_up_stops_the_generation() -> None:
+    model = Endless()
+    async with serving(model) as url, aiohttp.ClientSession() as session:
+        body = {"model": "echo", "prompt": "x", "stream": True, "max_tokens": 10**9}
+        async with session.post(url + "/openai/v1/completions", json=body) as response:
+            assert (await response.content.readline()).startswith(b"data: ")
+        # Leaving the block closed the connection; the server's next write finds it gone.
+        await asyncio.wait_for(model.closed.wait(), 30)
+    assert model.produced < 10**9
+
+
+async def test_a_generation_failing_mid_stream_cuts_the_stream() -> None:
+    async with serving(Endless()) as url, aiohttp.ClientSession() as session:
+        body = {"model": "echo", "prompt": "fail", "stream": True}
+        async with session.post(url + "/openai/v1/completions", json=body) as response:
+            assert response.status == 200  # sent with the first piece, before the failure
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
