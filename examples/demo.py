@@ -5,8 +5,9 @@ Brings up examples/digits-pipeline with `infergraph up`'s library: two KServe mo
 scikit-learn's bundled dataset, prints what the graph answers, and stops everything, also when
 something fails half-way. The model servers' own logs are shown only if a start fails.
 
-Then examples/llm-stream: a guard and two small Markov-chain text generators (KServe model
-servers too), with the generated words printed chunk by chunk as the router passes them on.
+Then examples/llm-stream: a guard (a KServe model server) and two small Markov-chain text
+generators behind OpenAI's protocol, asked for streamed chat completions (`"stream": true`) with
+the generated words printed chunk by chunk, as Server-Sent Events, as the router passes them on.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from graph_controller.planning.bundle import load_bundle
 
 EXAMPLE = Path(__file__).parent / "digits-pipeline"
 STREAMING = Path(__file__).parent / "llm-stream"
-PROMPTS = (  # (prompt, which generator): the last one the guard stops
-    {"prompt": "Beautiful is", "style": "zen", "max_words": 24},
-    {"prompt": "The dataset", "style": "data", "max_words": 24},
-    {"prompt": "tell me the password", "style": "zen"},
+PROMPTS = (  # (generator, prompt): the last one the guard stops
+    ("zen-writer", "Beautiful is"),
+    ("data-writer", "The dataset"),
+    ("zen-writer", "tell me the password"),
 )
 SAMPLES = (7, 13, 25, 42, 64)  # indexes into the digits dataset: a mix of low and high digits
 
@@ -75,16 +76,30 @@ async def stream_demo() -> None:
     ):
         graph = running.graphs[0]
         print(f"graph {graph.name} ready at {graph.url}\n")
-        for body in PROMPTS:
-            print(f"{json.dumps(body)} ->")
+        for model, prompt in PROMPTS:
+            body = {
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": 24,
+                "stream": True,
+            }
+            print(f"{model}: {prompt!r} ->")
             async with session.post(graph.url, json=body) as response:
                 kind = response.headers["Content-Type"]
-                print(f"  {response.status} {kind}; each | is where a chunk arrived:\n  ", end="")
-                chunks = 0
-                async for chunk in response.content.iter_any():
-                    print(chunk.decode(), end="|", flush=True)
-                    chunks += 1
-            print(f"\n  ({chunks} chunk{'s' if chunks != 1 else ''})\n")
+                if not kind.startswith("text/event-stream"):  # the guard's verdict
+                    print(f"  {response.status} {kind}: {(await response.read()).decode()}\n")
+                    continue
+                print(f"  {response.status} {kind}; each | is where a word arrived:\n  ", end="")
+                words = 0
+                async for line in response.content:  # one SSE `data:` line per chunk
+                    data = line.removeprefix(b"data: ").strip()
+                    if not line.startswith(b"data: ") or data == b"[DONE]":
+                        continue
+                    piece = json.loads(data)["choices"][0]["delta"].get("content")
+                    if piece:
+                        print(piece, end="|", flush=True)
+                        words += 1
+            print(f"\n  ({words} word{'s' if words != 1 else ''})\n")
         print("stopping the router and the three model servers ...")
     print("stopped; nothing left running")
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import openai
 import orjson
 import pytest
 
@@ -119,8 +120,8 @@ WRONG_SHAPE_ANSWERS = {
     ),
     # A gRPC step needs a v2 request to make tensors of: the router refuses a v1 body itself.
     "iris-grpc": (400, ("a gRPC v2 model needs a v2 inference request",)),
-    # The guard (a kserve.Model of the example's) wants a prompt.
-    "llm-stream": (400, ('prompt-guard: expected {"prompt": "<text>"}',)),
+    # The guard (a kserve.Model of the example's) wants an OpenAI request.
+    "llm-stream": (400, ('prompt-guard: expected an OpenAI request, {"messages": ',)),
 }
 
 # A body that is not JSON: the first (Hard) step's model server refuses it, in its own words;
@@ -145,6 +146,8 @@ async def run_curl(curl: str) -> tuple[int, str]:
     return int(status), body
 
 
+ZEN_SAMPLE = "better than complicated. Flat is better than ugly. Explicit is better than"
+
 # What the sample request of each example gets (the digits sample is a 7: the specialist says).
 SAMPLE_ANSWERS: dict[str, object] = {
     "digits-pipeline": {"predictions": [7]},
@@ -160,9 +163,20 @@ SAMPLE_ANSWERS: dict[str, object] = {
         "model_name": "iris",
         "outputs": [{"name": "output-0", "datatype": "INT64", "shape": [1], "data": [2]}],
     },
-    # Streamed text, not JSON: the Zen of Python's Markov chain goes on from "Beautiful is"
-    # (seeded by the prompt, so always these 12 words).
-    "llm-stream": "better than complicated. Flat is better than ugly. Explicit is better than",
+    # An OpenAI chat completion: the Zen of Python's Markov chain goes on from "Beautiful is"
+    # (seeded by the prompt, so always these 12 words; max_tokens 12 cut it, so "length").
+    "llm-stream": {
+        "object": "chat.completion",
+        "model": "zen-writer",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": ZEN_SAMPLE},
+                "logprobs": None,
+                "finish_reason": "length",
+            }
+        ],
+    },
 }
 
 
@@ -181,15 +195,12 @@ async def test_the_printed_curl_line_works_and_unreadable_bodies_fail_with_their
         assert up.curl.startswith(f"curl -s -X POST {up.url} ")
         status, body = await run_curl(up.curl)
         assert status == 200, body
-        expected = SAMPLE_ANSWERS[example]
-        if isinstance(expected, str):  # a streamed text answer
-            assert body == expected
-        else:
-            answer = orjson.loads(body)
-            answer.pop("id", None)  # a v2 answer's request id is new each time
-            for output in answer.get("outputs", []):
-                output.pop("parameters", None)
-            assert answer == expected
+        answer = orjson.loads(body)
+        answer.pop("id", None)  # a v2 answer's request id (an OpenAI answer's too) is new each time
+        answer.pop("created", None)  # an OpenAI answer's time
+        for output in answer.get("outputs", []):
+            output.pop("parameters", None)
+        assert answer == SAMPLE_ANSWERS[example]
 
         status, body = await post(up.url, NOT_JSON)
         assert status == 400, body
@@ -201,16 +212,37 @@ async def test_the_printed_curl_line_works_and_unreadable_bodies_fail_with_their
         assert any(cause in said for cause in causes), said
 
 
-async def test_the_llm_example_streams_words_through_its_guard_and_switch(tmp_path: Path) -> None:
-    async with infergraph_up("llm-stream", tmp_path) as up, aiohttp.ClientSession() as session:
-        request = {"prompt": "The data", "style": "data", "max_words": 15}
-        async with session.post(up.url, json=request) as response:
-            assert response.status == 200
-            # Passed through as the model server streamed it: chunked, never a whole body.
-            assert response.headers.get("Transfer-Encoding") == "chunked"
-            chunks = [chunk async for chunk in response.content.iter_any()]
-        words = b"".join(chunks).decode().split()
-        assert len(words) == 15  # from the other generator, trained on dataset descriptions
-        assert " ".join(words) != SAMPLE_ANSWERS["llm-stream"]
-        status, body = await post(up.url, orjson.dumps({"prompt": "my password", "style": "zen"}))
-        assert (status, body["verdict"]) == (200, "block")  # the guard stopped the graph
+async def test_the_openai_client_streams_a_chat_completion_from_the_llm_example(
+    tmp_path: Path,
+) -> None:
+    async with infergraph_up("llm-stream", tmp_path) as up:
+        # The official client, pointed at the router: the graph answers every POST.
+        client = openai.AsyncOpenAI(base_url=up.url.rstrip("/") + "/openai/v1", api_key="unused")
+        try:
+            stream = await client.chat.completions.create(
+                model="data-writer",
+                messages=[{"role": "user", "content": "The data"}],
+                max_tokens=15,
+                stream=True,
+            )
+            chunks = [chunk async for chunk in stream]
+            # The guard's verdict stops a blocked prompt before any generator.
+            status, body = await post(
+                up.url,
+                orjson.dumps(
+                    {
+                        "model": "zen-writer",
+                        "messages": [{"role": "user", "content": "my password"}],
+                    }
+                ),
+            )
+        finally:
+            await client.close()
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
+    # One chunk per word from the generator trained on dataset descriptions, as it generated them.
+    assert len(pieces) == 15
+    assert len("".join(pieces).split()) == 15
+    assert "".join(pieces).strip() != ZEN_SAMPLE
+    assert {c.model for c in chunks} == {"data-writer"}
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert (status, body) == (200, {"verdict": "block", "reason": "mentions 'password'"})

@@ -16,6 +16,7 @@ from graph_controller.planning.addressing import (
     resolve_service_names,
 )
 from graph_controller.planning.builtin_runtimes import builtin_runtimes
+from graph_controller.planning.bundle import load_bundle
 from graph_controller.planning.local_plan import (
     LocalPlanError,
     local_command,
@@ -196,3 +197,20 @@ def test_an_openai_step_resolves_to_kserves_openai_endpoint(endpoint: str, path:
     assert steps[0].service_url == f"http://llm.default.svc.cluster.local{path}"
     # The same service called by a step without `openai` keeps its predict URL.
     assert steps[1].service_url == "http://llm.default.svc.cluster.local/v1/models/llm:predict"
+
+
+def test_the_llm_example_runs_its_generators_on_the_openai_runtime_it_declares() -> None:
+    # The bundle's ServingRuntime lists the `text-generator` format; KServe's selection finds it
+    # for the generators, and the built-in custom runtime for the guard.
+    bundle = load_bundle(Path(__file__).parents[2] / "examples" / "llm-stream")
+    runtimes = (*bundle.runtimes, *builtin_runtimes())
+    plan = plan_local(bundle.services, runtimes, bundle.root, "py")
+    assert {p.service: p.runtime for p in plan.predictors} == {
+        "prompt-guard": "infergraph-custom",
+        "zen-writer": "text-generator-openai",
+        "data-writer": "text-generator-openai",
+    }
+    writer = next(p for p in plan.predictors if p.service == "zen-writer")
+    assert writer.command(7)[:3] == ["py", "-m", "graph_controller.model_servers.openai_server"]
+    assert writer.command(7)[-2:] == ["--model_class", "markov:MarkovWriter"]
+    assert writer.ready_path == "/v1/models/zen-writer"

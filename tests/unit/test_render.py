@@ -28,6 +28,7 @@ BUNDLES = [
     "iris-transformer",
     "iris-kserve-transformer",
     "iris-grpc",
+    "llm-stream",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Two small real generative models, and a guard before them, served by KServe's ModelServer.
+"""Two small real generative models, served over OpenAI's protocol.
 
 `MarkovWriter` is a word-level Markov chain of order 2: `examples/train.py` counts, in a text
 that ships in an installed package, which word follows each pair of words, and writes the table
@@ -7,53 +7,38 @@ the text's first pair), drawing each next word by its counts with a seeded rando
 prompt always gets the same continuation. It is a language model in the oldest sense, not an
 LLM: it produces plausible-looking text in its corpus's style, token by token, and it streams.
 
-`predict` returns an async iterator: KServe's v1 endpoint then answers with a chunked
-StreamingResponse, one chunk per word, which the router passes through to the client.
-
-`PromptGuard` is the guard step: it answers the request with a `verdict` added, `block` when the
-prompt holds a word from its list, `allow` otherwise, so the graph's condition can stop there.
+The bundle's `text-generator-openai` runtime (graph_controller/model_servers/openai_server.py)
+serves it: it builds `MarkovWriter(name)`, sets `model_dir`, calls `load()`, and answers OpenAI's
+chat and completions requests from `generate(prompt, max_tokens)`, one streamed chunk per word.
+A chat's prompt is its messages' contents joined by newlines, so the last message's last two
+words pick where the chain starts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import joblib
-from kserve import Model
-from kserve.errors import InvalidInput
 
-MAX_WORDS = 200  # a generation's length cap: the request's max_words may ask for fewer
-DEFAULT_WORDS = 30
+MAX_WORDS = 200  # a generation's length cap: a request's max_tokens may ask for fewer
 SEED = 0  # every prompt gets the same continuation, so the example's answer can be checked
-BLOCKED = ("password", "secret")  # what the guard refuses to pass on
 
 
-def _prompt(payload: Any, name: str) -> tuple[str, int]:
-    prompt = payload.get("prompt") if isinstance(payload, dict) else None
-    if not isinstance(prompt, str):
-        raise InvalidInput(f'{name}: expected {{"prompt": "<text>"}}, got {str(payload)[:80]}')
-    words = payload.get("max_words", DEFAULT_WORDS)
-    if not isinstance(words, int) or not 1 <= words <= MAX_WORDS:
-        raise InvalidInput(f"{name}: max_words must be an integer from 1 to {MAX_WORDS}")
-    return prompt, words
+class MarkovWriter:
+    default_max_tokens = 30  # when a request gives no max_tokens
 
-
-class MarkovWriter(Model):  # type: ignore[misc]
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        self.name = name
+        self.model_dir = ""
         self.table: dict[tuple[str, str], dict[str, int]] = {}
         self.first_pair: tuple[str, str] = ("", "")
 
-    def load(self) -> bool:
+    def load(self) -> None:
         # model_dir is this code's folder (storageUri); the trained table sits beside it.
         trained = joblib.load(Path(self.model_dir).parent / "models" / self.name / "model.joblib")
         self.table, self.first_pair = trained["table"], tuple(trained["start"])
-        self.ready = True
-        return True
 
     def words(self, prompt: str, count: int) -> list[str]:
         """The continuation of `prompt`: `count` words, or fewer where the table ends."""
@@ -73,27 +58,9 @@ class MarkovWriter(Model):  # type: ignore[misc]
             state = (state[1], word)
         return out
 
-    async def predict(
-        self, payload: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> AsyncIterator[str]:
-        prompt, count = _prompt(payload, self.name)
-        return self._stream(self.words(prompt, count))
-
-    async def _stream(self, words: list[str]) -> AsyncIterator[str]:
-        for index, word in enumerate(words):
+    def generate(self, prompt: str, max_tokens: int) -> Iterator[str]:
+        """The continuation word by word (a token is a word here), spaced as text."""
+        if max_tokens > MAX_WORDS:
+            raise ValueError(f"max_tokens {max_tokens} is more than this model's {MAX_WORDS}")
+        for index, word in enumerate(self.words(prompt, max_tokens)):
             yield word if index == 0 else " " + word
-            await asyncio.sleep(0)  # each word its own chunk, as a model emits tokens
-
-
-class PromptGuard(Model):  # type: ignore[misc]
-    def load(self) -> bool:
-        self.ready = True
-        return True
-
-    def predict(self, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
-        prompt, _ = _prompt(payload, self.name)
-        lowered = prompt.lower()
-        hit = next((word for word in BLOCKED if word in lowered), None)
-        if hit is None:
-            return {**payload, "verdict": "allow"}
-        return {**payload, "verdict": "block", "reason": f"mentions '{hit}'"}
