@@ -80,8 +80,8 @@ controller-scale: venv envtest
 	INFERGRAPH_ENVTEST_BIN="$$(tools/envtest/build.sh)" $(BIN)/python load/controller_scale.py --graphs $(GRAPHS)
 
 # The router's overhead against a direct backend, a bare Python proxy and KServe's Go router,
-# side by side (load/bench.py); 17 minutes before the HTTP-stack, per-graph KServe and gRPC rows were
-# added (longer now, not re-timed on a quiet machine), `BENCH_ARGS=--quick` a few. Installs wrk and
+# side by side (load/bench.py); 23 minutes on a quiet machine once KServe's router and ghz are
+# built, `BENCH_ARGS=--quick` a few. Installs wrk and
 # nginx from Debian's packages when missing, and builds KServe's router once (Go module proxy).
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): pyproject.toml $(STAMP)
