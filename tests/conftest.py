@@ -20,6 +20,7 @@ from tests.support import (
     StartRouter,
     backend_app,
     free_port,
+    serving,
     wait_ready,
 )
 
@@ -105,12 +106,7 @@ def graph_server() -> Any:
     @contextlib.asynccontextmanager
     async def serve(spec: dict[str, Any], **kwargs: Any) -> AsyncIterator[str]:
         app = build_app(compile_graph(validate_graph(spec)), **kwargs)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await runner.setup()
-        await web.TCPSite(runner, LOOPBACK, 0).start()
-        try:
-            yield f"http://{LOOPBACK}:{runner.addresses[0][1]}"
-        finally:
-            await runner.cleanup()
+        async with serving(app, handler_cancellation=True) as url:
+            yield url
 
     return serve

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.support import LOOPBACK
+from tests.support import serving
 
 # Between two events of an endless stream: often enough that a reader who left is noticed at
 # once, rarely enough not to load the machine.
@@ -212,12 +212,8 @@ def streaming_app(model: StreamingModel) -> web.Application:
 @contextlib.asynccontextmanager
 async def streaming_model() -> AsyncIterator[StreamingModel]:
     model = StreamingModel("")
-    runner = web.AppRunner(streaming_app(model), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    await web.TCPSite(runner, LOOPBACK, 0).start()
-    model.url = f"http://{LOOPBACK}:{runner.addresses[0][1]}"
-    try:
-        yield model
-    finally:
-        model.gate.set()  # no handler is left waiting on it
-        await runner.cleanup()
+    async with serving(streaming_app(model), handler_cancellation=True) as model.url:
+        try:
+            yield model
+        finally:
+            model.gate.set()  # no handler is left waiting on it

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,24 @@ async def read_answer(reader: asyncio.StreamReader) -> RawAnswer:
     length = int(headers.get("content-length", "0"))
     body = await reader.readexactly(length) if length else b""
     return RawAnswer(int(status_line.split()[1]), headers, body)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: web.Application, *, handler_cancellation: bool = False
+) -> AsyncIterator[str]:
+    """`app` on a free port of 127.0.0.1 for the block; yields its base URL.
+
+    `handler_cancellation=True` makes a handler stop when its caller hangs up, as a model
+    server that notices a dropped request does.
+    """
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=handler_cancellation)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, LOOPBACK, 0).start()
+        yield f"http://{LOOPBACK}:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def host_port(url: str) -> tuple[str, int]:

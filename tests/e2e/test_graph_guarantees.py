@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.support import LOOPBACK, Backend, post_json, root_graph
+from tests.support import Backend, post_json, root_graph, serving
 
 REQUEST = {"instances": [[1.0, 2.0]]}
 
@@ -69,14 +69,9 @@ async def switchable() -> AsyncIterator[Switchable]:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    await runner.setup()
-    await web.TCPSite(runner, LOOPBACK, 0).start()
-    target.url = f"http://{LOOPBACK}:{runner.addresses[0][1]}/predict"
-    try:
+    async with serving(app, handler_cancellation=True) as url:
+        target.url = f"{url}/predict"
         yield target
-    finally:
-        await runner.cleanup()
 
 
 BREAKER = {"failureThreshold": 1, "cooldownSeconds": 30}

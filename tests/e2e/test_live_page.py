@@ -41,7 +41,15 @@ from router.__main__ import main as router_main
 from router.inference_proto.grpc_predict_v2_pb2 import ModelInferRequest
 from router.logs import REQUESTS_LOGGER
 from tests.e2e.test_grpc import grpc_router
-from tests.support import LOOPBACK, Backend, StartRouter, free_port, root_graph, wait_ready
+from tests.support import (
+    LOOPBACK,
+    Backend,
+    StartRouter,
+    free_port,
+    root_graph,
+    serving,
+    wait_ready,
+)
 
 WAIT_SECONDS = 30.0  # the page polls once a second; a loaded 2-core machine may lag a lot
 SCREENSHOT_ENV = "INFERGRAPH_LIVE_PAGE_SCREENSHOT"
@@ -67,14 +75,8 @@ async def models() -> AsyncIterator[Models]:
 
     app = web.Application()
     app.router.add_post("/{name}", answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, LOOPBACK, 0).start()
-    models.url = f"http://{LOOPBACK}:{runner.addresses[0][1]}"
-    try:
+    async with serving(app) as models.url:
         yield models
-    finally:
-        await runner.cleanup()
 
 
 def canary_graph(models: Models) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from router.graph import spec_digest
 from schemas.valid_graph import validate_graph
-from tests.support import LOOPBACK, Backend, free_port, post_json, wait_ready
+from tests.support import LOOPBACK, Backend, free_port, post_json, serving, wait_ready
 
 INFERGRAPH = Path(sys.executable).parent / "infergraph"
 
@@ -368,13 +368,8 @@ async def drifting() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_post("/live", live)
     app.router.add_post("/shadow", shadow)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, LOOPBACK, 0).start()
-    try:
-        yield f"http://{LOOPBACK}:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 async def test_shadow_disagreements_are_counted_exactly_and_logged_sampled(
