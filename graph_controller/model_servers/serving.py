@@ -10,6 +10,7 @@ same fixed gRPC port (8081).
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Any
 
 import grpc
@@ -17,6 +18,11 @@ import kserve.model_server
 import kserve.protocol.grpc.server as kserve_grpc_server
 from kserve import Model, ModelServer, model_server
 from kserve.protocol.rest.server import RESTServer
+
+# kserve 0.21 answers through FastAPI's ORJSONResponse, which FastAPI now deprecates with a
+# warning on every response: one log line per request in `infergraph up`'s output that no user
+# can act on. Only that warning is silenced; any other still shows.
+warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated", category=UserWarning)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

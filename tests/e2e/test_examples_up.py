@@ -210,6 +210,8 @@ async def test_the_printed_curl_line_works_and_unreadable_bodies_fail_with_their
         assert status == expected_status, body
         said = str(body.get("cause", body["error"]))
         assert any(cause in said for cause in causes), said
+    # Model servers' own warnings reach `up`'s output: none may be logged per request.
+    assert [line for line in up.output if "Warning" in line] == []
 
 
 async def test_the_openai_client_streams_a_chat_completion_from_the_llm_example(

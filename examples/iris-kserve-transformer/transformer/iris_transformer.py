@@ -9,11 +9,16 @@ sends it to `http://<predictor_host>/v1/models/<model_name>:predict`.
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Any
 
 from kserve import Model, ModelServer, model_server
 from kserve.model import PredictorConfig
 from sklearn.datasets import load_iris
+
+# kserve 0.21 answers through FastAPI's ORJSONResponse, which FastAPI deprecates with a warning
+# on every response; nothing here can act on it.
+warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated", category=UserWarning)
 
 
 class IrisTransformer(Model):  # type: ignore[misc]
