@@ -126,9 +126,11 @@ def _explain(args: argparse.Namespace) -> int:
 
     try:
         graph = explain_graph(_graph(args.file))
-        request = Path(args.request).read_bytes()
+        request = _read_option("--request", args.request)
         stubs = (
-            stubs_from(yaml.safe_load(Path(args.responses).read_text())) if args.responses else {}
+            stubs_from(yaml.safe_load(_read_option("--responses", args.responses)))
+            if args.responses
+            else {}
         )
     except (SpecError, OSError, ValueError, yaml.YAMLError) as error:
         print(f"infergraph explain: {error}", file=sys.stderr)
@@ -137,6 +139,14 @@ def _explain(args: argparse.Namespace) -> int:
     result = asyncio.run(explain(graph, request, stubs, rng))
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
+
+
+def _read_option(option: str, path: str) -> bytes:
+    """The file an option names; an unreadable one is an error naming the option, not an errno."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise SpecError([FieldError(option, f"cannot read: {error.strerror}")], path) from None
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -33,7 +33,12 @@ class Bundle:
 def files_of(path: Path) -> list[Path]:
     """The resource files `path` stands for: itself, or every YAML/JSON file of a folder."""
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        files = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        if not files:
+            # Nothing to check or run is a mistake (a wrong folder), not a silent success.
+            wanted = ", ".join(sorted(SUFFIXES))
+            raise SpecError([FieldError("<path>", f"a folder with no {wanted} file")], str(path))
+        return files
     if path.is_file():
         return [path]
     raise SpecError([FieldError("<path>", "no such file or folder")], str(path))

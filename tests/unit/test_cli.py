@@ -93,5 +93,41 @@ def test_commands_take_a_folder_like_up(
 def test_a_folder_without_a_graph_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    (tmp_path / "isvc.yaml").write_text(
+        "\n---\n".join(
+            doc
+            for doc in (EXAMPLES / "iris-ensemble" / "iris.yaml").read_text().split("\n---\n")
+            if "kind: InferenceGraph" not in doc
+        )
+    )
     assert main(["graph", str(tmp_path)]) == 1
     assert "expected one InferenceGraph, found 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["validate", "render", "graph", "up"])
+def test_an_empty_folder_is_an_error_naming_it(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a resource")
+    assert main([command, str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert f"{tmp_path}" in captured.err
+    assert "a folder with no .json, .yaml, .yml file" in captured.err
+    assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("option", ["--request", "--responses"])
+@pytest.mark.parametrize("given", ["folder", "missing"])
+def test_explain_names_an_option_whose_file_cannot_be_read(
+    option: str, given: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = tmp_path / "request.json"
+    request.write_text('{"instances": [[5.1, 3.5, 1.4, 0.2]]}')
+    bad = tmp_path if given == "folder" else tmp_path / "missing.json"
+    options = {"--request": str(request), option: str(bad)}
+    args = [a for pair in options.items() for a in pair]
+    assert main(["explain", str(EXAMPLES / "iris-ensemble"), *args]) == 1
+    err = capsys.readouterr().err
+    assert "Errno" not in err
+    reason = "Is a directory" if given == "folder" else "No such file or directory"
+    assert f"{option}: cannot read: {reason}" in err
