@@ -43,7 +43,7 @@ from router.inference_proto.grpc_predict_v2_pb2 import (
 )
 from schemas.valid_graph import validate_graph
 from tests.conftest import StartRouter
-from tests.support import LOOPBACK, Backend, free_port, post_json, root_graph
+from tests.support import LOOPBACK, Backend, free_port, post_json, root_graph, serving
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -187,16 +187,18 @@ async def test_grpc_client_to_grpc_model_keeps_raw_contents_bit_for_bit(
     raw_fp32 = nan_with_payload + struct.pack("<f", -0.0)
     raw_bytes = b"\x02\x00\x00\x00\xff\xfe"  # one BYTES element that is not UTF-8
     raw_bf16 = struct.pack("<H", 0x3F80)
+    raw_fp16 = struct.pack("<3H", 0x7E01, 0x8000, 0x0001)  # NaN with a payload, -0, 2^-24
     async with grpc_router(_sequence(grpc_model.url("echo"))) as router:
         answer = await router.infer(
             _request(
                 ("a", "FP32", [2], raw_fp32),
                 ("b", "BYTES", [1], raw_bytes),
                 ("c", "BF16", [1], raw_bf16),
+                ("d", "FP16", [3], raw_fp16),
             )
         )
-    assert list(answer.raw_output_contents) == [raw_fp32, raw_bytes, raw_bf16]
-    assert [o.name for o in answer.outputs] == ["a", "b", "c"]
+    assert list(answer.raw_output_contents) == [raw_fp32, raw_bytes, raw_bf16, raw_fp16]
+    assert [o.name for o in answer.outputs] == ["a", "b", "c", "d"]
     assert grpc_model.calls[0].model_name == "echo"  # the URL's model, not the client's
 
 
@@ -227,6 +229,50 @@ async def test_grpc_client_to_rest_model(backend: Backend) -> None:
     assert answer.model_name == "rest"
     assert answer.outputs[0].name == "rest-out"
     assert struct.unpack("<2d", answer.raw_output_contents[0]) == (2.5, -6.0)
+
+
+# FP16 has no typed contents: raw only. Every FP16 value is a double, so JSON carries it exactly:
+# 1.5, -0, the largest (65504), the smallest subnormal (2^-24), infinities and NaN.
+FP16_BITS = (0x3E00, 0x8000, 0x7BFF, 0x0001, 0x7C00, 0xFC00, 0x7E00)
+FP16_JSON = [1.5, -0.0, 65504.0, 2.0**-24, "Infinity", "-Infinity", "NaN"]
+
+
+def _echo_v2_model() -> web.Application:
+    """A REST v2 model that answers its inputs as its outputs, datatypes kept."""
+
+    async def infer(request: web.Request) -> web.Response:
+        inputs = (await request.json())["inputs"]
+        return web.json_response({"model_name": "echo-rest", "outputs": inputs})
+
+    app = web.Application()
+    app.router.add_post("/v2/models/echo-rest/infer", infer)
+    return app
+
+
+async def test_fp16_from_a_grpc_client_through_a_rest_model_comes_back_bit_for_bit() -> None:
+    raw = struct.pack(f"<{len(FP16_BITS)}H", *FP16_BITS)
+    async with (
+        serving(_echo_v2_model()) as model,
+        grpc_router(_sequence(f"{model}/v2/models/echo-rest/infer")) as router,
+    ):
+        answer = await router.infer(_request(("half", "FP16", [1, len(FP16_BITS)], raw)))
+    assert answer.outputs[0].datatype == "FP16"
+    assert list(answer.outputs[0].shape) == [1, len(FP16_BITS)]
+    assert answer.raw_output_contents[0] == raw
+
+
+async def test_fp16_from_a_rest_client_reaches_a_grpc_model_as_raw_contents_and_back(
+    grpc_model: GrpcModel,
+) -> None:
+    tensor = {"name": "half", "datatype": "FP16", "shape": [len(FP16_JSON)], "data": FP16_JSON}
+    async with grpc_router(_sequence(grpc_model.url("echo"))) as router:
+        status, answer, _ = await post_json(router.http, {"inputs": [tensor]})
+    assert status == 200, answer
+    assert list(grpc_model.calls[0].raw_input_contents) == [
+        struct.pack(f"<{len(FP16_BITS)}H", *FP16_BITS)
+    ]
+    assert answer["outputs"] == [tensor]
+    assert math.copysign(1, answer["outputs"][0]["data"][1]) == -1  # -0 stays negative
 
 
 async def test_mixed_ensemble_and_a_two_step_chain(grpc_model: GrpcModel, backend: Backend) -> None:
