@@ -80,6 +80,11 @@ class GrpcStepCaller:
                     ("grpc.max_send_message_length", self._max_bytes),
                     ("grpc.initial_reconnect_backoff_ms", 100),
                     ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+                    # The channel's connection is its own, not one from gRPC's process-wide
+                    # pool that any channel with the same target and options shares: one
+                    # channel per target is then one connection per target, as the model
+                    # sees it (tests/e2e/test_grpc.py counts them there).
+                    ("grpc.use_local_subchannel_pool", 1),
                 ],
             )
             self._channels[address] = channel

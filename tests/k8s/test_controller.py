@@ -503,3 +503,85 @@ def test_a_name_another_owner_controls_is_a_condition_until_it_is_free(
     router = cluster.owned("deployments", "iris-transformer")
     assert router is not None
     assert router["metadata"]["ownerReferences"][0]["kind"] == "InferenceGraph"
+
+
+def test_grpc_ports_reach_the_predictor_and_router_services(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A grpc-v2 predictor's Service maps port 80 to its `h2c` port with appProtocol h2c, and
+    the graph calls it there over gRPC; a graph with the grpc-port annotation gets a router
+    that serves gRPC on that port, exposed by its Service the same way (issue 18)."""
+    ns = cluster.namespace
+    runtime = {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": "grpc-sklearn"},
+        "spec": {
+            "supportedModelFormats": [{"name": "sklearn", "autoSelect": True}],
+            "protocolVersions": ["grpc-v2"],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": "example.invalid/sklearnserver:1",
+                    "args": ["--model_name={{.Name}}", "--model_dir=/mnt/models"],
+                    "ports": [{"name": "h2c", "containerPort": 8081, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+    model = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "scorer"},
+        "spec": {
+            "predictor": {
+                "model": {
+                    "modelFormat": {"name": "sklearn"},
+                    "protocolVersion": "grpc-v2",
+                    "storageUri": "gs://b/model",
+                }
+            }
+        },
+    }
+    scoring = graph("scoring", ["scorer"])
+    scoring["metadata"]["annotations"] = {"infergraph.dev/grpc-port": "8081"}
+    with running(cluster.plane, tmp_path / "c.log", f"--namespace={ns}") as c:
+        c.wait_ready()
+        cluster.create(runtime)
+        cluster.create(model)
+        cluster.create(scoring)
+        wait_for(
+            "graph Ready with a gRPC predictor",
+            lambda: is_true(cluster.get("InferenceGraph", "scoring"), "Ready"),
+            controller=c,
+            describe=lambda: _graph_state(cluster, "scoring"),
+        )
+    predictor = cluster.owned("services", "scorer-predictor")
+    assert predictor is not None
+    assert predictor["spec"]["ports"] == [
+        {
+            "name": "h2c",
+            "port": 80,
+            "targetPort": 8081,
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        }
+    ]
+    router = cluster.owned("deployments", "scoring")
+    assert router is not None
+    step = graph_json(router)["nodes"]["root"]["steps"][0]
+    assert step["serviceUrl"] == f"grpc://scorer-predictor.{ns}.svc.cluster.local:80/scorer"
+    args = router["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--grpc-port") + 1] == "8081"
+    service = cluster.owned("services", "scoring")
+    assert service is not None
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+        {
+            "name": "grpc",
+            "port": 8081,
+            "targetPort": 8081,
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        },
+    ]
