@@ -50,6 +50,7 @@ class Switchable:
     url: str
     mode: str = "fail"
     calls: list[str] = field(default_factory=list)
+    cancelled: int = 0  # 'hang' calls the router hung up on
 
 
 @contextlib.asynccontextmanager
@@ -62,7 +63,11 @@ async def switchable() -> AsyncIterator[Switchable]:
         if target.mode == "fail":
             return web.json_response({"error": "sick"}, status=503)
         if target.mode == "hang":
-            await asyncio.sleep(30)  # cancelled when the router hangs up (handler_cancellation)
+            try:
+                await asyncio.sleep(30)  # cancelled when the router hangs up (handler_cancellation)
+            except asyncio.CancelledError:
+                target.cancelled += 1
+                raise
         if target.mode == "huge":
             return web.Response(body=b"x" * 4096, content_type="application/octet-stream")
         return web.json_response({"model": "target"})
@@ -101,6 +106,33 @@ async def test_a_probe_cancelled_by_first_wins_frees_the_half_open_slot(
                 await post(url)
     # The cancelled probe gave its slot back, so later requests probe (and close) the breaker.
     assert target.calls[:3] == ["fail", "hang", "ok"]
+
+
+async def test_a_probe_cancelled_by_the_client_hanging_up_frees_the_half_open_slot(
+    graph_server: Any,
+) -> None:
+    clock = FakeClock()
+    async with switchable() as target:
+        spec = node(
+            "Sequence", {"name": "target", "serviceUrl": target.url, "circuitBreaker": BREAKER}
+        )
+        async with graph_server(spec, clock=clock) as url:
+            assert (await post(url))[0] == 503  # the target's 503 opens its breaker
+            clock.at += 31  # half-open: the next call is the probe
+            target.mode = "hang"
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):  # the client hangs up mid-probe
+                    await post(url)
+            for _ in range(100):  # the router notices the hang-up, then drops the probe's call
+                if target.cancelled:
+                    break
+                await asyncio.sleep(0.05)
+            assert target.cancelled == 1
+            target.mode = "ok"
+            status, body, _ = await post(url)
+    # The cancelled probe gave its slot back: the next request is a probe, and it closes.
+    assert (status, body) == (200, {"model": "target"})
+    assert target.calls == ["fail", "hang", "ok"]
 
 
 async def test_a_probe_whose_answer_is_too_large_reopens_the_breaker_for_a_cooldown(
