@@ -216,6 +216,10 @@ class Reconciler:
                 "status written",
                 extra={"object": str(key), "conditions": _summary(desired.status)},
             )
+            if desired.event is not None and events.ready_changed(
+                obj.get("status"), desired.status
+            ):
+                self._record(obj, desired.event)
             change = events.readiness_event(kind.kind, key.name, obj.get("status"), desired.status)
             if change is not None:
                 self._record(obj, change)
