@@ -8,7 +8,8 @@ InferenceService (KServe's modelStatus reads the Pods). Errors propagate as `Api
 worker, which retries the key with backoff, except a write the API server refuses (a 4xx other
 than 409/429): that becomes `Ready=False` (reason `ApplyRejected`, the server's message) on the
 owner's status and a Warning Event, since no retry can pass until the spec changes. Status
-changes that reach or lose Ready are Events too, as KServe records them (`events`).
+changes that reach or lose Ready are Events too, as KServe records them (`events`), and so is
+a refusal `decide` plans (its `Desired.event`), when the Ready condition it writes is new.
 
 Modes (`watched`): "standalone" reconciles InferenceServices and both graph kinds
 (serving.kserve.io and infergraph.dev); "alongside-kserve" reconciles only infergraph.dev
