@@ -27,6 +27,9 @@ from tests.k8s.controller import (
 )
 
 WORKLOADS = ("deployments", "services", "horizontalpodautoscalers")
+SERVERLESS_MODE_REJECTED = (
+    "It is not possible to use Serverless deployment mode when Knative Services are not available"
+)
 
 
 def _events_about(cluster: Cluster, name: str) -> list[dict[str, Any]]:
@@ -76,6 +79,9 @@ def test_a_graph_the_validator_rejects_gets_invalid_spec_every_problem_and_no_ro
         cluster.create(isvc("m"))
         cluster.create(broken)
         cluster.create(graph("fine", ["m"]))
+        knative = graph("knative-graph", ["m"])
+        knative["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Serverless"}
+        cluster.create(knative)
         refused = wait_for(
             "graph broken refused",
             lambda: _refused(cluster, "InferenceGraph", "broken", "InvalidSpec"),
@@ -98,6 +104,22 @@ def test_a_graph_the_validator_rejects_gets_invalid_spec_every_problem_and_no_ro
         )
         assert warning["type"] == "Warning"
         assert all(problem in warning["message"] for problem in problems)
+        # KServe's InferenceGraph controller without Knative: its Event, word for word.
+        serverless = wait_for(
+            "graph knative-graph refused",
+            lambda: _refused(cluster, "InferenceGraph", "knative-graph", "Unsupported"),
+            controller=c,
+            describe=lambda: str(cluster.get("InferenceGraph", "knative-graph")),
+        )
+        assert "'Serverless': Serverless mode needs Knative" in (
+            condition(serverless, "Ready") or {}
+        ).get("message", "")
+        rejected = wait_for(
+            "a ServerlessModeRejected Event about knative-graph",
+            lambda: _event(cluster, "knative-graph", "ServerlessModeRejected"),
+            controller=c,
+        )
+        assert rejected["message"] == SERVERLESS_MODE_REJECTED
         # The valid graph calling the same InferenceService gets its router.
         wait_for(
             "graph fine Ready",
@@ -105,7 +127,9 @@ def test_a_graph_the_validator_rejects_gets_invalid_spec_every_problem_and_no_ro
             controller=c,
         )
     assert cluster.owned("deployments", "fine") is not None
-    assert cluster.owned("deployments", "broken") is None
+    for name in ("broken", "knative-graph"):
+        for resource in WORKLOADS:
+            assert cluster.owned(resource, name) is None, (name, resource)
 
 
 def _with(name: str, **predictor: Any) -> dict[str, Any]:
@@ -187,10 +211,7 @@ def test_refused_inference_services_say_why_get_kserves_events_and_no_workload(
             controller=c,
         )
         assert rejected["type"] == "Warning"
-        assert rejected["message"] == (
-            "It is not possible to use Serverless deployment mode when Knative Services are "
-            "not available"
-        )
+        assert rejected["message"] == SERVERLESS_MODE_REJECTED
         assert _event(cluster, "knative", "InternalError") is None
         # No runtime serves this format: KServe's modelStatus and InternalError Event.
         unserved = wait_for(
