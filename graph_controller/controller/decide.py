@@ -33,7 +33,9 @@ from graph_controller.controller.render import (
 )
 from graph_controller.planning.addressing import resolve_graph, status_address
 from graph_controller.planning.components import (
+    DEPLOYMENT_MODE,
     RAW_DEPLOYMENT,
+    REFUSED_DEPLOYMENT_MODES,
     is_stopped,
     predictor_name,
     transformer_name,
@@ -47,6 +49,13 @@ from schemas.pydantic_errors import field_errors
 from schemas.serving_runtime import ServingRuntimeSpec
 from schemas.valid_graph import ValidGraph, validate_graph
 
+from .events import (
+    INTERNAL_ERROR,
+    SERVERLESS_MODE_REJECTED,
+    SERVERLESS_MODE_REJECTED_MESSAGE,
+    WARNING,
+    Event,
+)
 from .resources import Object
 
 Condition = dict[str, str]
@@ -60,6 +69,11 @@ ROUTER_READY = "RouterReady"
 SERVICE_CONDITIONS = (PREDICTOR_READY, READY)  # an InferenceService's, in status order
 GRAPH_CONDITIONS = (PREDICTOR_READY, ROUTER_READY, READY)  # an InferenceGraph's
 WORKLOAD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
+# Modes KServe's controllers render as Knative Services: both reject the object with a
+# ServerlessModeRejected Event when Knative Serving is not installed (an InferenceGraph goes the
+# Knative way for any mode but RawDeployment; KServe's InferenceService skips ModelMesh).
+SERVICE_KNATIVE_MODES = ("Serverless",)
+GRAPH_KNATIVE_MODES = ("Serverless", "ModelMesh")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +91,9 @@ class Desired:
     status: dict[str, Any]
     # (kind, name) of owned objects the spec no longer asks for: deleted if they exist.
     prune: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    # The Warning Event KServe records for this failure; recorded when the Ready condition
+    # this status carries is new (events.ready_changed).
+    event: Event | None = None
 
 
 def _unrendered(names: Sequence[str], manifests: Sequence[Manifest]) -> frozenset[tuple[str, str]]:
@@ -226,11 +243,15 @@ def plan_service(
         service = InferenceService.model_validate(obj)
     except ValidationError as error:
         why = Readiness(False, "InvalidSpec", _every_error(InferenceService, error))
-        return failed(obj, why, now, SERVICE_CONDITIONS)
+        return failed(obj, why, now, SERVICE_CONDITIONS, internal_error(why))
     refused = unsupported(service, on_cluster=True)
     if refused:
         why = Readiness(False, "Unsupported", "; ".join(str(e) for e in refused))
-        return failed(obj, why, now, SERVICE_CONDITIONS)
+        annotations = service.metadata.annotations or {}
+        # KServe checks the mode before anything else and stops there, with its own Event.
+        knative = annotations.get(DEPLOYMENT_MODE) in SERVICE_KNATIVE_MODES
+        event = serverless_rejected() if knative else internal_error(why)
+        return failed(obj, why, now, SERVICE_CONDITIONS, event)
     if is_stopped(service.metadata.annotations):
         # As KServe: every object of the service removed, PredictorReady False, Stopped True.
         stopped = Readiness(False, STOPPED, 'serving.kserve.io/stop is "true"')
@@ -244,10 +265,10 @@ def plan_service(
     try:
         manifests = render_service(name, service, runtimes, options)
     except RuntimeSelectionError as error:
-        why = Readiness(False, "NoSupportingRuntime", str(error))
-        return failed(obj, why, now, SERVICE_CONDITIONS)
+        return no_supporting_runtime(obj, error, now)
     except RenderError as error:
-        return failed(obj, Readiness(False, "InvalidSpec", str(error)), now, SERVICE_CONDITIONS)
+        why = Readiness(False, "InvalidSpec", str(error))
+        return failed(obj, why, now, SERVICE_CONDITIONS, internal_error(why))
     predictor = deployment_readiness(deployment, f"predictor {predictor_name(name)}")
     # KServe's raw ingress reconciler with Ingress creation off: the addresses are set and
     # IngressReady is True on every reconcile that got this far.
@@ -281,6 +302,33 @@ def plan_service(
         modelStatus=models if models is not None else previous.get("modelStatus"),
     )
     return Desired(manifests, status, _unrendered(components, manifests))
+
+
+def no_supporting_runtime(obj: Object, error: RuntimeSelectionError, now: str) -> Desired:
+    """KServe's predictor reconcile when no runtime fits: nothing rendered, the modelStatus its
+    UpdateModelTransitionStatus(InvalidSpec, FailureInfo) leaves (over the previous one: the
+    target state becomes FailedToLoad, the active one stays), the deployment mode its
+    updateStatus records, and an InternalError Event with the error."""
+    why = Readiness(False, "NoSupportingRuntime", str(error))
+    previous = obj.get("status") or {}
+    models: dict[str, Any] = copy.deepcopy(dict(previous.get("modelStatus") or {}))
+    models["transitionStatus"] = "InvalidSpec"
+    models.setdefault("states", {"activeModelState": ""})["targetModelState"] = "FailedToLoad"
+    models["lastFailureInfo"] = {"reason": error.reason, "message": error.summary}
+    conditions = [condition(kind, why) for kind in SERVICE_CONDITIONS]
+    status = _status(obj, conditions, now, deploymentMode=RAW_DEPLOYMENT, modelStatus=models)
+    return Desired([], status, event=internal_error(why))
+
+
+def internal_error(why: Readiness) -> Event:
+    """KServe's Warning for a reconcile that failed, with the error's text. Ours has no
+    admission webhook, so a spec KServe's webhook would refuse at `kubectl apply` fails here,
+    and says so the same way."""
+    return Event(WARNING, INTERNAL_ERROR, why.message)
+
+
+def serverless_rejected() -> Event:
+    return Event(WARNING, SERVERLESS_MODE_REJECTED, SERVERLESS_MODE_REJECTED_MESSAGE)
 
 
 def model_status(
@@ -357,9 +405,12 @@ def _failure(terminated: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def failed(obj: Object, why: Readiness, now: str, kinds: Sequence[str]) -> Desired:
+def failed(
+    obj: Object, why: Readiness, now: str, kinds: Sequence[str], event: Event | None = None
+) -> Desired:
     """Nothing to apply; every condition of `kinds` False for the same reason."""
-    return Desired([], _status(obj, [condition(kind, why) for kind in kinds], now))
+    conditions = [condition(kind, why) for kind in kinds]
+    return Desired([], _status(obj, conditions, now), event=event)
 
 
 def _every_error(model: type[InferenceService], error: ValidationError) -> str:
@@ -385,11 +436,18 @@ def plan_graph(
     graph = valid_graph(obj)
     if isinstance(graph, SpecError):
         why = Readiness(False, "InvalidSpec", "; ".join(str(e) for e in graph.errors))
-        return failed(obj, why, now, GRAPH_CONDITIONS)
+        return failed(obj, why, now, GRAPH_CONDITIONS, internal_error(why))
+    annotations = graph.resource.metadata.annotations or {}
+    mode = annotations.get(DEPLOYMENT_MODE)
+    if mode is not None and mode in GRAPH_KNATIVE_MODES:
+        refused = f"'{mode}': {REFUSED_DEPLOYMENT_MODES[mode]}"
+        why = Readiness(False, "Unsupported", f"metadata.annotations.{DEPLOYMENT_MODE}: {refused}")
+        return failed(obj, why, now, GRAPH_CONDITIONS, serverless_rejected())
     try:
-        grpc_port(graph.resource.metadata.annotations)  # render_graph reads it
+        grpc_port(annotations)  # render_graph reads it
     except RouterPortError as error:
-        return failed(obj, Readiness(False, "InvalidSpec", str(error)), now, GRAPH_CONDITIONS)
+        why = Readiness(False, "InvalidSpec", str(error))
+        return failed(obj, why, now, GRAPH_CONDITIONS, internal_error(why))
     parsed = {}
     invalid = []
     for service_name, service in services.items():

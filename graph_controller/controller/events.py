@@ -2,8 +2,11 @@
 
 KServe's controllers (v0.15) record a Normal `InferenceServiceReady` / `InferenceGraphReady`
 Event when an object becomes Ready, a Warning `InferenceServiceNotReady` /
-`InferenceGraphNotReady` when it stops being Ready, and a Warning `InternalError` with the
-error's text when a reconcile fails. `kubectl describe` shows them; nothing reads them back.
+`InferenceGraphNotReady` when it stops being Ready, a Warning `InternalError` with the
+error's text when a reconcile fails (an InferenceService's component: no runtime supports the
+model, an invalid predictor spec, an apply the API server refuses), and a Warning
+`ServerlessModeRejected` when an object resolves to Serverless mode and Knative Serving is not
+installed. `kubectl describe` shows them; nothing reads them back.
 
 Pure: which Event a status change calls for, and the core/v1 Event object to create (the
 shape client-go's recorder writes). The reconciler creates it through `Kube.create_event`.
@@ -20,6 +23,11 @@ from .resources import Object
 NORMAL: Literal["Normal"] = "Normal"
 WARNING: Literal["Warning"] = "Warning"
 INTERNAL_ERROR = "InternalError"
+SERVERLESS_MODE_REJECTED = "ServerlessModeRejected"
+# KServe's text for it, word for word (InferenceService and InferenceGraph controllers alike).
+SERVERLESS_MODE_REJECTED_MESSAGE = (
+    "It is not possible to use Serverless deployment mode when Knative Services are not available"
+)
 
 # KServe's EventSource components: v1beta1Controllers (InferenceService) and
 # InferenceGraphController; ours names itself, so `kubectl get events` tells them apart.
@@ -40,6 +48,20 @@ def _ready(status: Mapping[str, Any] | None) -> bool | None:
             value = condition.get("status")
             return True if value == "True" else False if value == "False" else None
     return None
+
+
+def _ready_condition(status: Mapping[str, Any] | None) -> tuple[Any, Any, Any] | None:
+    for condition in (status or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("status"), condition.get("reason"), condition.get("message")
+    return None
+
+
+def ready_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> bool:
+    """Whether the Ready condition's status, reason or message moved: a failure's Event is
+    recorded when the failure appears or changes, not again on every reconcile that finds the
+    same one (client-go's recorder would only count those up)."""
+    return _ready_condition(before) != _ready_condition(after)
 
 
 def readiness_event(

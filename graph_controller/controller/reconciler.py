@@ -8,7 +8,8 @@ InferenceService (KServe's modelStatus reads the Pods). Errors propagate as `Api
 worker, which retries the key with backoff, except a write the API server refuses (a 4xx other
 than 409/429): that becomes `Ready=False` (reason `ApplyRejected`, the server's message) on the
 owner's status and a Warning Event, since no retry can pass until the spec changes. Status
-changes that reach or lose Ready are Events too, as KServe records them (`events`).
+changes that reach or lose Ready are Events too, as KServe records them (`events`), and so is
+a refusal `decide` plans (its `Desired.event`), when the Ready condition it writes is new.
 
 Modes (`watched`): "standalone" reconciles InferenceServices and both graph kinds
 (serving.kserve.io and infergraph.dev); "alongside-kserve" reconciles only infergraph.dev
@@ -216,6 +217,10 @@ class Reconciler:
                 "status written",
                 extra={"object": str(key), "conditions": _summary(desired.status)},
             )
+            if desired.event is not None and events.ready_changed(
+                obj.get("status"), desired.status
+            ):
+                self._record(obj, desired.event)
             change = events.readiness_event(kind.kind, key.name, obj.get("status"), desired.status)
             if change is not None:
                 self._record(obj, change)

@@ -35,8 +35,22 @@ class Runtime:
     annotations: Mapping[str, str] = field(default_factory=dict)
 
 
+# KServe's FailureInfo reasons for a predictor no runtime can serve (modelStatus).
+NO_SUPPORTING_RUNTIME = "NoSupportingRuntime"
+RUNTIME_NOT_RECOGNIZED = "RuntimeNotRecognized"
+RUNTIME_DISABLED = "RuntimeDisabled"
+
+
 class RuntimeSelectionError(ValueError):
-    """No runtime can serve this predictor; the message names the format and the reason."""
+    """No runtime can serve this predictor; the message names the format and the reason.
+
+    `reason` and `summary` are the FailureInfo KServe's predictor reconcile writes to
+    `status.modelStatus.lastFailureInfo` for the same case, word for word, so tools reading
+    KServe's status see what they would under KServe."""
+
+    def __init__(self, message: str, reason: str, summary: str) -> None:
+        super().__init__(message)
+        self.reason, self.summary = reason, summary
 
 
 # KServe's constants.ProtocolVersion order, used to sort runtime lists.
@@ -93,7 +107,9 @@ def select_runtime(model: ModelSpec, runtimes: Sequence[Runtime]) -> Runtime:
         known = ", ".join(sorted({r.name for r in runtimes})) or "none"
         raise RuntimeSelectionError(
             f"no serving runtime supports {_describe(model)} with autoSelect "
-            f"(runtimes: {known}); add one or name it in spec.predictor.model.runtime"
+            f"(runtimes: {known}); add one or name it in spec.predictor.model.runtime",
+            NO_SUPPORTING_RUNTIME,
+            "No runtime found to support specified framework/version",
         )
     return chosen[0]
 
@@ -127,13 +143,27 @@ def _priority_key(spec: ServingRuntimeSpec, model: ModelSpec) -> tuple[int, int]
 def _explicit(model: ModelSpec, name: str, runtimes: Sequence[Runtime]) -> Runtime:
     matches = [r for r in runtimes if r.name == name]
     if not matches:
-        raise RuntimeSelectionError(f"runtime '{name}' named by the predictor does not exist")
+        raise RuntimeSelectionError(
+            f"runtime '{name}' named by the predictor does not exist",
+            RUNTIME_NOT_RECOGNIZED,
+            "Waiting for runtime to become available",
+        )
     runtime = min(matches, key=lambda r: r.scope is not Scope.NAMESPACE)
     if runtime.spec.disabled:
-        raise RuntimeSelectionError(f"runtime '{name}' is disabled")
+        raise RuntimeSelectionError(
+            f"runtime '{name}' is disabled", RUNTIME_DISABLED, "Specified runtime is disabled"
+        )
     protocol = model_protocol(model)
     if model.protocol_version is not None and not supports_protocol(runtime.spec, protocol):
-        raise RuntimeSelectionError(f"runtime '{name}' does not support protocol {protocol}")
+        raise RuntimeSelectionError(
+            f"runtime '{name}' does not support protocol {protocol}",
+            NO_SUPPORTING_RUNTIME,
+            "Specified runtime does not support specified protocol version",
+        )
     if not supports_model(runtime.spec, model, explicit=True):
-        raise RuntimeSelectionError(f"runtime '{name}' does not support {_describe(model)}")
+        raise RuntimeSelectionError(
+            f"runtime '{name}' does not support {_describe(model)}",
+            NO_SUPPORTING_RUNTIME,
+            "Specified runtime does not support specified framework/version",
+        )
     return runtime

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from graph_controller.controller import decide
+from graph_controller.controller import decide, events
 from graph_controller.controller.render import RenderOptions
 
 NOW = "2026-01-01T00:00:00Z"
@@ -403,3 +403,148 @@ def test_a_name_another_owner_controls_is_a_conflict() -> None:
     ready = next(c for c in conflict.status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "NameConflict")
     assert "controlled by InferenceGraph 'iris-transformer'; rename one of them" in ready["message"]
+
+
+# --- Events and modelStatus of a failed reconcile, as KServe v0.15.2 writes them ------------
+
+
+def runtime(name: str, **spec: Any) -> dict[str, Any]:
+    formats = [{"name": "sklearn", "autoSelect": True}]
+    containers = [{"name": "kserve-container", "image": "example.invalid/sklearn:1"}]
+    return {
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {"supportedModelFormats": formats, "containers": containers, **spec},
+    }
+
+
+def model(fmt: str, **fields: Any) -> dict[str, Any]:
+    obj = isvc()
+    obj["spec"]["predictor"] = {"model": {"modelFormat": {"name": fmt}, **fields}}
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("obj", "runtimes", "reason", "message"),
+    [
+        pytest.param(
+            model("onnx"), [runtime("sk")], "NoSupportingRuntime",
+            "No runtime found to support specified framework/version", id="none-fits",
+        ),
+        pytest.param(
+            model("sklearn", runtime="absent"), [runtime("sk")], "RuntimeNotRecognized",
+            "Waiting for runtime to become available", id="named-runtime-missing",
+        ),
+        pytest.param(
+            model("sklearn", runtime="sk"), [runtime("sk", disabled=True)], "RuntimeDisabled",
+            "Specified runtime is disabled", id="named-runtime-disabled",
+        ),
+        pytest.param(
+            model("onnx", runtime="sk"), [runtime("sk")], "NoSupportingRuntime",
+            "Specified runtime does not support specified framework/version",
+            id="named-runtime-other-format",
+        ),
+        pytest.param(
+            model("sklearn", runtime="sk", protocolVersion="v2"),
+            [runtime("sk", protocolVersions=["v1"])], "NoSupportingRuntime",
+            "Specified runtime does not support specified protocol version",
+            id="named-runtime-other-protocol",
+        ),
+    ],
+)  # fmt: skip
+def test_no_supporting_runtime_writes_kserves_model_status_and_event(
+    obj: dict[str, Any], runtimes: list[dict[str, Any]], reason: str, message: str
+) -> None:
+    """KServe's predictor reconcile: UpdateModelTransitionStatus(InvalidSpec, FailureInfo) with
+    its reason and text word for word, the mode its updateStatus records, and an InternalError
+    Event carrying the error."""
+    desired = decide.plan_service(obj, decide.runtimes_from([], runtimes), None, OPTIONS, NOW)
+    assert desired.manifests == []
+    assert desired.status["modelStatus"] == {
+        "transitionStatus": "InvalidSpec",
+        "states": {"activeModelState": "", "targetModelState": "FailedToLoad"},
+        "lastFailureInfo": {"reason": reason, "message": message},
+    }
+    assert desired.status["deploymentMode"] == "RawDeployment"
+    ready = next(c for c in desired.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NoSupportingRuntime")
+    assert desired.event == events.Event("Warning", "InternalError", ready["message"])
+
+
+def test_no_supporting_runtime_updates_the_previous_model_status_in_place() -> None:
+    """As KServe's: the active state and copies of an earlier Loaded stay, the target becomes
+    FailedToLoad and the last failure is replaced whole (no exit code left from a crash)."""
+    obj = model("onnx")
+    obj["status"] = {"modelStatus": {
+        "transitionStatus": "BlockedByFailedLoad",
+        "states": {"activeModelState": "Loaded", "targetModelState": "FailedToLoad"},
+        "copies": {"failedCopies": 0, "totalCopies": 2},
+        "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "oom", "exitCode": 137},
+    }}  # fmt: skip
+    desired = decide.plan_service(obj, [], None, OPTIONS, NOW)
+    assert desired.status["modelStatus"] == {
+        "transitionStatus": "InvalidSpec",
+        "states": {"activeModelState": "Loaded", "targetModelState": "FailedToLoad"},
+        "copies": {"failedCopies": 0, "totalCopies": 2},
+        "lastFailureInfo": {
+            "reason": "NoSupportingRuntime",
+            "message": "No runtime found to support specified framework/version",
+        },
+    }
+
+
+SERVERLESS_REJECTED = events.Event(
+    "Warning",
+    "ServerlessModeRejected",
+    "It is not possible to use Serverless deployment mode when Knative Services are not available",
+)
+
+
+def test_a_serverless_service_gets_kserves_serverless_mode_rejected_event() -> None:
+    # KServe checks the mode first and stops there: its Event even when more is refused.
+    obj = isvc(logger={"mode": "all"})
+    obj["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Serverless"}
+    desired = decide.plan_service(obj, [], None, OPTIONS, NOW)
+    assert desired.event == SERVERLESS_REJECTED
+    ready = next(c for c in desired.status["conditions"] if c["type"] == "Ready")
+    assert "spec.predictor.logger" in ready["message"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"logger": {"mode": "all"}}, id="refused-field"),
+        pytest.param({"minReplicas": "many"}, id="invalid-shape"),
+    ],
+)
+def test_a_refused_or_invalid_service_gets_an_internal_error_event(change: dict[str, Any]) -> None:
+    desired = decide.plan_service(isvc(**change), [], None, OPTIONS, NOW)
+    ready = next(c for c in desired.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] in ("Unsupported", "InvalidSpec")
+    assert desired.event == events.Event("Warning", "InternalError", ready["message"])
+
+
+def test_a_ready_service_calls_for_no_warning_event() -> None:
+    assert decide.plan_service(isvc(), [], deployment("True"), OPTIONS, NOW).event is None
+
+
+@pytest.mark.parametrize("mode", ["Serverless", "ModelMesh"])
+def test_a_graph_in_a_knative_mode_is_refused_with_serverless_mode_rejected(mode: str) -> None:
+    """KServe's InferenceGraph controller renders any mode but RawDeployment as a Knative
+    Service, and without Knative rejects the graph with this Event."""
+    obj = graph("m")
+    obj["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": mode}
+    desired = decide.plan_graph(obj, {"m": isvc(ready=True)}, None, OPTIONS, NOW)
+    assert desired.manifests == []
+    assert desired.event == SERVERLESS_REJECTED
+    ready = next(c for c in desired.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Unsupported")
+    assert f"serving.kserve.io/deploymentMode: '{mode}'" in ready["message"]
+    raw = graph("m")
+    raw["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    assert decide.plan_graph(raw, {"m": isvc(ready=True)}, None, OPTIONS, NOW).manifests
+
+
+def test_an_invalid_graph_gets_an_internal_error_event() -> None:
+    desired = decide.plan_graph(splitter_graph(60, 50), {"m": isvc(ready=True)}, None, OPTIONS, NOW)
+    ready = next(c for c in desired.status["conditions"] if c["type"] == "Ready")
+    assert desired.event == events.Event("Warning", "InternalError", ready["message"])

@@ -80,3 +80,34 @@ def test_event_object_names_the_involved_object() -> None:
     assert (body["type"], body["reason"], body["message"]) == ("Warning", "InternalError", "boom")
     assert body["source"] == {"component": "infergraph-controller"}
     assert body["reportingInstance"] == "pod-1"
+
+
+def ready_as(status: str, reason: str, message: str) -> dict[str, Any]:
+    return {"conditions": [{"type": "Ready", "status": status, "reason": reason,
+                            "message": message}]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "changed"),
+    [
+        pytest.param(None, ready_as("False", "InvalidSpec", "a"), True, id="first-status"),
+        pytest.param(
+            ready_as("False", "InvalidSpec", "a"), ready_as("False", "InvalidSpec", "a"), False,
+            id="same-failure-again",
+        ),
+        pytest.param(
+            ready_as("False", "InvalidSpec", "a"), ready_as("False", "InvalidSpec", "b"), True,
+            id="other-message",
+        ),
+        pytest.param(
+            ready_as("False", "InvalidSpec", "a"), ready_as("False", "Unsupported", "a"), True,
+            id="other-reason",
+        ),
+        pytest.param(ready_as("True", "", ""), ready_as("False", "Unsupported", "a"), True,
+                     id="was-ready"),
+    ],
+)  # fmt: skip
+def test_a_failure_event_is_due_when_the_ready_condition_moves(
+    before: dict[str, Any] | None, after: dict[str, Any], changed: bool
+) -> None:
+    assert events.ready_changed(before, after) is changed
