@@ -12,7 +12,13 @@ import orjson
 import pytest
 import yaml
 
-from graph_controller.cli.check.inputs import graph_protocols, infer_protocol, schema_inputs
+from graph_controller.cli.check.inputs import (
+    graph_protocols,
+    infer_protocol,
+    propagated_names,
+    schema_inputs,
+    traffic_headers,
+)
 from graph_controller.cli.main import main as infergraph
 from schemas.graph import InferenceGraphSpec
 from schemas.valid_graph import validate_graph
@@ -480,3 +486,83 @@ def test_the_protocol_is_the_graphs_else_its_first_models(
     steps: str, models: dict[str, Any], protocol: str | None
 ) -> None:
     assert infer_protocol(spec_of(steps), models) == protocol
+
+
+# Reads the tenant the router forwards to it (with PROPAGATE_HEADERS naming it).
+TENANT_READER = """
+def reader(body, headers):
+    tenant = headers.get("X-Tenant")
+    if tenant == "":
+        raise ValueError("empty tenant")
+    if tenant is not None and not tenant.startswith("user-"):
+        raise ValueError(f"unexpected tenant {tenant!r}")
+    return {"predictions": [tenant]}
+"""
+
+
+def test_propagated_headers_are_generated_and_reach_models_that_take_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, findings, _ = run_check(
+        tmp_path, capsys, TENANT_READER, "--propagate-headers", "X-Tenant"
+    )
+    assert status == 1
+    (raised,) = findings
+    assert raised["id"] == "model-raised"
+    assert str(raised["message"]).startswith("model reader raised ValueError('empty tenant') on ")
+    # The second simulated user sends the header empty.
+    assert raised["headers"] == {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": "infergraph-check",
+        "Host": "graph.example",
+        "X-Tenant": "",
+    }
+
+
+def test_without_the_pattern_the_router_forwards_no_tenant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, findings, _ = run_check(tmp_path, capsys, TENANT_READER)
+    assert (status, findings) == (0, [])
+
+
+@pytest.mark.parametrize(
+    ("patterns", "names"),
+    [
+        (["X-Tenant"], ["X-Tenant"]),
+        (["(?i)x-request-id"], ["X-Request-Id"]),
+        (["Trace-Id$", "X-Tenant"], ["Trace-Id", "X-Tenant"]),
+        (["Content-Type"], []),
+        (["Agent"], []),
+    ],
+    ids=["literal", "case-insensitive", "two", "clients-send-it", "user-agent-matches"],
+)
+def test_a_header_name_is_generated_per_pattern_clients_do_not_match(
+    patterns: list[str], names: list[str]
+) -> None:
+    assert propagated_names(patterns) == names
+
+
+def test_propagated_headers_are_missing_empty_or_each_users() -> None:
+    spec = spec_of(step("a"))
+    mix = traffic_headers(spec, ["X-Tenant"])
+    assert [h.get("X-Tenant") for h in mix[:6]] == [None, "", "user-2", None, "", "user-5"]
+    # One value per user for a third of the users (997 of them), plus missing and empty.
+    assert len({h.get("X-Tenant") for h in mix}) == 332 + 2
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("x-tenant", "no header name found in 500 tries that 'x-tenant' matches as the router"),
+        ("(?<=a)b", "'(?<=a)b' is not a Go (RE2) regular expression"),
+    ],
+    ids=["lower-case-matches-no-canonical-name", "not-re2"],
+)
+def test_a_propagate_pattern_that_cannot_be_used_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pattern: str, message: str
+) -> None:
+    status, _, err = run_check(tmp_path, capsys, READER, "--propagate-headers", pattern)
+    assert status == 1
+    assert err.startswith(f"infergraph check: --propagate-headers: {message}")
