@@ -11,7 +11,9 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from hypothesis import strategies as st
 
+from graph_controller.cli.check import check
 from graph_controller.cli.check.inputs import (
     graph_protocols,
     infer_protocol,
@@ -566,3 +568,13 @@ def test_a_propagate_pattern_that_cannot_be_used_is_an_error(
     status, _, err = run_check(tmp_path, capsys, READER, "--propagate-headers", pattern)
     assert status == 1
     assert err.startswith(f"infergraph check: --propagate-headers: {message}")
+
+
+def test_an_input_that_cannot_be_sent_as_json_is_the_callers_error_not_a_router_bug() -> None:
+    # A user's strategy drawing an integer beyond 64 bits: no JSON the harness can send.
+    graph = validate_graph(yaml.safe_load(SEQUENCE))
+    big = {"instances": [[2**70]]}
+    with pytest.raises(
+        ValueError, match=r"^inputs: \{'instances': \[\[1180591620717411303424\]\]\}"
+    ):
+        check(graph, {"reader": v1_only}, examples=5, inputs=st.just(big))

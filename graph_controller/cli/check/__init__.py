@@ -28,6 +28,7 @@ from graph_controller.cli.check.findings import (
     Finding,
     Key,
     compiled_conditions,
+    is_json,
     population_findings,
     run_findings,
     shown,
@@ -86,7 +87,8 @@ def check(
 ) -> list[Finding]:
     """Findings for `graph` with `models`, over `examples` generated inputs plus edge cases.
 
-    `inputs` replaces the generated bodies; otherwise they come from `schemas` (service name
+    `inputs` replaces the generated bodies (ValueError for one that cannot be sent as JSON;
+    bytes are sent as they are); otherwise they come from `schemas` (service name
     -> JSON Schema of what that model accepts; the key `""` is the graph's request) for the
     models that get the request as it is, else from `protocol` ("v1"/"v2"; inferred when None).
     `headers` is the mix of request headers the traffic carries (request i gets set i, in turn);
@@ -129,6 +131,13 @@ def check(
                 return error
 
         def explore(body: Any) -> None:
+            if not isinstance(body, bytes) and not is_json(body):
+                # The caller's `inputs` drew it: no client could send it, and the harness would
+                # fail before the router ran, which would read as a router bug.
+                raise ValueError(
+                    f"inputs: {shown(body)} cannot be sent as a JSON body "
+                    "(bytes are sent as they are)"
+                )
             request_headers = headers_of(len(samples))
             outcome = execute(body, request_headers)
             if isinstance(outcome, BaseException):

@@ -115,11 +115,13 @@ def where(spec: InferenceGraphSpec, node: str | None, step: str | None) -> str:
 
 
 def shown(value: Any) -> str:
-    text = orjson.dumps(value).decode() if _is_json(value) else repr(value)
+    text = orjson.dumps(value).decode() if is_json(value) else repr(value)
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
-def _is_json(value: Any) -> bool:
+def is_json(value: Any) -> bool:
+    """Whether the harness can send `value` as a JSON body (orjson: no integer beyond 64 bits,
+    string keys only, JSON types only)."""
     try:
         orjson.dumps(value)
     except TypeError:
@@ -376,7 +378,8 @@ def population_findings(runs: Iterable[Run], ctx: Context) -> list[Finding]:
                         name,
                         key,
                         f"{step.condition!r} held for all {reached} inputs that reached it "
-                        "(mark an intended default with a `# default` comment on it)",
+                        "(mark an intended default with a `# default` comment on it, or in "
+                        "the infergraph.dev/check-defaults annotation)",
                     )
                 )
     for name, node in spec.nodes.items():
