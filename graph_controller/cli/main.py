@@ -383,6 +383,12 @@ def parser() -> argparse.ArgumentParser:
         "--headers", metavar="FILE", help="a JSON/YAML list of request header sets, sent in turn"
     )
     checker.add_argument("--seed", type=int, default=0, help="Splitter draws and retry jitter")
+    checker.add_argument(
+        "--propagate-headers",
+        default="",
+        help="the routers' PROPAGATE_HEADERS (regexes, comma-separated): headers they match are "
+        "generated, and models taking (body, headers) get the forwarded ones",
+    )
     bodies = checker.add_mutually_exclusive_group()
     bodies.add_argument(
         "--protocol", choices=("v1", "v2"), help="generate only this protocol's bodies"

@@ -1,22 +1,26 @@
 """`infergraph check`'s own proof: clean graphs give no finding; each one-defect mutant is caught
 with the defect's node and step named; nothing crashes.
 
-The corpus (tests/check_corpus: graphs and their models) covers every node type, the three
-condition languages and InferGraph's extensions. Each mutant is one edit of a clean graph (or one
-model swapped) and names the finding that must report it. The figures are printed, and the
-README's "Property-testing your graphs" states them from here: run with
-INFERGRAPH_WRITE_README=1 to rewrite them there; otherwise a stale README fails this test.
+The corpus (tests/check_corpus: graphs, their models, and under schemas/<graph>/ the JSON
+Schemas of what a model accepts, given as `--schema MODEL=FILE` would) covers every node type,
+the three condition languages, InferGraph's extensions and intended defaults. Each mutant is
+one edit of a clean graph (or one model swapped) and names the finding that must report it. The
+figures are printed, and the README's "Property-testing your graphs" states them from here: run
+with INFERGRAPH_WRITE_README=1 to rewrite them there (with the README's table of finding ids and
+an example of each, taken from the mutants' findings); otherwise a stale README fails this test.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import copy
+import json
 import multiprocessing
 import os
 import re
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +28,9 @@ from typing import Any
 import pytest
 import yaml
 
-from graph_controller.cli.check import Finding, check, load_models
+from graph_controller.cli.check import FINDING_IDS, Finding, check, describe, load_models
 from graph_controller.cli.check.inputs import marked_defaults
-from router.testing import Model
+from router.testing import GraphHarness, Model, Run
 from schemas.valid_graph import validate_graph
 
 CORPUS = Path(__file__).parents[1] / "check_corpus"
@@ -44,13 +48,29 @@ def load(name: str) -> tuple[dict[str, Any], str]:
     return yaml.safe_load(text), text
 
 
+def schemas_of(name: str) -> dict[str, dict[str, Any]]:
+    """The JSON Schemas a corpus graph is checked with (as `--schema MODEL=FILE`):
+    tests/check_corpus/schemas/<graph>/<service>.json."""
+    return {p.stem: json.loads(p.read_text()) for p in (CORPUS / "schemas" / name).glob("*.json")}
+
+
 def run_check(
-    doc: dict[str, Any], text: str, swap: dict[str, Model] | None = None, examples: int = EXAMPLES
+    name: str,
+    doc: dict[str, Any],
+    text: str,
+    swap: dict[str, Model] | None = None,
+    examples: int = EXAMPLES,
 ) -> list[Finding]:
     graph = validate_graph(doc)
     models = load_models(CORPUS / "models.py", list(graph.referenced_services()))
     models.update(swap or {})
-    return check(graph, models, examples=examples, defaults=marked_defaults(graph, [text]))
+    return check(
+        graph,
+        models,
+        examples=examples,
+        defaults=marked_defaults(graph, [text]),
+        schemas=schemas_of(name),
+    )
 
 
 def edit(path: str, value: Any = None, delete: bool = False) -> Callable[[dict[str, Any]], None]:
@@ -172,7 +192,18 @@ MUTANTS = [
     mutant("map-outputs-on-v1", "nested-mean", "data-path-missing", "root", "show",
            edit(f"{S}.root.steps.2.mapPredictionsToInstances", delete=True),
            edit(f"{S}.root.steps.2.mapOutputsToInputs", True)),
+    mutant("report-gets-response-object", "sequence-mapping", "model-input-invalid", "root",
+           "report", edit(f"{S}.root.steps.1.data.instances", "$response")),
+    # --- intended defaults (a complement route, a catch-all behind it, a marked condition)
+    mutant("complement-default-unmarked", "switch-complement", "condition-always-holds", "root",
+           "show", edit("metadata.annotations", delete=True)),
+    mutant("complement-tautology", "switch-complement", "condition-always-holds", "pick",
+           "others", edit(f"{S}.pick.steps.1.condition", "length(instances) >= `0`")),
+    mutant("complement-specific-last", "switch-complement", "condition-never-holds", "pick",
+           "rest", edit(f"{S}.pick.steps.2.condition", "length(instances) > `5`")),
     # --- timeouts
+    mutant("client-timeout", "sequence-mapping", "client-timeout-exceeds-graph", None, None,
+           edit("spec.routerTimeouts", {"serviceClient": 20})),
     mutant("step-timeout", "sequence-mapping", "step-timeout-exceeds-graph", "root", "score",
            edit(f"{S}.root.steps.0.timeout", 20)),
     mutant("retries", "sequence-mapping", "retries-exceed-deadline", "root", "score",
@@ -211,7 +242,7 @@ def _run_suite() -> dict[str, Any]:
     clean: dict[str, list[Finding]] = {}
     for name in clean_graphs():
         doc, text = load(name)
-        clean[name] = run_check(doc, text)
+        clean[name] = run_check(name, doc, text)
     mutants: list[tuple[list[Finding], str | None]] = []
     for m in MUTANTS:
         doc, text = load(m.graph)
@@ -219,14 +250,36 @@ def _run_suite() -> dict[str, Any]:
         for apply in m.edits:
             apply(doc)
         try:
-            mutants.append((run_check(doc, text, dict(m.swap)), None))
+            mutants.append((run_check(m.graph, doc, text, dict(m.swap)), None))
         except Exception as error:  # the suite counts crashes instead of stopping at the first
             mutants.append(([], repr(error)))
     doc, text = load("ten-nodes")
     started = time.perf_counter()
-    run_check(doc, text, examples=TIMED_EXAMPLES)
+    run_check("ten-nodes", doc, text, examples=TIMED_EXAMPLES)
     seconds = time.perf_counter() - started
-    return {"clean": clean, "mutants": mutants, "seconds": seconds}
+    return {"clean": clean, "mutants": mutants, "seconds": seconds, "fault": _router_fault()}
+
+
+class FaultyHarness(GraphHarness):
+    """The harness with a router bug planted: anything but the router's own errors raised for
+    a body of two rows. No valid graph makes the real router do that; this is how
+    `router-raised` is proven to turn such a bug into a finding instead of a crash."""
+
+    async def run_async(self, body: Any, headers: Mapping[str, str] | None = None) -> Run:
+        if isinstance(body, dict) and len(body.get("instances") or ()) == 2:
+            raise RuntimeError("planted router bug")
+        return await super().run_async(body, headers)
+
+
+def _router_fault() -> list[Finding]:
+    package = sys.modules["graph_controller.cli.check"]
+    real = package.GraphHarness
+    package.GraphHarness = FaultyHarness  # the bug, planted
+    try:
+        doc, text = load("switch-jmespath")
+        return run_check("switch-jmespath", doc, text)
+    finally:
+        package.GraphHarness = real
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +296,12 @@ def outcomes() -> dict[str, Any]:
         Outcome(m, findings, crashed)
         for m, (findings, crashed) in zip(MUTANTS, result["mutants"], strict=True)
     ]
-    return {"clean": result["clean"], "mutants": mutants, "seconds": result["seconds"]}
+    return {
+        "clean": result["clean"],
+        "mutants": mutants,
+        "seconds": result["seconds"],
+        "fault": result["fault"],
+    }
 
 
 def figures(outcomes: dict[str, Any]) -> str:
@@ -284,3 +342,61 @@ def test_the_readme_states_the_suites_figures(outcomes: dict[str, Any]) -> None:
     found = FIGURES.search(text)
     assert found is not None, "README: no <!-- check-mutation-figures --> marker"
     assert found[2] == line, "stale figures: run with INFERGRAPH_WRITE_README=1 to rewrite them"
+
+
+def test_a_router_fault_is_a_finding_with_its_input(outcomes: dict[str, Any]) -> None:
+    # Edge cases come first; the first with two rows is the largest-magnitude one.
+    two_rows = {"instances": [[1000.0] * 4, [-1000.0] * 4]}
+    assert [(f.id, f.node, f.step, f.example) for f in outcomes["fault"]] == [
+        ("router-raised", None, None, two_rows)
+    ]
+    assert outcomes["fault"][0].message.startswith("RuntimeError('planted router bug') on ")
+
+
+def finding_examples(outcomes: dict[str, Any]) -> dict[str, Finding]:
+    """For each finding id, the finding of the first mutant (in the suite's order) that it
+    caught; `router-raised`'s from the planted router fault."""
+    examples: dict[str, Finding] = {}
+    for outcome in outcomes["mutants"]:
+        m = outcome.mutant
+        for f in outcome.findings:
+            if f.id == m.finding and f.node == m.node and (m.step is None or f.step == m.step):
+                examples.setdefault(f.id, f)
+    for f in outcomes["fault"]:
+        examples.setdefault(f.id, f)
+    return examples
+
+
+def findings_section(examples: dict[str, Finding]) -> str:
+    """The README's table of finding ids and an example of each, as `infergraph check` prints
+    it (ids in FINDING_IDS' order)."""
+    rows = [f"| `{id}` | {what} |" for id, what in FINDING_IDS.items()]
+    printed = [describe(examples[id]) for id in FINDING_IDS if id in examples]
+    return "\n".join(["| id | what |", "|---|---|", *rows, "", "```text", *printed, "```", ""])
+
+
+FINDINGS = re.compile(r"(<!-- check-findings -->\n)(.*?)(<!-- /check-findings -->)", re.DOTALL)
+NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+
+
+def masked(text: str) -> str:
+    """The text with its numbers masked: generated values and counts may move when hypothesis'
+    draws do (it mixes in constants of the project's source); ids, places and wording may not."""
+    return NUMBER.sub("N", text)
+
+
+def test_every_finding_id_has_a_mutant_or_fault_that_shows_it(outcomes: dict[str, Any]) -> None:
+    assert sorted(FINDING_IDS) == sorted(finding_examples(outcomes))
+
+
+def test_the_readme_shows_every_finding_with_an_example(outcomes: dict[str, Any]) -> None:
+    section = findings_section(finding_examples(outcomes))
+    text = README.read_text()
+    if os.environ.get("INFERGRAPH_WRITE_README"):
+        README.write_text(FINDINGS.sub(lambda m: f"{m[1]}{section}{m[3]}", text))
+        text = README.read_text()
+    found = FINDINGS.search(text)
+    assert found is not None, "README: no <!-- check-findings --> marker"
+    assert masked(found[2]) == masked(section), (
+        "stale finding examples: run with INFERGRAPH_WRITE_README=1 to rewrite them"
+    )

@@ -6,11 +6,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+import yaml
+from hypothesis import strategies as st
 
+from graph_controller.cli.check import check
+from graph_controller.cli.check.inputs import (
+    graph_protocols,
+    infer_protocol,
+    propagated_names,
+    schema_inputs,
+    traffic_headers,
+)
 from graph_controller.cli.main import main as infergraph
+from schemas.graph import InferenceGraphSpec
+from schemas.valid_graph import validate_graph
 
 SEQUENCE = """
 apiVersion: serving.kserve.io/v1alpha1
@@ -221,3 +234,347 @@ def test_a_schema_per_model_shapes_the_bodies(
     assert status == 1
     assert [(f["id"], f["example"]) for f in findings] == [("model-raised", {"instances": [None]})]
     assert findings[0]["message"].startswith("model reader raised TypeError(")
+
+
+ANNOTATED = """
+apiVersion: serving.kserve.io/v1alpha1
+kind: InferenceGraph
+metadata:
+  name: g
+  annotations: {"infergraph.dev/check-defaults": "{listed}"}
+spec:
+  nodes:
+    root:
+      routerType: Sequence
+      steps:
+        - {serviceName: reader, name: read}
+        - {serviceName: reader, name: again, condition: predictions}
+"""
+
+
+@pytest.mark.parametrize(
+    ("listed", "expected"),
+    [("", ["condition-always-holds"]), ("root/again", []), (" root/read , root/again ", [])],
+    ids=["empty", "listed", "listed-with-spaces"],
+)
+def test_the_check_defaults_annotation_marks_an_intended_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], listed: str, expected: list[str]
+) -> None:
+    graph = write(tmp_path, "g.yaml", ANNOTATED.replace("{listed}", listed))
+    module = write(tmp_path, "models.py", "def reader(body):\n    return {'predictions': [1]}\n")
+    status = infergraph(["check", graph, "--models", module, "--examples", "20", "--json"])
+    findings = orjson.loads(capsys.readouterr().out)
+    assert [(f["id"], f["where"]) for f in findings] == [
+        (i, "nodes.root.steps[1]") for i in expected
+    ]
+    assert status == (1 if expected else 0)
+
+
+@pytest.mark.parametrize(
+    ("listed", "message"),
+    [
+        (
+            "root",
+            "annotation infergraph.dev/check-defaults: 'root' is not 'node/step' of this graph",
+        ),
+        (
+            "branch/again",
+            "annotation infergraph.dev/check-defaults: 'branch/again' is not 'node/step' of this "
+            "graph",
+        ),
+        (
+            "root/agian",
+            "annotation infergraph.dev/check-defaults: node 'root' has no step 'agian' "
+            "(steps: again, read)",
+        ),
+    ],
+    ids=["no-step", "unknown-node", "unknown-step"],
+)
+def test_a_check_defaults_annotation_naming_no_step_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], listed: str, message: str
+) -> None:
+    graph = write(tmp_path, "g.yaml", ANNOTATED.replace("{listed}", listed))
+    status = infergraph(["check", graph, "--examples", "5"])
+    assert status == 1
+    assert capsys.readouterr().err == f"infergraph check: {message}\n"
+
+
+# --- request headers -----------------------------------------------------------------------
+
+SPLIT = """
+apiVersion: infergraph.dev/v1alpha1
+kind: InferenceGraph
+metadata: {name: split}
+spec:
+  nodes:
+    root:
+      routerType: Splitter
+      stickyHeader: X-User-Id
+      steps:
+        - {name: a, serviceName: reader, weight: 50}
+        - {name: b, serviceName: reader, weight: 50}
+"""
+
+
+def run_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], headers: str
+) -> tuple[int, list[dict[str, object]], str]:
+    graph = write(tmp_path, "split.yaml", SPLIT)
+    header_file = write(tmp_path, "headers.yaml", headers)
+    argv = ["check", graph, "--examples", "10", "--json", "--headers", header_file]
+    status = infergraph(argv)
+    captured = capsys.readouterr()
+    return status, orjson.loads(captured.out) if captured.out else [], captured.err
+
+
+def test_headers_from_a_file_are_the_traffic_a_splitter_is_judged_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every request of this traffic comes from the same user: the sticky split collapses.
+    status, findings, _ = run_split(tmp_path, capsys, "- {X-User-Id: alice}\n")
+    assert status == 1
+    assert [(f["id"], f["step"], f["headers"]) for f in findings] == [
+        ("splitter-share", "a", {"X-User-Id": "alice"}),
+        ("splitter-share", "b", {"X-User-Id": "alice"}),
+    ]
+    assert findings[0]["message"].startswith("weight 50 but ")
+    assert "stickyHeader 'X-User-Id'" in str(findings[0]["message"])
+
+
+def test_headers_from_a_file_with_many_users_split_as_weighted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users = "".join(f"- {{X-User-Id: user-{i}, Accept: application/json}}\n" for i in range(500))
+    status, findings, _ = run_split(tmp_path, capsys, users)
+    assert (status, findings) == (0, [])
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ("{X-User-Id: alice}\n", "expected a list of header objects with string values"),
+        ("- {X-Retries: 3}\n", "expected a list of header objects with string values"),
+        ("- [unclosed\n", "not JSON or YAML"),
+    ],
+    ids=["not-a-list", "not-a-string", "not-yaml"],
+)
+def test_a_headers_file_that_cannot_be_used_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], headers: str, message: str
+) -> None:
+    status, _, err = run_split(tmp_path, capsys, headers)
+    assert status == 1
+    assert err.startswith(f"infergraph check: --headers {tmp_path / 'headers.yaml'}: {message}")
+
+
+# --- generated bodies: missing fields, the protocol the graph speaks -------------------------
+
+TWO_FIELDS = {
+    "type": "object",
+    "required": ["instances", "id"],
+    "properties": {
+        "instances": {"type": "array", "maxItems": 2, "items": {"type": "array"}},
+        "id": {"type": "string"},
+    },
+}
+
+
+def test_schema_edges_are_its_smallest_instance_and_that_minus_each_required_field() -> None:
+    _, edges = schema_inputs([TWO_FIELDS])
+    assert edges == [{"instances": [], "id": ""}, {"id": ""}, {"instances": []}]
+
+
+def test_a_body_missing_a_required_field_reaches_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every body the schema allows has an `id`: only the edge case without it shows the bug.
+    schema_file = write(tmp_path, "schema.json", json.dumps(TWO_FIELDS))
+    models = "def reader(body):\n    return {'predictions': [], 'id': body['id']}\n"
+    status, findings, _ = run_check(tmp_path, capsys, models, "--schema", schema_file)
+    assert status == 1
+    assert [(f["id"], f["example"], f["message"]) for f in findings] == [
+        (
+            "model-raised",
+            {"instances": []},
+            "model reader raised KeyError('id') on input {\"instances\":[]}",
+        )
+    ]
+
+
+def spec_of(steps: str, extra_nodes: str = "") -> InferenceGraphSpec:
+    text = f"nodes:\n  root:\n    routerType: Sequence\n    steps:\n{steps}{extra_nodes}"
+    return validate_graph(yaml.safe_load(text)).spec
+
+
+STEP = "      - {{name: {name}, serviceName: {service}{more}}}\n"
+
+
+def step(name: str, more: str = "", service: str = "m") -> str:
+    return STEP.format(name=name, service=service, more=f", {more}" if more else "")
+
+
+@pytest.mark.parametrize(
+    ("steps", "named"),
+    [
+        (step("a"), set()),
+        (step("a") + step("b", "condition: 'predictions.#(label==\"dog\")'"), {"v1"}),
+        (step("a") + step("b", "condition: 'jmespath:length(outputs) > `0`'"), {"v2"}),
+        (step("a") + step("b", "data: $response.outputs"), {"v2"}),
+        (step("a") + step("b", "data: {instances: $response.predictions}"), {"v1"}),
+        (step("a") + step("b", "data: $response, mapPredictionsToInstances: true"), {"v1"}),
+        (step("a") + step("b", "data: $response, mapOutputsToInputs: true"), {"v2"}),
+        (
+            step("a", "condition: instances")
+            + step("b", "data: $response, mapOutputsToInputs: true"),
+            {"v1", "v2"},
+        ),
+    ],
+    ids=[
+        "nothing",
+        "v1-condition",
+        "v2-jmespath-condition",
+        "v2-data-path",
+        "v1-data-template",
+        "v1-mapping",
+        "v2-mapping",
+        "both",
+    ],
+)
+def test_graph_protocols_are_those_its_conditions_paths_and_mappings_name(
+    steps: str, named: set[str]
+) -> None:
+    assert graph_protocols(spec_of(steps)) == named
+
+
+def v1_only(body: Any) -> Any:
+    return {"predictions": body["instances"]}
+
+
+def v2_only(body: Any) -> Any:
+    return {"outputs": body["inputs"]}
+
+
+def v2_by_status(body: Any) -> Any:
+    return (200, {"outputs": []}) if "inputs" in body else (400, {"error": "v2 only"})
+
+
+def both(body: Any) -> Any:
+    return {"predictions": []}
+
+
+@pytest.mark.parametrize(
+    ("steps", "models", "protocol"),
+    [
+        (step("a") + step("b", "condition: instances"), {"m": v2_only}, "v1"),
+        (step("a") + step("b", "data: $response.outputs"), {"m": v1_only}, "v2"),
+        (step("a", "condition: instances") + step("b", "condition: outputs"), {"m": both}, None),
+        (step("a"), {"m": v1_only}, "v1"),
+        (step("a"), {"m": v2_only}, "v2"),
+        (step("a"), {"m": v2_by_status}, "v2"),
+        (step("a"), {"m": both}, None),
+        (step("a") + step("b", service="n"), {"m": v1_only, "n": v2_only}, None),
+    ],
+    ids=[
+        "graph-names-v1",
+        "graph-names-v2",
+        "graph-names-both",
+        "model-takes-v1",
+        "model-takes-v2",
+        "model-refuses-v1-by-status",
+        "model-takes-both",
+        "first-models-disagree",
+    ],
+)
+def test_the_protocol_is_the_graphs_else_its_first_models(
+    steps: str, models: dict[str, Any], protocol: str | None
+) -> None:
+    assert infer_protocol(spec_of(steps), models) == protocol
+
+
+# Reads the tenant the router forwards to it (with PROPAGATE_HEADERS naming it).
+TENANT_READER = """
+def reader(body, headers):
+    tenant = headers.get("X-Tenant")
+    if tenant == "":
+        raise ValueError("empty tenant")
+    if tenant is not None and not tenant.startswith("user-"):
+        raise ValueError(f"unexpected tenant {tenant!r}")
+    return {"predictions": [tenant]}
+"""
+
+
+def test_propagated_headers_are_generated_and_reach_models_that_take_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, findings, _ = run_check(
+        tmp_path, capsys, TENANT_READER, "--propagate-headers", "X-Tenant"
+    )
+    assert status == 1
+    (raised,) = findings
+    assert raised["id"] == "model-raised"
+    assert str(raised["message"]).startswith("model reader raised ValueError('empty tenant') on ")
+    # The second simulated user sends the header empty.
+    assert raised["headers"] == {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": "infergraph-check",
+        "Host": "graph.example",
+        "X-Tenant": "",
+    }
+
+
+def test_without_the_pattern_the_router_forwards_no_tenant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, findings, _ = run_check(tmp_path, capsys, TENANT_READER)
+    assert (status, findings) == (0, [])
+
+
+@pytest.mark.parametrize(
+    ("patterns", "names"),
+    [
+        (["X-Tenant"], ["X-Tenant"]),
+        (["(?i)x-request-id"], ["X-Request-Id"]),
+        (["Trace-Id$", "X-Tenant"], ["Trace-Id", "X-Tenant"]),
+        (["Content-Type"], []),
+        (["Agent"], []),
+    ],
+    ids=["literal", "case-insensitive", "two", "clients-send-it", "user-agent-matches"],
+)
+def test_a_header_name_is_generated_per_pattern_clients_do_not_match(
+    patterns: list[str], names: list[str]
+) -> None:
+    assert propagated_names(patterns) == names
+
+
+def test_propagated_headers_are_missing_empty_or_each_users() -> None:
+    spec = spec_of(step("a"))
+    mix = traffic_headers(spec, ["X-Tenant"])
+    assert [h.get("X-Tenant") for h in mix[:6]] == [None, "", "user-2", None, "", "user-5"]
+    # One value per user for a third of the users (997 of them), plus missing and empty.
+    assert len({h.get("X-Tenant") for h in mix}) == 332 + 2
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("x-tenant", "no header name found in 500 tries that 'x-tenant' matches as the router"),
+        ("(?<=a)b", "'(?<=a)b' is not a Go (RE2) regular expression"),
+    ],
+    ids=["lower-case-matches-no-canonical-name", "not-re2"],
+)
+def test_a_propagate_pattern_that_cannot_be_used_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pattern: str, message: str
+) -> None:
+    status, _, err = run_check(tmp_path, capsys, READER, "--propagate-headers", pattern)
+    assert status == 1
+    assert err.startswith(f"infergraph check: --propagate-headers: {message}")
+
+
+def test_an_input_that_cannot_be_sent_as_json_is_the_callers_error_not_a_router_bug() -> None:
+    # A user's strategy drawing an integer beyond 64 bits: no JSON the harness can send.
+    graph = validate_graph(yaml.safe_load(SEQUENCE))
+    big = {"instances": [[2**70]]}
+    with pytest.raises(
+        ValueError, match=r"^inputs: \{'instances': \[\[1180591620717411303424\]\]\}"
+    ):
+        check(graph, {"reader": v1_only}, examples=5, inputs=st.just(big))

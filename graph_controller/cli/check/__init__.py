@@ -20,6 +20,7 @@ from typing import Any
 import hypothesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from graph_controller.cli.check.findings import (
     FINDING_IDS,
@@ -27,6 +28,7 @@ from graph_controller.cli.check.findings import (
     Finding,
     Key,
     compiled_conditions,
+    is_json,
     population_findings,
     run_findings,
     shown,
@@ -35,16 +37,20 @@ from graph_controller.cli.check.findings import (
     where,
 )
 from graph_controller.cli.check.inputs import (
+    CLIENT_HEADERS,
     default_model,
     entry_steps,
     infer_protocol,
     load_models,
     marked_defaults,
+    propagated_names,
     protocol_inputs,
     schema_inputs,
     traffic_headers,
     validator,
+    with_headers,
 )
+from router.headers import HeaderPropagator
 from router.testing import GraphHarness, Model, Run
 from schemas.loading import load_graph_file
 from schemas.valid_graph import ValidGraph
@@ -77,17 +83,26 @@ def check(
     schemas: Mapping[str, Mapping[str, Any]] | None = None,
     protocol: str | None = None,
     defaults: Collection[tuple[str, str]] = (),
+    propagate: Sequence[str] = (),
 ) -> list[Finding]:
     """Findings for `graph` with `models`, over `examples` generated inputs plus edge cases.
 
-    `inputs` replaces the generated bodies; otherwise they come from `schemas` (service name
+    `inputs` replaces the generated bodies (ValueError for one that cannot be sent as JSON;
+    bytes are sent as they are); otherwise they come from `schemas` (service name
     -> JSON Schema of what that model accepts; the key `""` is the graph's request) for the
     models that get the request as it is, else from `protocol` ("v1"/"v2"; inferred when None).
     `headers` is the mix of request headers the traffic carries (request i gets set i, in turn);
-    by default, what clients send plus one value per user for each sticky header. `defaults`
-    are (node, step) conditions meant to hold for everything that reaches them.
+    by default, what clients send plus one value per user for each sticky header and for a
+    header each of `propagate` (the router's PROPAGATE_HEADERS patterns) matches. A model that
+    takes two arguments gets `(body, headers)`, the headers the router forwards to its step.
+    `defaults` are (node, step) conditions meant to hold for everything that reaches them.
+    ValueError names a pattern of `propagate` that cannot be used.
     """
     spec = graph.spec
+    propagated = propagated_names(propagate)
+    propagator = HeaderPropagator(propagate)
+    outbound: list[Mapping[str, str]] = [propagator.outbound(CLIENT_HEADERS)]  # the current run's
+    models = {name: with_headers(m, lambda: outbound[0]) for name, m in models.items()}
     harness = GraphHarness(graph, models, seed=seed, catch_model_errors=True)
     schemas = dict(schemas or {})
     entry = entry_steps(spec)
@@ -99,7 +114,7 @@ def check(
         set(defaults) | marked_defaults(graph),
     )
     strategy, edges = _inputs(graph, models, inputs, schemas, entry, protocol)
-    mix = list(headers) or traffic_headers(spec)
+    mix = list(headers) or traffic_headers(spec, propagated)
 
     def headers_of(index: int) -> Mapping[str, str]:
         return mix[index % len(mix)]
@@ -109,12 +124,20 @@ def check(
     with asyncio.Runner() as runner:
 
         def execute(body: Any, request_headers: Mapping[str, str]) -> Run | BaseException:
+            outbound[0] = propagator.outbound(CIMultiDictProxy(CIMultiDict(request_headers)))
             try:
                 return runner.run(harness.run_async(body, request_headers))
             except Exception as error:  # a router bug: reported with its input, not a crash
                 return error
 
         def explore(body: Any) -> None:
+            if not isinstance(body, bytes) and not is_json(body):
+                # The caller's `inputs` drew it: no client could send it, and the harness would
+                # fail before the router ran, which would read as a router bug.
+                raise ValueError(
+                    f"inputs: {shown(body)} cannot be sent as a JSON body "
+                    "(bytes are sent as they are)"
+                )
             request_headers = headers_of(len(samples))
             outcome = execute(body, request_headers)
             if isinstance(outcome, BaseException):
@@ -236,7 +259,8 @@ def assert_no_findings(
     """For a user's pytest suite: check `graph` (a ValidGraph or a graph file) with `models`
     (a dict, or a models file as for `--models`) and fail listing every finding.
 
-    `options` are `check`'s (`schemas`, `protocol`, `headers`, `defaults`, `seed`, `inputs`)."""
+    `options` are `check`'s (`schemas`, `protocol`, `headers`, `propagate`, `defaults`, `seed`,
+    `inputs`)."""
     texts: list[str] = []
     if not isinstance(graph, ValidGraph):
         texts.append(Path(graph).read_text())

@@ -17,6 +17,7 @@ from graph_controller.cli.check.inputs import (
     load_models,
     marked_defaults,
     parse_schema_option,
+    propagated_names,
     read_schema,
 )
 from graph_controller.planning.bundle import load_files
@@ -32,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
         models = load_models(args.models, services)
         schemas = _schemas(args.schema or [], services)
         headers = _headers(args.headers) if args.headers else []
+        # Split as `infergraph up` and `render` split it, for the same routers.
+        propagate = [p for p in args.propagate_headers.split(",") if p]
+        propagated_names(propagate)  # refuses a pattern that cannot be used, naming it
         defaults = marked_defaults(graph, texts)
     except (SpecError, OSError, ValueError) as error:
         print(f"infergraph check: {error}", file=sys.stderr)
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         schemas=schemas,
         protocol=args.protocol,
         defaults=defaults,
+        propagate=propagate,
     )
     seconds = time.perf_counter() - started
     if args.json:

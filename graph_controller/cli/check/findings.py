@@ -39,26 +39,33 @@ SPLIT_SIGMAS = 5.0  # a share further than this many binomial deviations is a fi
 SPLIT_DRAWS = 2000  # Splitter draws per node: 5 sigmas of a 50/50 split is then +-5.6%
 SHOWN_CHARS = 200  # a body quoted in a message is cut here: generated bodies can be long
 
-# Every finding id, with what it means; README "Property-testing your graphs" lists them too.
+# Every finding id, with what it means: the README's table of findings is generated from this
+# (tests/properties/test_check_mutations.py, with an example of each as the CLI prints it).
 FINDING_IDS: Mapping[str, str] = {
-    "model-raised": "a model function raised (it then answers 500, as a model server would)",
-    "error-swallowed": "a step answered 4xx/5xx, yet its node and the graph answered success",
-    "5xx-with-healthy-models": "the graph answered 5xx while no model failed",
-    "switch-no-route": "an input matches no route of a Switch (404)",
-    "unreached-step": "a step no generated input reaches",
+    "model-raised": "a model function raised; it then answers 500, as a model server would",
+    "error-swallowed": "a step answered 4xx/5xx (a Soft step, a validator), yet its node and the "
+    "graph answered success",
+    "5xx-with-healthy-models": "the graph answered 5xx while no model failed, at the node and "
+    "step where it arose",
+    "switch-no-route": "an input that matches no route of a Switch (404)",
+    "unreached-step": "a step no generated input reaches (a Switch route shadowed by earlier "
+    "ones, a route without a condition)",
     "condition-never-holds": "a condition that held for no input it was evaluated on",
-    "condition-always-holds": "a condition that held for every input, where no default is meant",
-    "condition-raised": "a condition whose evaluation fails (the router treats it as not held)",
-    "splitter-share": "a Splitter route's share of the traffic far from its weight",
+    "condition-always-holds": "a condition that held for every input that reached it, where no "
+    "default is meant (see intended defaults below)",
+    "condition-raised": "a condition whose evaluation fails (JMESPath comparing a number with a "
+    "string); the router treats it as not holding",
+    "splitter-share": "a Splitter route's share far (5 sigma over 2000 requests) from its "
+    "weight, e.g. a `stickyHeader` every client sends alike",
     "ensemble-not-aggregatable": "an Ensemble whose answers its aggregation cannot combine",
     "ensemble-all-reject": "every member of an Ensemble rejected an input, and the client "
     "gets no rejection",
-    "data-path-missing": "a step's data path or mapping finds nothing in what it reads",
-    "model-input-invalid": "a model got a body its --schema does not allow",
+    "data-path-missing": "a `data` path, template or mapping that finds nothing in what it reads",
+    "model-input-invalid": "a model got a body its `--schema` refuses",
     "step-timeout-exceeds-graph": "a step's timeout is longer than the graph's deadline",
     "retries-exceed-deadline": "a step's tries at its timeout cannot fit in the graph's deadline",
     "sequence-timeouts-exceed-graph": "a Sequence's step timeouts add up past the deadline",
-    "client-timeout-exceeds-graph": "routerTimeouts.serviceClient is longer than the deadline",
+    "client-timeout-exceeds-graph": "`routerTimeouts.serviceClient` is longer than the deadline",
     "router-raised": "the router raised something other than its own errors (a router bug)",
 }
 
@@ -108,11 +115,13 @@ def where(spec: InferenceGraphSpec, node: str | None, step: str | None) -> str:
 
 
 def shown(value: Any) -> str:
-    text = orjson.dumps(value).decode() if _is_json(value) else repr(value)
+    text = orjson.dumps(value).decode() if is_json(value) else repr(value)
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
-def _is_json(value: Any) -> bool:
+def is_json(value: Any) -> bool:
+    """Whether the harness can send `value` as a JSON body (orjson: no integer beyond 64 bits,
+    string keys only, JSON types only)."""
     try:
         orjson.dumps(value)
     except TypeError:
@@ -349,6 +358,8 @@ def population_findings(runs: Iterable[Run], ctx: Context) -> list[Finding]:
                 )
                 concerned.add((name, key))
             elif node.router_type is RouterType.SWITCH and tally.held_when_reached == 0:
+                if _spare_catch_all(index, last, tally):
+                    continue
                 findings.append(
                     Finding(
                         "unreached-step",
@@ -367,7 +378,8 @@ def population_findings(runs: Iterable[Run], ctx: Context) -> list[Finding]:
                         name,
                         key,
                         f"{step.condition!r} held for all {reached} inputs that reached it "
-                        "(mark an intended default with a `# default` comment on it)",
+                        "(mark an intended default with a `# default` comment on it, or in "
+                        "the infergraph.dev/check-defaults annotation)",
                     )
                 )
     for name, node in spec.nodes.items():
@@ -391,6 +403,12 @@ def population_findings(runs: Iterable[Run], ctx: Context) -> list[Finding]:
                 Finding("unreached-step", name, key, f"never ran in {count} generated inputs")
             )
     return findings
+
+
+def _spare_catch_all(index: int, last: int, tally: _Tally) -> bool:
+    """A Switch's last route that held for every input yet was never reached: a catch-all kept
+    behind routes that already cover everything (a complement of earlier routes), by design."""
+    return 0 < index == last and tally.held == tally.evaluated
 
 
 def _always_holds(

@@ -8,7 +8,10 @@
   which protocol its first models accept; plus the edge cases random draws rarely hit (no rows,
   one value, a schema's smallest instance and that instance missing each required field);
 - headers: what every client sends, plus a varied value (many users) for each Splitter's
-  `stickyHeader` that clients do not all send alike;
+  `stickyHeader` that clients do not all send alike, and for each PROPAGATE_HEADERS pattern
+  (`--propagate-headers`) no client header matches, a header it matches: missing, empty, or one
+  value per user. A model taking two arguments gets `(body, headers)`: the headers the router
+  forwards to its step under those patterns (`router.headers`, the router's own rule);
 - intended defaults: a Switch or Sequence condition marked `# default` in the graph's YAML, or
   listed in the annotation `infergraph.dev/check-defaults` ("node/step, node/step").
 """
@@ -19,16 +22,19 @@ import asyncio
 import importlib.util
 import inspect
 import re
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import hypothesis
 import jsonschema
+import re2
 import yaml
 from hypothesis import strategies as st
 
 from graph_controller.cli.check.findings import step_key
+from router.headers import NEVER_FORWARDED, canonical_name
 from router.testing import Model, ModelFailure, ModelUnreachable, edge_payloads, payloads
 from schemas.graph import InferenceGraphSpec, RouterType
 from schemas.valid_graph import ValidGraph
@@ -231,8 +237,12 @@ def protocol_inputs(protocol: str | None) -> tuple[st.SearchStrategy[Any], list[
     return payloads(protocol=protocol), edge_payloads(protocol=protocol)
 
 
-def traffic_headers(spec: InferenceGraphSpec) -> list[dict[str, str]]:
-    """The request headers of the generated traffic, one set per simulated user."""
+def traffic_headers(
+    spec: InferenceGraphSpec, propagated: Sequence[str] = ()
+) -> list[dict[str, str]]:
+    """The request headers of the generated traffic, one set per simulated user: a sticky
+    header's value is the user's; a `propagated` header (see `propagated_names`) is missing for
+    every third user, empty for the next, and the user's own value for the third."""
     constant = {name.lower() for name in CLIENT_HEADERS}
     sticky = sorted(
         {
@@ -241,9 +251,92 @@ def traffic_headers(spec: InferenceGraphSpec) -> list[dict[str, str]]:
             if node.sticky_header and node.sticky_header.lower() not in constant
         }
     )
-    if not sticky:
+    if not sticky and not propagated:
         return [dict(CLIENT_HEADERS)]
-    return [dict(CLIENT_HEADERS) | {h: f"user-{i}" for h in sticky} for i in range(USERS)]
+    mix: list[dict[str, str]] = []
+    for i in range(USERS):
+        headers = dict(CLIENT_HEADERS)
+        if i % 3:
+            headers |= {h: "" if i % 3 == 1 else f"user-{i}" for h in propagated}
+        mix.append(headers | {h: f"user-{i}" for h in sticky})
+    return mix
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 5.6.2)
+
+
+def propagated_names(patterns: Sequence[str]) -> list[str]:
+    """For each PROPAGATE_HEADERS pattern that no header clients always send matches, the
+    shortest header name it matches (as the router matches: RE2, unanchored, on the Go-canonical
+    name), drawn by hypothesis from the pattern. ValueError names a pattern RE2 refuses, or one
+    no header name can match."""
+    forwarded = [n for n in CLIENT_HEADERS if n.lower() not in NEVER_FORWARDED]
+    names: list[str] = []
+    for pattern in patterns:
+        try:
+            compiled = re2.compile(pattern)
+        except re2.error as error:
+            raise ValueError(
+                f"--propagate-headers: {pattern!r} is not a Go (RE2) regular expression: {error}"
+            ) from error
+
+        def matches(name: str, compiled: Any = compiled) -> bool:
+            canonical = canonical_name(name)
+            return (
+                _TOKEN.fullmatch(name) is not None
+                and canonical.lower() not in NEVER_FORWARDED
+                and compiled.search(canonical) is not None
+            )
+
+        if any(matches(n) for n in forwarded):
+            continue  # every request already carries one
+        try:
+            with warnings.catch_warnings():
+                # Python's re warns on sets RE2 reads otherwise ("[[:alpha:]]"); RE2 decides.
+                warnings.simplefilter("ignore", FutureWarning)
+                name = hypothesis.find(
+                    st.from_regex(pattern).map(canonical_name),
+                    matches,
+                    settings=hypothesis.settings(
+                        database=None, derandomize=True, max_examples=NAME_DRAWS
+                    ),
+                )
+        except (hypothesis.errors.NoSuchExample, re.error) as error:
+            raise ValueError(
+                f"--propagate-headers: no header name found in {NAME_DRAWS} tries that "
+                f"{pattern!r} matches as the router matches (RE2, unanchored, on the Go-canonical "
+                "name, such as 'X-User-Id'); give the headers with --headers instead"
+            ) from error
+        names.append(name)
+    return sorted(set(names))
+
+
+NAME_DRAWS = 500  # header names drawn per pattern before giving up on it
+
+
+def with_headers(model: Model, outbound: Callable[[], Mapping[str, str]]) -> Model:
+    """`model` as the harness calls it (one argument), given `outbound()`, the headers of the
+    step call, as its second argument when it takes two."""
+    if not _takes_two(model):
+        return model
+
+    def called(body: Any) -> Any:
+        return model(body, outbound())  # type: ignore[call-arg]
+
+    return called
+
+
+def _takes_two(model: Model) -> bool:
+    try:
+        parameters = list(inspect.signature(model).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C callable: called with the body alone
+        return False
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(positional) >= 2
 
 
 # --- intended defaults ---------------------------------------------------------------------
