@@ -206,8 +206,13 @@ def _plan_predictor(
             f"protocol {protocol} is not supported locally; use v1, v2 (REST) or grpc-v2"
         )
     # A grpc-v2 model server serves REST beside gRPC (KServe's ModelServer does): readiness is
-    # probed over REST on its HTTP port.
-    ready = f"/v1/models/{name}" if protocol == ProtocolVersion.V1 else f"/v2/models/{name}/ready"
+    # probed over REST on its HTTP port. The model is awaited under the name graphs call
+    # (KServe's GetModelName: `--model_name` in the args, MLSERVER_MODEL_NAME), not the
+    # InferenceService's, which the server does not serve once renamed.
+    served = model_name(service)
+    ready = (
+        f"/v1/models/{served}" if protocol == ProtocolVersion.V1 else f"/v2/models/{served}/ready"
+    )
     return PredictorPlan(name, runtime.name, ProtocolVersion(protocol), tuple(argv), env, ready)
 
 
