@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graph_controller.planning.components import (
+    Target,
     model_name,
     transformer_args,
     unsupported,
@@ -126,7 +127,7 @@ def plan_local(
     transformers = []
     problems: list[str] = []
     for name, service in services.items():
-        refused = unsupported(service)
+        refused = unsupported(service, Target.LOCAL)
         if refused:
             problems.append(f"InferenceService '{name}': " + "; ".join(map(str, refused)))
             continue
@@ -177,11 +178,8 @@ def _plan_predictor(
     name: str, service: InferenceService, runtimes: Sequence[Runtime], root: Path, python: str
 ) -> PredictorPlan:
     model = with_webhook_defaults(service).spec.predictor.model
-    if model is None:
-        raise LocalPlanError(
-            "custom predictor containers cannot run locally; use spec.predictor.model with "
-            "a runtime that has a local command"
-        )
+    if model is None:  # unreachable: `unsupported` refuses custom predictors for Target.LOCAL
+        raise LocalPlanError("spec.predictor has no model")
     runtime = select_runtime(model, runtimes)
     template = local_command(runtime)
     if template is None:
