@@ -621,6 +621,23 @@ def test_serverless_annotation_is_refused_in_raw_mode_only() -> None:
     assert render({}, {"m": service}, runtimes(), RenderOptions(mode=Mode.SERVERLESS))
 
 
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [
+        pytest.param("RawDeployment", "render without --mode serverless", id="raw"),
+        pytest.param("ModelMesh", "ModelMesh is not supported", id="modelmesh"),
+        pytest.param("Raw", "unknown deployment mode 'Raw'", id="unknown"),
+    ],
+)
+def test_serverless_rendering_refuses_other_deployment_modes(mode: str, words: str) -> None:
+    # Knative Services of an InferenceService that asks for another mode would ignore it.
+    service = isvc(
+        metadata={"annotations": {"serving.kserve.io/deploymentMode": mode}}, **model("sklearn")
+    )
+    with pytest.raises(RenderError, match=words):
+        render({}, {"m": service}, runtimes(), RenderOptions(mode=Mode.SERVERLESS))
+
+
 # --- the README table: every refused row is refused --------------------------------------------
 
 README = Path(__file__).parents[2] / "README.md"
