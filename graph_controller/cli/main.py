@@ -57,7 +57,10 @@ def _validate(args: argparse.Namespace) -> int:
                     print(SpecError(refused, source), file=sys.stderr)
                     failed = True
                     continue
-                print(f"{path}: ok ({len(docs)} resource{'s' if len(docs) != 1 else ''})")
+                count = f"{len(docs)} resource{'s' if len(docs) != 1 else ''}"
+                if any(isinstance(doc.resource, InferenceService) for doc in docs):
+                    count += f"; InferenceServices checked for target {target}"
+                print(f"{path}: ok ({count})")
     return 1 if failed else 0
 
 

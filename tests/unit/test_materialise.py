@@ -785,13 +785,22 @@ def test_every_refused_readme_row_is_refused(row: str, tmp_path: Path) -> None:
         assert f"  {path}: " in err
 
 
-def test_validate_says_which_target_refused(tmp_path: Path) -> None:
+def test_validate_says_which_target_it_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     obj = refused_sample("`serving.kserve.io/deploymentMode: Serverless`")
     status, err = validated(obj, tmp_path)
     assert status == 1
     assert "refused for target strict: the controller, `render` or `up`" in err
     assert "'Serverless': Serverless mode needs Knative" in err
     assert validated(obj, tmp_path, "serverless") == (0, "")
+    from graph_controller.cli.main import main as infergraph
+
+    path = tmp_path / "m.json"
+    assert infergraph(["validate", str(path), "--target", "local"]) == 0
+    assert capsys.readouterr().out == (
+        f"{path}: ok (1 resource; InferenceServices checked for target local)\n"
+    )
 
 
 def test_validate_and_up_refuse_what_is_not_implemented(
