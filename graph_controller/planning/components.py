@@ -373,6 +373,7 @@ REFUSED_ANNOTATION_PREFIXES: dict[str, tuple[frozenset[Target], str]] = {
         f"Knative autoscaling {_KNATIVE}; use minReplicas, maxReplicas, scaleTarget, scaleMetric",
     ),
     "serving.knative.dev/": (_ON_CLUSTER, f"Knative serving {_KNATIVE}"),
+    "serving.knative.openshift.io/": (_ON_CLUSTER, f"OpenShift's Knative serving {_KNATIVE}"),
 }
 # The schemes KServe's storage initializer accepts (v0.15.2 SupportedStorageURIPrefixList).
 STORAGE_SCHEMES = ("gs", "s3", "pvc", "file", "https", "http", "hdfs", "webhdfs", "oci", "hf")

@@ -704,6 +704,8 @@ _ANNOTATED = {
         "serving.kserve.io/gpu-resource-types", '["example.com/gpu"]'),
     "`autoscaling.knative.dev/...`": ("autoscaling.knative.dev/target", "10"),
     "`serving.knative.dev/...`": ("serving.knative.dev/rollout-duration", "60s"),
+    "`serving.knative.openshift.io/...`": (
+        "serving.knative.openshift.io/enablePassthrough", "true"),
 }  # fmt: skip
 for _row, (_key, _value) in _ANNOTATED.items():
     REFUSED_SAMPLES[_row] = (
