@@ -19,11 +19,14 @@ from schemas.valid_graph import ValidGraph
 
 
 def _validate(args: argparse.Namespace) -> int:
-    """Print every error of every file (folders: each YAML/JSON file in them); exit 1 on any."""
+    """Print every error of every file (folders: each YAML/JSON file in them); exit 1 on any.
+    InferenceServices are also checked for what `--target` refuses (the controller's and
+    render's refusals, `up`'s, or both), with the same function those run."""
     from graph_controller.planning.bundle import files_of
-    from graph_controller.planning.components import unsupported
+    from graph_controller.planning.components import Target, unsupported
     from schemas.inference_service import InferenceService
 
+    target = Target(args.target)
     failed = False
     for name in args.files:
         try:
@@ -47,14 +50,27 @@ def _validate(args: argparse.Namespace) -> int:
                     error
                     for doc in docs
                     if isinstance(doc.resource, InferenceService)
-                    for error in unsupported(doc.resource)
+                    for error in unsupported(doc.resource, target)
                 ]
                 if refused:
-                    print(SpecError(refused, str(path)), file=sys.stderr)
+                    source = f"{path} (refused for target {target}: {_TARGETS[target]})"
+                    print(SpecError(refused, source), file=sys.stderr)
                     failed = True
                     continue
-                print(f"{path}: ok ({len(docs)} resource{'s' if len(docs) != 1 else ''})")
+                count = f"{len(docs)} resource{'s' if len(docs) != 1 else ''}"
+                if any(isinstance(doc.resource, InferenceService) for doc in docs):
+                    count += f"; InferenceServices checked for target {target}"
+                print(f"{path}: ok ({count})")
     return 1 if failed else 0
+
+
+# What each `validate --target` checks for, in the words its refusals print.
+_TARGETS = {
+    "strict": "the controller, `render` or `up`",
+    "cluster": "the controller and `render`",
+    "serverless": "`render --mode serverless`",
+    "local": "`up`",
+}
 
 
 def _print(line: str) -> None:
@@ -343,6 +359,13 @@ def parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check resource files; print every error")
     validate.add_argument(
         "files", nargs="+", metavar="PATH", help="YAML or JSON files, or folders of them"
+    )
+    validate.add_argument(
+        "--target",
+        choices=tuple(_TARGETS),
+        default="strict",
+        help="refuse what this deployer refuses: cluster (the controller, render), serverless "
+        "(render --mode serverless), local (up), strict (cluster or local; the default)",
     )
     validate.set_defaults(run=_validate)
 

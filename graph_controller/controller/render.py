@@ -4,7 +4,9 @@ Raw deployment mode, as KServe v0.15.2's RawDeployment reconcilers: for each Inf
 predictor Deployment, Service and HPA (none for autoscalerClass external/none) from the selected
 runtime's container merged with the model's (`planning.container_merge`), the model at
 /mnt/models (storage-initializer init container, or the PVC itself for `pvc://`), labels and
-annotations of runtime, InferenceService and component, a default TCP readiness probe, and
+annotations of runtime, InferenceService and component, what KServe's pod webhook adds when
+annotations ask (the GKE accelerator nodeSelector, Prometheus scrape annotations), a default
+TCP readiness probe, and
 the same for a `transformer` (`<name>-transformer`, `--predictor_host` to the predictor);
 for each InferenceGraph a router Deployment, Service and HPA running our image with
 `--graph-json` (serviceNames resolved to the services' cluster addresses), PROPAGATE_HEADERS
@@ -30,8 +32,13 @@ from graph_controller.planning.components import (
     AUTOSCALER_HPA,
     AUTOSCALER_NONE,
     DEPLOYMENT_MODE,
+    GKE_ACCELERATOR,
+    METRIC_AGGREGATION,
+    PROMETHEUS_SCRAPING,
     RAW_DEPLOYMENT,
+    STORAGE_URI_ENV,
     RuntimeDefaults,
+    Target,
     autoscaler_class,
     predictor_name,
     runtime_defaults,
@@ -39,6 +46,9 @@ from graph_controller.planning.components import (
     transformer_name,
     unsupported,
     with_webhook_defaults,
+)
+from graph_controller.planning.components import (
+    KSERVE_CONTAINER as KSERVE_CONTAINER,  # the controller reads it here too
 )
 from graph_controller.planning.container_merge import (
     MergeError,
@@ -48,7 +58,6 @@ from graph_controller.planning.container_merge import (
 )
 from graph_controller.planning.router_ports import RouterPortError, grpc_port
 from graph_controller.planning.runtime_selection import Runtime, select_runtime
-from schemas.errors import FieldError
 from schemas.graph import ScaleMetric
 from schemas.inference_service import (
     ComponentExtension,
@@ -62,18 +71,14 @@ from schemas.valid_graph import ValidGraph
 Manifest = dict[str, Any]
 
 MODEL_DIR = "/mnt/models"  # where KServe mounts the model for the serving container
-KSERVE_CONTAINER = "kserve-container"  # KServe's InferenceServiceContainerName
 TRANSFORMER_CONTAINER = "transformer-container"  # a transformer collocated in the predictor pod
 STORAGE_INITIALIZER = "storage-initializer"
 STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.15.2"
 PROVISION_VOLUME = "kserve-provision-location"
 PVC_VOLUME = "kserve-pvc-source"
-STORAGE_URI_ENV = "STORAGE_URI"  # a custom container's model location (KServe's injector reads it)
 READONLY_ANNOTATION = "storage.kserve.io/readonly"
 # Where KServe's controller records a component's model URI (its pod webhook reads it).
 SOURCE_URI_ANNOTATION = "internal.serving.kserve.io/storage-initializer-sourceuri"
-# The schemes KServe's storage initializer accepts (v0.15.2 SupportedStorageURIPrefixList).
-STORAGE_SCHEMES = ("gs", "s3", "pvc", "file", "https", "http", "hdfs", "webhdfs", "oci", "hf")
 # KServe's default inferenceservice ConfigMap (v0.15.2): storageInitializer and router resources,
 # so pods are admitted in namespaces whose ResourceQuota requires requests and limits.
 STORAGE_INITIALIZER_RESOURCES = {
@@ -99,6 +104,13 @@ MANAGED = {"app.kubernetes.io/managed-by": "infergraph"}  # what the controller'
 ROUTER_IMAGE = "infergraph/router:0.1.0"
 HTTP_PORT = 8080
 DEFAULT_SCALE_TARGET = 80  # percent utilisation, KServe's default for cpu
+GPU_RESOURCE = "nvidia.com/gpu"  # KServe's NvidiaGPUResourceType
+GKE_NODE_SELECTOR = "cloud.google.com/gke-accelerator"  # KServe's GkeAcceleratorNodeSelector
+PROMETHEUS_PORT, PROMETHEUS_PATH = "prometheus.io/port", "prometheus.io/path"
+# KServe's DefaultPodPrometheusPort and QueueProxyAggregatePrometheusMetricsPort: Knative's
+# queue-proxy serves them; KServe's webhook names them in RawDeployment too, where no
+# queue-proxy runs (so, as on KServe, nothing answers there unless the pod serves it).
+SCRAPE_PORT, AGGREGATE_SCRAPE_PORT = "9091", "9088"
 
 
 class Mode(StrEnum):
@@ -152,9 +164,8 @@ def render_service(
 ) -> list[Manifest]:
     """The predictor's (and transformer's) Deployment, Service and HPA, as KServe's
     RawDeployment reconcilers make them."""
-    problems = unsupported(service, on_cluster=options.mode is Mode.RAW)
-    if options.mode is Mode.RAW:
-        problems += _knative_metrics(service)
+    target = Target.CLUSTER if options.mode is Mode.RAW else Target.SERVERLESS
+    problems = unsupported(service, target)
     if problems:
         raise RenderError(
             f"InferenceService '{name}': " + "; ".join(str(problem) for problem in problems)
@@ -175,6 +186,7 @@ def render_service(
         owner,
         _scaling(stored.spec.predictor, annotations),
         options,
+        _pod_webhook(predictor.pod, predictor.annotations),
     )
     transformer = stored.spec.transformer
     if transformer is not None:
@@ -197,8 +209,30 @@ def render_service(
             owner,
             _scaling(transformer, annotations),
             options,
+            _pod_webhook(pod, component_annotations),
         )
     return out
+
+
+def _pod_webhook(pod: Manifest, annotations: Mapping[str, str]) -> dict[str, str]:
+    """What KServe's pod mutator (v0.15.2 pkg/webhook/admission/pod) does to a Pod of an
+    InferenceService when its annotations (the template's: runtime's, InferenceService's,
+    component's) ask: InjectGKEAcceleratorSelector adds the GKE accelerator nodeSelector when a
+    container has an `nvidia.com/gpu` limit; InjectMetricsAggregator adds Prometheus scrape
+    annotations. With no webhook, InferGraph writes the same into the pod template: `pod` is
+    changed in place, and the annotations the Pod gets beyond the template's are returned."""
+    accelerator = annotations.get(GKE_ACCELERATOR)
+    gpu = any(
+        GPU_RESOURCE in ((container.get("resources") or {}).get("limits") or {})
+        for container in pod["containers"]
+    )
+    if accelerator is not None and gpu:
+        pod["nodeSelector"] = {**pod.get("nodeSelector", {}), GKE_NODE_SELECTOR: accelerator}
+    if annotations.get(PROMETHEUS_SCRAPING) != "true":
+        return {}
+    aggregated = annotations.get(METRIC_AGGREGATION) == "true"
+    port = AGGREGATE_SCRAPE_PORT if aggregated else SCRAPE_PORT
+    return {PROMETHEUS_PORT: port, PROMETHEUS_PATH: "/metrics"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,22 +240,6 @@ class _Component:
     pod: Manifest
     labels: dict[str, str]
     annotations: dict[str, str]
-
-
-def _knative_metrics(service: InferenceService) -> list[FieldError]:
-    components: list[tuple[str, ComponentExtension | None]] = [
-        ("predictor", service.spec.predictor),
-        ("transformer", service.spec.transformer),
-    ]
-    return [
-        FieldError(
-            f"spec.{component}.scaleMetric",
-            f"'{fields.scale_metric.value}' is a Knative (Serverless) metric; "
-            "RawDeployment's HPA scales on cpu or memory",
-        )
-        for component, fields in components
-        if fields is not None and fields.scale_metric in (ScaleMetric.CONCURRENCY, ScaleMetric.RPS)
-    ]
 
 
 def _service_metadata(name: str, service: InferenceService, options: RenderOptions) -> Manifest:
@@ -280,7 +298,7 @@ def _predictor(
         pod["containers"] = containers
         storage_uri = _env(containers, STORAGE_URI_ENV)
     if storage_uri:
-        _provision_model(name, pod, storage_uri, metadata["annotations"])
+        _provision_model(pod, storage_uri, metadata["annotations"])
     _default_pod_spec(pod)
     runtime_spec = runtime.spec if runtime is not None else None
     labels = {
@@ -383,7 +401,7 @@ def _transformer_pod(
     pod["containers"] = containers
     storage_uri = _env(containers[:1], STORAGE_URI_ENV)
     if storage_uri:
-        _provision_model(name, pod, storage_uri, annotations)
+        _provision_model(pod, storage_uri, annotations)
     _default_pod_spec(pod)
     return pod, storage_uri
 
@@ -397,25 +415,14 @@ def _env(containers: Sequence[Manifest], name: str) -> str | None:
     return next((e.get("value") for e in container.get("env", []) if e.get("name") == name), None)
 
 
-def _provision_model(
-    name: str, pod: Manifest, storage_uri: str, annotations: Mapping[str, str]
-) -> None:
+def _provision_model(pod: Manifest, storage_uri: str, annotations: Mapping[str, str]) -> None:
     """KServe's storage-initializer injector (its default configuration): a `pvc://` URI is
     mounted directly at /mnt/models; any other gets the storage-initializer init container
     writing into an emptyDir the model container reads."""
     if any(c.get("name") == STORAGE_INITIALIZER for c in pod.get("initContainers", [])):
         return  # KServe does not inject a second one
+    # Schemes KServe does not support, and oci://, were refused by `unsupported`.
     scheme = storage_uri.split("://", 1)[0] if "://" in storage_uri else ""
-    if scheme and scheme not in STORAGE_SCHEMES:
-        raise RenderError(
-            f"InferenceService '{name}': storageUri '{storage_uri}' has a scheme KServe's "
-            f"storage initializer does not support (supported: {', '.join(STORAGE_SCHEMES)})"
-        )
-    if scheme == "oci":
-        raise RenderError(
-            f"InferenceService '{name}': storageUri '{storage_uri}': OCI model images "
-            "(KServe's modelcar) are not implemented"
-        )
     read_only = annotations.get(READONLY_ANNOTATION) != "false"
     containers = pod["containers"]
     targets = [c for c in containers if c.get("name") in (KSERVE_CONTAINER, TRANSFORMER_CONTAINER)]
@@ -634,13 +641,14 @@ def _workload(
     owner: Manifest | None,
     scaling: _Scaling,
     options: RenderOptions,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> list[Manifest]:
     """KServe's raw reconcilers: a Deployment and a Service, selecting `app: isvc.<name>`, and
     an HPA unless the autoscaler class is external or none. The Deployment carries `replicas`
     only for class none (KServe's rule): otherwise the HPA, or whoever scales it, owns it."""
     labels = {**labels, "app": raw_service_label(name)}
     if options.mode is Mode.SERVERLESS:
-        return [_knative_service(name, labels, pod, owner, scaling, options)]
+        return [_knative_service(name, labels, pod, owner, scaling, options, pod_annotations)]
     metadata = _metadata(name, labels, annotations, owner, options)
     # KServe names the pod template after the component, in its namespace (Pods still get
     # generated names; the Deployment spec is then the same as KServe's, field for field).
@@ -649,8 +657,8 @@ def _workload(
         "selector": {"matchLabels": {"app": labels["app"]}},
         "template": {"metadata": template_metadata, "spec": pod},
     }
-    if annotations:
-        spec["template"]["metadata"]["annotations"] = annotations
+    if annotations or pod_annotations:
+        template_metadata["annotations"] = {**annotations, **(pod_annotations or {})}
     if scaling.autoscaler == AUTOSCALER_NONE and scaling.min_replicas is not None:
         spec["replicas"] = scaling.min_replicas
     if scaling.strategy is not None:
@@ -743,8 +751,9 @@ def _knative_service(
     owner: Manifest | None,
     scaling: _Scaling,
     options: RenderOptions,
+    pod_annotations: Mapping[str, str] | None = None,
 ) -> Manifest:
-    annotations: dict[str, str] = {}
+    annotations: dict[str, str] = dict(pod_annotations or {})
     if scaling.min_replicas is not None:
         annotations["autoscaling.knative.dev/min-scale"] = str(scaling.min_replicas)
     if scaling.max_replicas is not None:

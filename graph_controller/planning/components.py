@@ -11,13 +11,16 @@
 - `transformer_args`: the flags KServe's CustomTransformer adds (`--model_name`,
   `--predictor_host`, `--http_port`, `--workers`);
 - `unsupported`: every field or annotation InferGraph accepts in the schema but does not
-  implement, each with the reason; render, `up`, `validate` and the controller all refuse them.
+  implement, each with the reason and the targets (`Target`: cluster, serverless, local) that
+  refuse it; render, `up`, `validate` and the controller all call it, so each refuses exactly
+  what it cannot do and nothing else decides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from schemas.errors import FieldError
 from schemas.inference_service import (
@@ -276,6 +279,22 @@ def transformer_args(
 
 # --- what is refused ------------------------------------------------------------------------
 
+
+class Target(StrEnum):
+    """Where a bundle is deployed. What InferGraph refuses depends on it: a RawDeployment-only
+    setting means nothing to Knative, and pod placement or scaling means nothing to `up`."""
+
+    CLUSTER = "cluster"  # RawDeployment objects: the controller and `render` (raw mode)
+    SERVERLESS = "serverless"  # Knative Services: `render --mode serverless`
+    LOCAL = "local"  # processes on this machine: `infergraph up`
+    # What the controller (and raw `render`) or `up` refuses: `infergraph validate`'s default.
+    STRICT = "strict"
+
+
+_EVERYWHERE = frozenset({Target.CLUSTER, Target.SERVERLESS, Target.LOCAL})
+_ON_CLUSTER = frozenset({Target.CLUSTER, Target.SERVERLESS})
+_RAW = frozenset({Target.CLUSTER})
+
 _AGENT = "needs KServe's agent sidecar, which InferGraph does not deploy"
 _KNATIVE = "is a Knative (Serverless mode) setting; InferGraph deploys RawDeployment only"
 # Component fields accepted by the schema and refused, with why (README: "KServe vs InferGraph").
@@ -298,11 +317,17 @@ REFUSED_SPEC_FIELDS: dict[str, str] = {
     "explainer": "explainers are not implemented: InferGraph deploys no explainer and no "
     ":explain route; graphs call :predict through the transformer or predictor",
 }
-# Refused on a cluster only (`render` in raw mode and the controller); `up` runs locally.
-REFUSED_DEPLOYMENT_MODES: dict[str, str] = {
-    "Serverless": "Serverless mode needs Knative, which InferGraph does not support; "
-    "use RawDeployment",
-    "ModelMesh": "ModelMesh is not supported; use RawDeployment",
+DEPLOYMENT_MODES: dict[str, tuple[frozenset[Target], str]] = {
+    "Serverless": (
+        _RAW,
+        "Serverless mode needs Knative, which InferGraph does not support; use RawDeployment "
+        "(or `render --mode serverless`)",
+    ),
+    "ModelMesh": (_ON_CLUSTER, "ModelMesh is not supported; use RawDeployment"),
+    RAW_DEPLOYMENT: (
+        frozenset({Target.SERVERLESS}),
+        "asks for RawDeployment objects, not Knative Services; render without --mode serverless",
+    ),
 }
 REFUSED_ANNOTATIONS: dict[str, dict[str, str]] = {
     AUTOSCALER_CLASS: {
@@ -310,59 +335,198 @@ REFUSED_ANNOTATIONS: dict[str, dict[str, str]] = {
         "kpa": "the Knative autoscaler needs Serverless mode; use hpa, external or none",
     },
 }
+SCALE_METRICS_KNATIVE = ("concurrency", "rps")
+# KServe's pod webhook, implemented by `render` (see there): accepted everywhere.
+PROMETHEUS_SCRAPING = "serving.kserve.io/enable-prometheus-scraping"
+METRIC_AGGREGATION = "serving.kserve.io/enable-metric-aggregation"
+GKE_ACCELERATOR = "serving.kserve.io/gke-accelerator"
+# Annotations KServe v0.15.2 defines for InferenceServices that InferGraph does not implement,
+# refused by name wherever they are set (the InferenceService's or a component's annotations).
+REFUSED_ANNOTATION_KEYS: dict[str, tuple[frozenset[Target], str]] = {
+    "serving.kserve.io/enable-tag-routing": (
+        _ON_CLUSTER,
+        "Knative traffic tags (KServe's Serverless routes) are not implemented",
+    ),
+    "serving.kserve.io/metrics": (
+        _ON_CLUSTER,
+        "KServe v0.15.2 no longer reads it; use the component's scaleMetric",
+    ),
+    "serving.kserve.io/targetUtilizationPercentage": (
+        _ON_CLUSTER,
+        "KServe v0.15.2 no longer reads it; use the component's scaleTarget",
+    ),
+    "serving.kserve.io/storage-initializer-uid": (
+        _ON_CLUSTER,
+        "the storage-initializer's user under Istio CNI (KServe's SetIstioCniSecurityContext) "
+        "is not implemented",
+    ),
+    "serving.kserve.io/gpu-resource-types": (
+        _ON_CLUSTER,
+        "KServe reads it only for multi-node (workerSpec) predictors, which are not implemented",
+    ),
+}
+# Knative's own annotations: RawDeployment has no Knative to read them, and InferGraph's Knative
+# rendering takes autoscaling from minReplicas, maxReplicas, scaleTarget and scaleMetric only.
+REFUSED_ANNOTATION_PREFIXES: dict[str, tuple[frozenset[Target], str]] = {
+    "autoscaling.knative.dev/": (
+        _ON_CLUSTER,
+        f"Knative autoscaling {_KNATIVE}; use minReplicas, maxReplicas, scaleTarget, scaleMetric",
+    ),
+    "serving.knative.dev/": (_ON_CLUSTER, f"Knative serving {_KNATIVE}"),
+    "serving.knative.openshift.io/": (_ON_CLUSTER, f"OpenShift's Knative serving {_KNATIVE}"),
+}
+# The schemes KServe's storage initializer accepts (v0.15.2 SupportedStorageURIPrefixList).
+STORAGE_SCHEMES = ("gs", "s3", "pvc", "file", "https", "http", "hdfs", "webhdfs", "oci", "hf")
+STORAGE_URI_ENV = "STORAGE_URI"  # a custom container's model location (KServe's injector reads it)
+KSERVE_CONTAINER = "kserve-container"  # KServe's InferenceServiceContainerName
 
 
-def unsupported(service: InferenceService, on_cluster: bool = False) -> list[FieldError]:
-    """Every field or annotation of `service` that InferGraph accepts but does not implement
-    (`on_cluster`: also a deployment mode other than RawDeployment)."""
-    problems = []
+def unsupported(
+    service: InferenceService, target: Target = Target.STRICT, on_cluster: bool = False
+) -> list[FieldError]:
+    """Every field or annotation of `service` that InferGraph accepts in the schema but does
+    not implement for `target`, naming the field and why. The one place that decides: render,
+    the controller, `up` and `validate` all call it. (`on_cluster=True` means
+    `target=Target.CLUSTER`, the controller's older spelling.)"""
+    if on_cluster:
+        target = Target.CLUSTER
+    wanted = {Target.CLUSTER, Target.LOCAL} if target is Target.STRICT else {target}
+    return [error for error, targets in _refusals(service) if targets & wanted]
+
+
+def _refusals(service: InferenceService) -> list[tuple[FieldError, frozenset[Target]]]:
+    """Every refusal InferGraph knows for `service`, each with the targets that refuse it."""
+    out: list[tuple[FieldError, frozenset[Target]]] = []
+
+    def refuse(path: str, why: str, targets: frozenset[Target] = _EVERYWHERE) -> None:
+        out.append((FieldError(path, why), targets))
+
     spec = service.spec
     for field, why in REFUSED_SPEC_FIELDS.items():
         if getattr(spec, field) is not None:
-            problems.append(FieldError(f"spec.{field}", why))
+            refuse(f"spec.{field}", why)
     components: list[tuple[str, ComponentExtension]] = [("predictor", spec.predictor)]
     if spec.transformer is not None:
         components.append(("transformer", spec.transformer))
     for component, fields in components:
         for field, why in REFUSED_COMPONENT_FIELDS.items():
             if getattr(fields, _snake(field)) is not None:
-                problems.append(FieldError(f"spec.{component}.{field}", why))
+                refuse(f"spec.{component}.{field}", why)
+        metric = fields.scale_metric
+        if metric is not None and metric.value in SCALE_METRICS_KNATIVE:
+            refuse(
+                f"spec.{component}.scaleMetric",
+                f"'{metric.value}' is a Knative (Serverless) metric; RawDeployment's HPA scales "
+                "on cpu or memory",
+                _RAW,
+            )
     predictor = spec.predictor
     if predictor.worker_spec is not None:
-        problems.append(
-            FieldError("spec.predictor.workerSpec", REFUSED_PREDICTOR_FIELDS["workerSpec"])
-        )
+        refuse("spec.predictor.workerSpec", REFUSED_PREDICTOR_FIELDS["workerSpec"])
     model = predictor.model_spec()
     if model is not None and model.storage is not None:
-        problems.append(
-            FieldError("spec.predictor.model.storage", REFUSED_PREDICTOR_FIELDS["model.storage"])
+        refuse("spec.predictor.model.storage", REFUSED_PREDICTOR_FIELDS["model.storage"])
+    if model is None and predictor.containers:
+        refuse(
+            "spec.predictor.containers",
+            "custom predictor containers cannot run locally; use spec.predictor.model with a "
+            "runtime that has a local command",
+            frozenset({Target.LOCAL}),
         )
+    for path, uri, is_model in _storage_uris(service):
+        scheme = uri.split("://", 1)[0] if "://" in uri else ""
+        if scheme and scheme not in STORAGE_SCHEMES:
+            refuse(
+                path,
+                f"'{uri}' has a scheme KServe's storage initializer does not support "
+                f"(supported: {', '.join(STORAGE_SCHEMES)})",
+                _ON_CLUSTER,
+            )
+        elif scheme == "oci":
+            refuse(path, f"'{uri}': OCI model images (KServe's modelcar) are not implemented",
+                   _ON_CLUSTER)  # fmt: skip
+        if scheme and scheme != "file" and is_model:
+            refuse(path, f"'{uri}' is not on this machine; locally only file:// URIs and paths "
+                   "are read", frozenset({Target.LOCAL}))  # fmt: skip
     annotations = service.metadata.annotations or {}
     for annotation, refused in REFUSED_ANNOTATIONS.items():
         value = annotations.get(annotation)
         if value is not None and value in refused:
-            problems.append(
-                FieldError(f"metadata.annotations.{annotation}", f"'{value}': {refused[value]}")
-            )
+            refuse(f"metadata.annotations.{annotation}", f"'{value}': {refused[value]}")
     refused_classes = REFUSED_ANNOTATIONS[AUTOSCALER_CLASS]
     known = (AUTOSCALER_HPA, AUTOSCALER_EXTERNAL, AUTOSCALER_NONE, *refused_classes)
     if autoscaler_class(annotations) not in known:
-        problems.append(
-            FieldError(
-                f"metadata.annotations.{AUTOSCALER_CLASS}",
-                f"unknown autoscaler class '{autoscaler_class(annotations)}' "
-                f"(KServe's: {', '.join(known)})",
-            )
+        refuse(
+            f"metadata.annotations.{AUTOSCALER_CLASS}",
+            f"unknown autoscaler class '{autoscaler_class(annotations)}' "
+            f"(KServe's: {', '.join(known)})",
         )
     mode = annotations.get(DEPLOYMENT_MODE)
-    if on_cluster and mode in REFUSED_DEPLOYMENT_MODES:
-        problems.append(
-            FieldError(
-                f"metadata.annotations.{DEPLOYMENT_MODE}",
-                f"'{mode}': {REFUSED_DEPLOYMENT_MODES[mode]}",
+    if mode is not None:
+        path = f"metadata.annotations.{DEPLOYMENT_MODE}"
+        if mode in DEPLOYMENT_MODES:
+            targets, why = DEPLOYMENT_MODES[mode]
+            refuse(path, f"'{mode}': {why}", targets)
+        else:
+            refuse(
+                path,
+                f"unknown deployment mode '{mode}' (KServe's: {', '.join(DEPLOYMENT_MODES)}; "
+                "KServe would silently use its configured default)",
+                _ON_CLUSTER,
             )
-        )
-    return problems
+    placed: list[tuple[str, Mapping[str, str] | None]] = [("metadata", annotations)]
+    placed += [(f"spec.{name}", fields.annotations) for name, fields in components]
+    for where, given in placed:
+        for key in given or {}:
+            targets, why = _refused_key(key)
+            if targets:
+                refuse(f"{where}.annotations.{key}", why, targets)
+    return out
+
+
+def _refused_key(key: str) -> tuple[frozenset[Target], str]:
+    if key in REFUSED_ANNOTATION_KEYS:
+        return REFUSED_ANNOTATION_KEYS[key]
+    for prefix, refusal in REFUSED_ANNOTATION_PREFIXES.items():
+        if key.startswith(prefix):
+            return refusal
+    return frozenset(), ""
+
+
+def _storage_uris(service: InferenceService) -> list[tuple[str, str, bool]]:
+    """Each model location KServe's storage initializer would fetch, with its field path and
+    whether it is the predictor's model (which `up` reads): the predictor's storageUri, and
+    STORAGE_URI in the serving container of a custom predictor or a transformer's first."""
+    out = []
+    predictor = service.spec.predictor
+    model = predictor.model_spec()
+    if model is not None:
+        key = next((k for k in FRAMEWORK_FORMATS if getattr(predictor, k) is not None), "model")
+        if model.storage_uri:
+            out.append((f"spec.predictor.{key}.storageUri", model.storage_uri, True))
+    containers = predictor.containers or []
+    if model is None and containers:
+        # KServe's webhook names a lone (or unnamed first) container kserve-container.
+        if len(containers) == 1 or not containers[0].name:
+            index = 0
+        else:
+            names = [c.name for c in containers]
+            index = names.index(KSERVE_CONTAINER) if KSERVE_CONTAINER in names else -1
+        if index >= 0:
+            uri = _env_value(containers[index], STORAGE_URI_ENV)
+            if uri:
+                path = f"spec.predictor.containers[{index}].env.{STORAGE_URI_ENV}"
+                out.append((path, uri, False))
+    transformer = service.spec.transformer
+    if transformer is not None and transformer.containers:
+        uri = _env_value(transformer.containers[0], STORAGE_URI_ENV)
+        if uri:
+            out.append((f"spec.transformer.containers[0].env.{STORAGE_URI_ENV}", uri, False))
+    return out
+
+
+def _env_value(container: Container, name: str) -> str | None:
+    return next((e.value for e in container.env or [] if e.name == name), None)
 
 
 def _snake(camel: str) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graph_controller.planning.components import (
+    Target,
     model_name,
     transformer_args,
     unsupported,
@@ -126,7 +127,7 @@ def plan_local(
     transformers = []
     problems: list[str] = []
     for name, service in services.items():
-        refused = unsupported(service)
+        refused = unsupported(service, Target.LOCAL)
         if refused:
             problems.append(f"InferenceService '{name}': " + "; ".join(map(str, refused)))
             continue
@@ -177,11 +178,8 @@ def _plan_predictor(
     name: str, service: InferenceService, runtimes: Sequence[Runtime], root: Path, python: str
 ) -> PredictorPlan:
     model = with_webhook_defaults(service).spec.predictor.model
-    if model is None:
-        raise LocalPlanError(
-            "custom predictor containers cannot run locally; use spec.predictor.model with "
-            "a runtime that has a local command"
-        )
+    if model is None:  # unreachable: `unsupported` refuses custom predictors for Target.LOCAL
+        raise LocalPlanError("spec.predictor has no model")
     runtime = select_runtime(model, runtimes)
     template = local_command(runtime)
     if template is None:
@@ -206,8 +204,13 @@ def _plan_predictor(
             f"protocol {protocol} is not supported locally; use v1, v2 (REST) or grpc-v2"
         )
     # A grpc-v2 model server serves REST beside gRPC (KServe's ModelServer does): readiness is
-    # probed over REST on its HTTP port.
-    ready = f"/v1/models/{name}" if protocol == ProtocolVersion.V1 else f"/v2/models/{name}/ready"
+    # probed over REST on its HTTP port. The model is awaited under the name graphs call
+    # (KServe's GetModelName: `--model_name` in the args, MLSERVER_MODEL_NAME), not the
+    # InferenceService's, which the server does not serve once renamed.
+    served = model_name(service)
+    ready = (
+        f"/v1/models/{served}" if protocol == ProtocolVersion.V1 else f"/v2/models/{served}/ready"
+    )
     return PredictorPlan(name, runtime.name, ProtocolVersion(protocol), tuple(argv), env, ready)
 
 

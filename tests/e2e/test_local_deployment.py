@@ -145,6 +145,50 @@ async def test_kserve_transformer_component_answers_for_its_inference_service(
     assert any("transformer" in ln and "POST /v1/models/iris%3Apredict" in ln for ln in lines)
 
 
+async def test_a_model_renamed_by_model_name_args_is_awaited_and_called_by_that_name(
+    tmp_path: Path, no_leftovers: list[str]
+) -> None:
+    # `--model_name iris` makes KServe's ModelServer serve /v1/models/iris; KServe's
+    # GetModelName makes graphs call that name, so readiness is checked there too, not at
+    # /v1/models/m (which answers 404).
+    no_leftovers.append(str(tmp_path))
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "iris-ensemble/models/iris-logreg/model.joblib", tmp_path / "models/m")
+    (tmp_path / "bundle.yaml").write_text(
+        """
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: m}
+spec:
+  predictor:
+    model:
+      modelFormat: {name: sklearn}
+      storageUri: models/m
+      args: [--model_name, iris]
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: InferenceGraph
+metadata: {name: g}
+spec:
+  nodes:
+    root:
+      routerType: Sequence
+      steps: [{serviceName: m}]
+"""
+    )
+    setosa = load_iris().data[0].tolist()
+    lines: list[str] = []
+    # A bound below the test's own timeout, so a model never seen ready fails as StartupError.
+    bundle = load_bundle(tmp_path)
+    async with (
+        deployment(bundle, lambda line: None, ready_timeout=60, child_output=lines.append) as up,
+        aiohttp.ClientSession() as session,
+    ):
+        status, body = await post(session, up.graphs[0].url, {"instances": [setosa]})
+    assert (status, body) == (200, {"predictions": [0]})
+    assert any("POST /v1/models/iris%3Apredict" in line for line in lines)
+
+
 async def test_a_predictor_that_fails_to_start_stops_everything_and_shows_its_log(
     tmp_path: Path, no_leftovers: list[str]
 ) -> None:

@@ -4,6 +4,9 @@ checked against Kubernetes' OpenAPI schema."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +287,77 @@ def test_labels_and_annotations_propagate_with_kserve_priority() -> None:
         assert "serving.kserve.io/servingruntime" not in meta["labels"]  # KServe sets none
 
 
+# KServe's pod webhook (v0.15.2 pkg/webhook/admission/pod): metrics_aggregate_injector.go sets
+# prometheus.io/port to DefaultPodPrometheusPort 9091 (QueueProxyAggregatePrometheusMetricsPort
+# 9088 with metric aggregation "true") and prometheus.io/path to /metrics when
+# enable-prometheus-scraping is exactly "true"; accelerator_injector.go unions
+# cloud.google.com/gke-accelerator into the nodeSelector when a container limits nvidia.com/gpu.
+SCRAPING = "serving.kserve.io/enable-prometheus-scraping"
+AGGREGATION = "serving.kserve.io/enable-metric-aggregation"
+ACCELERATOR = "serving.kserve.io/gke-accelerator"
+GPU = {"limits": {"nvidia.com/gpu": "1"}}
+
+
+@pytest.mark.parametrize(
+    ("isvc_annotations", "predictor_annotations", "pod_annotations"),
+    [
+        pytest.param({SCRAPING: "true"}, {}, {"prometheus.io/port": "9091",
+                     "prometheus.io/path": "/metrics"}, id="scraping"),
+        pytest.param({SCRAPING: "true", AGGREGATION: "true"}, {}, {"prometheus.io/port": "9088",
+                     "prometheus.io/path": "/metrics"}, id="aggregated"),
+        pytest.param({}, {SCRAPING: "true"}, {"prometheus.io/port": "9091",
+                     "prometheus.io/path": "/metrics"}, id="on-the-predictor"),
+        pytest.param({SCRAPING: "True"}, {}, {}, id="only-exactly-true"),
+        pytest.param({SCRAPING: "false", AGGREGATION: "true"}, {}, {}, id="off"),
+    ],
+)  # fmt: skip
+def test_prometheus_scraping_annotates_the_pods_as_kserves_webhook(
+    isvc_annotations: dict[str, str],
+    predictor_annotations: dict[str, str],
+    pod_annotations: dict[str, str],
+) -> None:
+    service = isvc(
+        metadata={"annotations": isvc_annotations},
+        **model("sklearn"),
+        annotations=predictor_annotations,
+    )
+    with_transformer = service.model_dump(by_alias=True, exclude_none=True)
+    with_transformer["spec"]["transformer"] = {"containers": [{"image": "example.invalid/t:1"}]}
+    objects = rendered(InferenceService.model_validate(with_transformer))
+    for component in ("m-predictor", "m-transformer"):
+        deployment = objects[("Deployment", component)]
+        template = deployment["spec"]["template"]["metadata"]["annotations"]
+        if component == "m-transformer" and predictor_annotations:
+            assert "prometheus.io/port" not in template  # the predictor's own annotation
+            continue
+        assert {k: v for k, v in template.items() if k.startswith("prometheus.io/")} == (
+            pod_annotations
+        )
+        # The webhook mutates Pods, not the Deployment (nor its Service or HPA).
+        assert "prometheus.io/port" not in deployment["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize(
+    ("resources", "node_selector", "selected"),
+    [
+        pytest.param(GPU, None, {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
+                     id="gpu"),
+        pytest.param(GPU, {"pool": "a"}, {"pool": "a",
+                     "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}, id="union"),
+        pytest.param({"requests": {"nvidia.com/gpu": "1"}}, None, None, id="request-only"),
+        pytest.param({}, None, None, id="no-gpu"),
+    ],
+)  # fmt: skip
+def test_gke_accelerator_selects_nodes_as_kserves_webhook(
+    resources: dict[str, Any], node_selector: dict[str, str] | None, selected: Any
+) -> None:
+    predictor = model("sklearn", resources=resources)
+    if node_selector is not None:
+        predictor["nodeSelector"] = node_selector
+    service = isvc(metadata={"annotations": {ACCELERATOR: "nvidia-tesla-t4"}}, **predictor)
+    assert pod(rendered(service)).get("nodeSelector") == selected
+
+
 def test_objects_are_laid_out_field_for_field_as_kserve() -> None:
     """What KServe's deployment and HPA reconcilers set beyond the API server's defaults (found
     by the oracle, tests/k8s/test_kserve_oracle.py): the pod template named after the
@@ -547,42 +621,110 @@ def test_serverless_annotation_is_refused_in_raw_mode_only() -> None:
     assert render({}, {"m": service}, runtimes(), RenderOptions(mode=Mode.SERVERLESS))
 
 
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [
+        pytest.param("RawDeployment", "render without --mode serverless", id="raw"),
+        pytest.param("ModelMesh", "ModelMesh is not supported", id="modelmesh"),
+        pytest.param("Raw", "unknown deployment mode 'Raw'", id="unknown"),
+    ],
+)
+def test_serverless_rendering_refuses_other_deployment_modes(mode: str, words: str) -> None:
+    # Knative Services of an InferenceService that asks for another mode would ignore it.
+    service = isvc(
+        metadata={"annotations": {"serving.kserve.io/deploymentMode": mode}}, **model("sklearn")
+    )
+    with pytest.raises(RenderError, match=words):
+        render({}, {"m": service}, runtimes(), RenderOptions(mode=Mode.SERVERLESS))
+
+
 # --- the README table: every refused row is refused --------------------------------------------
 
 README = Path(__file__).parents[2] / "README.md"
-# For each refused row of the README table: an InferenceService change that uses it.
-REFUSED_SAMPLES: dict[str, dict[str, Any]] = {
-    "`explainer`": {"spec": {"explainer": {"containers": [{"image": "x"}]}}},
-    "`logger`": {"spec": {"predictor": {"logger": {"mode": "all"}}}},
-    "`batcher`": {"spec": {"predictor": {"batcher": {"maxBatchSize": 8}}}},
-    "`canaryTrafficPercent`": {"spec": {"predictor": {"canaryTrafficPercent": 10}}},
-    "`containerConcurrency`": {"spec": {"predictor": {"containerConcurrency": 4}}},
-    "`timeout`": {"spec": {"predictor": {"timeout": 30}}},
-    "`autoScaling`": {"spec": {"predictor": {"autoScaling": {"metrics": []}}}},
-    "`scaleMetricType`": {"spec": {"predictor": {"scaleMetricType": "Utilization"}}},
-    "`workerSpec`": {"spec": {"predictor": {"workerSpec": {}}}},
-    "`model.storage`": {"spec": {"predictor": {"model": {"storage": {"key": "k"}}}}},
-    "`scaleMetric: concurrency` / `rps`": {"spec": {"predictor": {"scaleMetric": "rps"}}},
-    "`serving.kserve.io/deploymentMode: Serverless`": {
-        "metadata": {"annotations": {"serving.kserve.io/deploymentMode": "Serverless"}}
-    },
-    "`serving.kserve.io/deploymentMode: ModelMesh`": {
-        "metadata": {"annotations": {"serving.kserve.io/deploymentMode": "ModelMesh"}}
-    },
-    "`serving.kserve.io/autoscalerClass: keda`": {
-        "metadata": {"annotations": {"serving.kserve.io/autoscalerClass": "keda"}}
-    },
-    "`serving.kserve.io/autoscalerClass: kpa`": {
-        "metadata": {"annotations": {"serving.kserve.io/autoscalerClass": "kpa"}}
-    },
+# For each refused row of the README table: an InferenceService change that uses it, and the
+# field path every refusal of it names.
+REFUSED_SAMPLES: dict[str, tuple[dict[str, Any], str]] = {
+    "`explainer`": ({"spec": {"explainer": {"containers": [{"image": "x"}]}}}, "spec.explainer"),
+    "`logger`": ({"spec": {"predictor": {"logger": {"mode": "all"}}}}, "spec.predictor.logger"),
+    "`batcher`": (
+        {"spec": {"predictor": {"batcher": {"maxBatchSize": 8}}}},
+        "spec.predictor.batcher",
+    ),
+    "`canaryTrafficPercent`": (
+        {"spec": {"predictor": {"canaryTrafficPercent": 10}}},
+        "spec.predictor.canaryTrafficPercent",
+    ),
+    "`containerConcurrency`": (
+        {"spec": {"predictor": {"containerConcurrency": 4}}},
+        "spec.predictor.containerConcurrency",
+    ),
+    "`timeout`": ({"spec": {"predictor": {"timeout": 30}}}, "spec.predictor.timeout"),
+    "`autoScaling`": (
+        {"spec": {"predictor": {"autoScaling": {"metrics": []}}}},
+        "spec.predictor.autoScaling",
+    ),
+    "`scaleMetricType`": (
+        {"spec": {"predictor": {"scaleMetricType": "Utilization"}}},
+        "spec.predictor.scaleMetricType",
+    ),
+    "`workerSpec`": ({"spec": {"predictor": {"workerSpec": {}}}}, "spec.predictor.workerSpec"),
+    "`model.storage`": (
+        {"spec": {"predictor": {"model": {"storage": {"key": "k"}}}}},
+        "spec.predictor.model.storage",
+    ),
+    "`storageUri: oci://...`": (
+        {"spec": {"predictor": {"model": {"storageUri": "oci://registry.example/m:1"}}}},
+        "spec.predictor.model.storageUri",
+    ),
+    "`storageUri` with a scheme KServe lacks": (
+        {"spec": {"predictor": {"model": {"storageUri": "ftp://host/m"}}}},
+        "spec.predictor.model.storageUri",
+    ),
+    "`scaleMetric: concurrency` / `rps`": (
+        {"spec": {"predictor": {"scaleMetric": "rps"}}},
+        "spec.predictor.scaleMetric",
+    ),
 }
+_ANNOTATED = {
+    "`serving.kserve.io/deploymentMode: Serverless`": (
+        "serving.kserve.io/deploymentMode", "Serverless"),
+    "`serving.kserve.io/deploymentMode: ModelMesh`": (
+        "serving.kserve.io/deploymentMode", "ModelMesh"),
+    "`serving.kserve.io/deploymentMode` with another value": (
+        "serving.kserve.io/deploymentMode", "Raw"),
+    "`serving.kserve.io/autoscalerClass: keda`": ("serving.kserve.io/autoscalerClass", "keda"),
+    "`serving.kserve.io/autoscalerClass: kpa`": ("serving.kserve.io/autoscalerClass", "kpa"),
+    "`serving.kserve.io/enable-tag-routing`": ("serving.kserve.io/enable-tag-routing", "true"),
+    "`serving.kserve.io/metrics`": ("serving.kserve.io/metrics", "cpu"),
+    "`serving.kserve.io/targetUtilizationPercentage`": (
+        "serving.kserve.io/targetUtilizationPercentage", "60"),
+    "`serving.kserve.io/storage-initializer-uid`": (
+        "serving.kserve.io/storage-initializer-uid", "1337"),
+    "`serving.kserve.io/gpu-resource-types`": (
+        "serving.kserve.io/gpu-resource-types", '["example.com/gpu"]'),
+    "`autoscaling.knative.dev/...`": ("autoscaling.knative.dev/target", "10"),
+    "`serving.knative.dev/...`": ("serving.knative.dev/rollout-duration", "60s"),
+    "`serving.knative.openshift.io/...`": (
+        "serving.knative.openshift.io/enablePassthrough", "true"),
+}  # fmt: skip
+for _row, (_key, _value) in _ANNOTATED.items():
+    REFUSED_SAMPLES[_row] = (
+        {"metadata": {"annotations": {_key: _value}}},
+        f"metadata.annotations.{_key}",
+    )
 
 
-def refused_rows() -> list[str]:
+def readme_rows() -> dict[str, str]:
+    """The table's rows: first cell -> InferGraph's cell."""
     text = README.read_text()
     table = text.split("### InferenceService fields and annotations: KServe vs InferGraph")[1]
     rows = [line for line in table.split("\n\n")[2].splitlines() if line.startswith("| `")]
-    return [r.split(" | ")[0].removeprefix("| ") for r in rows if "| refused" in r]
+    cells = [row.removeprefix("| ").removesuffix(" |").split(" | ") for row in rows]
+    return {cell[0]: cell[-1] for cell in cells}
+
+
+def refused_rows() -> list[str]:
+    return [row for row, ours in readme_rows().items() if ours.startswith("refused")]
 
 
 def deep_merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
@@ -596,12 +738,71 @@ def test_readme_lists_exactly_the_refused_fields() -> None:
     assert sorted(refused_rows()) == sorted(REFUSED_SAMPLES)
 
 
+def refused_sample(row: str) -> dict[str, Any]:
+    # A model `up` could run (a local path), so only the row's own change is refused.
+    base = isvc(**model("sklearn", storageUri="models/m")).model_dump(
+        by_alias=True, exclude_none=True
+    )
+    return deep_merge(base, REFUSED_SAMPLES[row][0])
+
+
+def validated(obj: dict[str, Any], tmp_path: Path, *target: str) -> tuple[int, str]:
+    from graph_controller.cli.main import main as infergraph
+
+    path = tmp_path / "m.json"
+    path.write_text(orjson.dumps(obj).decode())
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()) as err,
+    ):
+        status = infergraph(["validate", str(path), *(("--target", *target) if target else ())])
+    return status, err.getvalue()
+
+
 @pytest.mark.parametrize("row", sorted(REFUSED_SAMPLES))
-def test_every_refused_readme_row_is_refused(row: str) -> None:
-    base = isvc(**model("sklearn")).model_dump(by_alias=True, exclude_none=True)
-    service = InferenceService.model_validate(deep_merge(base, REFUSED_SAMPLES[row]))
-    with pytest.raises(RenderError):
+def test_every_refused_readme_row_is_refused(row: str, tmp_path: Path) -> None:
+    """Through every consumer of `unsupported`: render, the controller's plan_service,
+    `validate` (default and --target cluster), and `validate --target local` as the row says."""
+    from graph_controller.controller import decide
+
+    obj = refused_sample(row)
+    path = REFUSED_SAMPLES[row][1]
+    service = InferenceService.model_validate(obj)
+    with pytest.raises(RenderError, match=re.escape(f"{path}: ")):
         render({}, {"m": service}, runtimes(), RenderOptions())
+    desired = decide.plan_service(obj, runtimes(), None, RenderOptions(), "2026-01-01T00:00:00Z")
+    assert desired.manifests == []
+    ready = next(c for c in desired.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Unsupported")
+    assert f"{path}: " in ready["message"]
+    for target in ((), ("cluster",), ("strict",)):
+        status, err = validated(obj, tmp_path, *target)
+        assert status == 1
+        assert f"  {path}: " in err
+    status, err = validated(obj, tmp_path, "local")
+    if "on a cluster" in readme_rows()[row]:
+        assert (status, err) == (0, "")
+    else:
+        assert status == 1
+        assert f"  {path}: " in err
+
+
+def test_validate_says_which_target_it_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    obj = refused_sample("`serving.kserve.io/deploymentMode: Serverless`")
+    status, err = validated(obj, tmp_path)
+    assert status == 1
+    assert "refused for target strict: the controller, `render` or `up`" in err
+    assert "'Serverless': Serverless mode needs Knative" in err
+    assert validated(obj, tmp_path, "serverless") == (0, "")
+    from graph_controller.cli.main import main as infergraph
+
+    path = tmp_path / "m.json"
+    assert infergraph(["validate", str(path), "--target", "local"]) == 0
+    assert capsys.readouterr().out == (
+        f"{path}: ok (1 resource; InferenceServices checked for target local)\n"
+    )
 
 
 def test_validate_and_up_refuse_what_is_not_implemented(

@@ -152,6 +152,30 @@ def test_local_plan_uses_the_runtime_kserve_would_select(tmp_path: Path) -> None
     assert predictor.ready_path == "/v1/models/a"
 
 
+@pytest.mark.parametrize(
+    ("model", "ready_path"),
+    [
+        pytest.param({"args": ["--model_name", "iris"]}, "/v1/models/iris", id="args"),
+        pytest.param({"args": ["--model_name=iris"]}, "/v1/models/iris", id="args-equals"),
+        pytest.param(
+            {"env": [{"name": "MLSERVER_MODEL_NAME", "value": "iris"}], "protocolVersion": "v2"},
+            "/v2/models/iris/ready",
+            id="mlserver-env",
+        ),
+    ],
+)
+def test_a_model_is_awaited_under_the_name_graphs_call(
+    tmp_path: Path, model: dict[str, Any], ready_path: str
+) -> None:
+    # KServe's GetModelName: the name in the URL a graph calls, and so the one to await.
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    doc = isvc("m").model_dump(by_alias=True, exclude_none=True)
+    doc["spec"]["predictor"]["model"].update(model)
+    service = InferenceService.model_validate(doc)
+    (predictor,) = plan_local({"m": service}, builtin_runtimes(), tmp_path, "py").predictors
+    assert predictor.ready_path == ready_path
+
+
 def test_a_namespace_runtime_wins_and_must_say_how_to_run_locally(tmp_path: Path) -> None:
     (tmp_path / "models" / "a").mkdir(parents=True)
     runtimes = (runtime_with(None), *builtin_runtimes())
