@@ -23,7 +23,7 @@ def _validate(args: argparse.Namespace) -> int:
     InferenceServices are also checked for what `--target` refuses (the controller's and
     render's refusals, `up`'s, or both), with the same function those run."""
     from graph_controller.planning.bundle import files_of
-    from graph_controller.planning.components import Target, unsupported
+    from graph_controller.planning.components import Target, graph_unsupported, unsupported
     from schemas.inference_service import InferenceService
 
     target = Target(args.target)
@@ -49,8 +49,13 @@ def _validate(args: argparse.Namespace) -> int:
                 refused = [
                     error
                     for doc in docs
-                    if isinstance(doc.resource, InferenceService)
-                    for error in unsupported(doc.resource, target)
+                    for error in (
+                        unsupported(doc.resource, target)
+                        if isinstance(doc.resource, InferenceService)
+                        else graph_unsupported(doc.resource.resource.metadata.annotations, target)
+                        if isinstance(doc.resource, ValidGraph)
+                        else []
+                    )
                 ]
                 if refused:
                     source = f"{path} (refused for target {target}: {_TARGETS[target]})"
@@ -58,8 +63,8 @@ def _validate(args: argparse.Namespace) -> int:
                     failed = True
                     continue
                 count = f"{len(docs)} resource{'s' if len(docs) != 1 else ''}"
-                if any(isinstance(doc.resource, InferenceService) for doc in docs):
-                    count += f"; InferenceServices checked for target {target}"
+                if any(isinstance(doc.resource, InferenceService | ValidGraph) for doc in docs):
+                    count += f"; checked for target {target}"
                 print(f"{path}: ok ({count})")
     return 1 if failed else 0
 

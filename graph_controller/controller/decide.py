@@ -22,7 +22,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from graph_controller.controller.render import (
-    KSERVE_CONTAINER,
     STORAGE_INITIALIZER,
     Manifest,
     RenderError,
@@ -34,8 +33,10 @@ from graph_controller.controller.render import (
 from graph_controller.planning.addressing import resolve_graph, status_address
 from graph_controller.planning.components import (
     DEPLOYMENT_MODE,
+    KSERVE_CONTAINER,
     RAW_DEPLOYMENT,
-    REFUSED_DEPLOYMENT_MODES,
+    Target,
+    graph_unsupported,
     is_stopped,
     predictor_name,
     transformer_name,
@@ -73,7 +74,6 @@ WORKLOAD_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
 # ServerlessModeRejected Event when Knative Serving is not installed (an InferenceGraph goes the
 # Knative way for any mode but RawDeployment; KServe's InferenceService skips ModelMesh).
 SERVICE_KNATIVE_MODES = ("Serverless",)
-GRAPH_KNATIVE_MODES = ("Serverless", "ModelMesh")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +244,7 @@ def plan_service(
     except ValidationError as error:
         why = Readiness(False, "InvalidSpec", _every_error(InferenceService, error))
         return failed(obj, why, now, SERVICE_CONDITIONS, internal_error(why))
-    refused = unsupported(service, on_cluster=True)
+    refused = unsupported(service, Target.CLUSTER)
     if refused:
         why = Readiness(False, "Unsupported", "; ".join(str(e) for e in refused))
         annotations = service.metadata.annotations or {}
@@ -438,10 +438,11 @@ def plan_graph(
         why = Readiness(False, "InvalidSpec", "; ".join(str(e) for e in graph.errors))
         return failed(obj, why, now, GRAPH_CONDITIONS, internal_error(why))
     annotations = graph.resource.metadata.annotations or {}
-    mode = annotations.get(DEPLOYMENT_MODE)
-    if mode is not None and mode in GRAPH_KNATIVE_MODES:
-        refused = f"'{mode}': {REFUSED_DEPLOYMENT_MODES[mode]}"
-        why = Readiness(False, "Unsupported", f"metadata.annotations.{DEPLOYMENT_MODE}: {refused}")
+    refused = graph_unsupported(annotations, Target.CLUSTER)
+    if refused:
+        # KServe's graph controller goes the Knative way for these modes, and rejects the graph
+        # with ServerlessModeRejected where Knative is missing.
+        why = Readiness(False, "Unsupported", "; ".join(str(e) for e in refused))
         return failed(obj, why, now, GRAPH_CONDITIONS, serverless_rejected())
     try:
         grpc_port(annotations)  # render_graph reads it

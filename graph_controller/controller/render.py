@@ -33,6 +33,7 @@ from graph_controller.planning.components import (
     AUTOSCALER_NONE,
     DEPLOYMENT_MODE,
     GKE_ACCELERATOR,
+    KSERVE_CONTAINER,
     METRIC_AGGREGATION,
     PROMETHEUS_SCRAPING,
     RAW_DEPLOYMENT,
@@ -40,15 +41,13 @@ from graph_controller.planning.components import (
     RuntimeDefaults,
     Target,
     autoscaler_class,
+    graph_unsupported,
     predictor_name,
     runtime_defaults,
     transformer_args,
     transformer_name,
     unsupported,
     with_webhook_defaults,
-)
-from graph_controller.planning.components import (
-    KSERVE_CONTAINER as KSERVE_CONTAINER,  # the controller reads it here too
 )
 from graph_controller.planning.container_merge import (
     MergeError,
@@ -500,6 +499,9 @@ def render_graph(
     options: RenderOptions,
 ) -> list[Manifest]:
     """The router's Deployment, Service and HPA, as KServe's raw_ig.go makes them."""
+    refused = graph_unsupported(graph.resource.metadata.annotations, Target.CLUSTER)
+    if refused:
+        raise RenderError(f"InferenceGraph '{name}': " + "; ".join(str(e) for e in refused))
     resolution = resolve_graph(graph, services)
     if resolution.missing:
         raise RenderError(

@@ -381,17 +381,29 @@ STORAGE_URI_ENV = "STORAGE_URI"  # a custom container's model location (KServe's
 KSERVE_CONTAINER = "kserve-container"  # KServe's InferenceServiceContainerName
 
 
-def unsupported(
-    service: InferenceService, target: Target = Target.STRICT, on_cluster: bool = False
-) -> list[FieldError]:
+def unsupported(service: InferenceService, target: Target = Target.STRICT) -> list[FieldError]:
     """Every field or annotation of `service` that InferGraph accepts in the schema but does
     not implement for `target`, naming the field and why. The one place that decides: render,
-    the controller, `up` and `validate` all call it. (`on_cluster=True` means
-    `target=Target.CLUSTER`, the controller's older spelling.)"""
-    if on_cluster:
-        target = Target.CLUSTER
+    the controller, `up` and `validate` all call it."""
     wanted = {Target.CLUSTER, Target.LOCAL} if target is Target.STRICT else {target}
     return [error for error, targets in _refusals(service) if targets & wanted]
+
+
+def graph_unsupported(annotations: Mapping[str, str] | None, target: Target) -> list[FieldError]:
+    """What an InferenceGraph's annotations ask for that `target` does not implement. KServe
+    renders a graph's router as a Knative Service for any deployment mode but RawDeployment;
+    InferGraph's router is always a Deployment, so on a cluster every other mode is refused,
+    while `up` (local processes) has no deployment mode to honour."""
+    mode = (annotations or {}).get(DEPLOYMENT_MODE)
+    if mode is None or mode == RAW_DEPLOYMENT or target is Target.LOCAL:
+        return []
+    return [
+        FieldError(
+            f"metadata.annotations.{DEPLOYMENT_MODE}",
+            f"'{mode}': a graph's router on Knative is not implemented; InferGraph deploys "
+            f"the router as a Deployment ({RAW_DEPLOYMENT})",
+        )
+    ]
 
 
 def _refusals(service: InferenceService) -> list[tuple[FieldError, frozenset[Target]]]:

@@ -12,8 +12,11 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
+from graph_controller.controller import decide
 from graph_controller.controller.render import Mode, RenderError, RenderOptions, render
+from graph_controller.planning.components import DEPLOYMENT_MODE
 from graph_controller.planning.runtime_selection import Runtime, Scope
 from schemas.inference_service import InferenceService
 from schemas.loading import load_documents
@@ -800,9 +803,7 @@ def test_validate_says_which_target_it_checks(
 
     path = tmp_path / "m.json"
     assert infergraph(["validate", str(path), "--target", "local"]) == 0
-    assert capsys.readouterr().out == (
-        f"{path}: ok (1 resource; InferenceServices checked for target local)\n"
-    )
+    assert capsys.readouterr().out == (f"{path}: ok (1 resource; checked for target local)\n")
 
 
 def test_validate_and_up_refuse_what_is_not_implemented(
@@ -821,3 +822,34 @@ def test_validate_and_up_refuse_what_is_not_implemented(
     )
     with pytest.raises(LocalPlanError, match=r"spec.predictor.batcher: request batching"):
         plan_local({"m": InferenceService.model_validate(service)}, runtimes(), tmp_path, "py")
+
+
+@pytest.mark.parametrize("mode", ["Serverless", "ModelMesh", "Knative"])
+def test_a_graph_asking_for_a_knative_router_is_refused_on_a_cluster_everywhere(
+    mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """validate (strict, cluster), render and the controller refuse it alike; `up` has no mode."""
+    from graph_controller.cli.main import main as infergraph
+
+    path = tmp_path / "graph.yaml"
+    graph = (Path(__file__).parents[2] / "examples/kserve/dog-breed.yaml").read_text()
+    annotated = graph.replace(
+        "  name: dog-breed-pipeline\n",
+        f"  name: dog-breed-pipeline\n  annotations:\n    {DEPLOYMENT_MODE}: {mode}\n",
+    )
+    assert annotated != graph
+    path.write_text(annotated)
+    why = f"metadata.annotations.{DEPLOYMENT_MODE}: '{mode}': a graph's router on Knative"
+    for target in ("strict", "cluster"):
+        assert infergraph(["validate", str(path), "--target", target]) == 1
+        assert why in capsys.readouterr().err
+    assert infergraph(["validate", str(path), "--target", "local"]) == 0
+    assert "checked for target local" in capsys.readouterr().out
+    assert infergraph(["render", str(path)]) == 1
+    assert why in capsys.readouterr().err
+    obj = yaml.safe_load(annotated)
+    desired = decide.plan_graph(obj, {}, None, RenderOptions(), "2026-01-01T00:00:00Z")
+    ready = next(c for c in desired.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Unsupported")
+    assert why in ready["message"]
+    assert desired.manifests == []
