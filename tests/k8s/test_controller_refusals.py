@@ -111,7 +111,7 @@ def test_a_graph_the_validator_rejects_gets_invalid_spec_every_problem_and_no_ro
             controller=c,
             describe=lambda: str(cluster.get("InferenceGraph", "knative-graph")),
         )
-        assert "'Serverless': Serverless mode needs Knative" in (
+        assert "'Serverless': a graph's router on Knative is not implemented" in (
             condition(serverless, "Ready") or {}
         ).get("message", "")
         rejected = wait_for(
