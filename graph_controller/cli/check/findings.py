@@ -59,7 +59,8 @@ FINDING_IDS: Mapping[str, str] = {
     "string); the router treats it as not holding",
     "splitter-share": "a Splitter route's share far (5 sigma over 2000 requests) from its "
     "weight, e.g. a `stickyHeader` every client sends alike",
-    "ensemble-not-aggregatable": "an Ensemble whose answers its aggregation cannot combine",
+    "ensemble-not-aggregatable": "an Ensemble whose answers its aggregation cannot combine, at "
+    "the member whose answer does not fit",
     "ensemble-all-reject": "every member of an Ensemble rejected an input, and the client "
     "gets no rejection",
     "data-path-missing": "a `data` path, template or mapping that finds nothing in what it reads",
