@@ -19,7 +19,12 @@ import orjson
 
 
 class NotAggregatable(ValueError):
-    """The answers cannot be combined (different shapes, non-numeric values for a mean)."""
+    """The answers cannot be combined (different shapes, non-numeric values for a mean).
+    `step` is the key of the step whose answer does not fit (None when none is singled out)."""
+
+    def __init__(self, message: str, step: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +43,8 @@ def _values(answer: Answer) -> tuple[str, list[Any], dict[str, Any] | None]:
         if isinstance(tensor, dict) and isinstance(tensor.get("data"), list):
             return "v2", tensor["data"], tensor
     raise NotAggregatable(
-        f"step '{answer.step}' answered neither v1 'predictions' nor v2 'outputs' to aggregate"
+        f"step '{answer.step}' answered neither v1 'predictions' nor v2 'outputs' to aggregate",
+        answer.step,
     )
 
 
@@ -48,12 +54,15 @@ def _columns(answers: Sequence[Answer]) -> tuple[str, list[list[Any]], dict[str,
         if kind != forms[0][0]:
             raise NotAggregatable(
                 f"step '{answer.step}' answered {kind} but step '{answers[0].step}' "
-                f"answered {forms[0][0]}; steps must answer in one protocol"
+                f"answered {forms[0][0]}; steps must answer in one protocol",
+                answer.step,
             )
     lengths = {answers[i].step: len(values) for i, (_, values, _) in enumerate(forms)}
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"'{step}': {n}" for step, n in lengths.items())
-        raise NotAggregatable(f"steps answered different numbers of predictions ({detail})")
+        # The first answer sets the count: the first step differing from it is singled out.
+        odd = next(s for s, n in lengths.items() if n != len(forms[0][1]))
+        raise NotAggregatable(f"steps answered different numbers of predictions ({detail})", odd)
     return forms[0][0], [values for _, values, _ in forms], forms[0][2]
 
 
@@ -117,8 +126,9 @@ def _mean_of(
     if all(isinstance(x, list) for x in items):
         if len({len(x) for x in items}) > 1:
             detail = ", ".join(f"'{step}': {len(x)}" for step, x in zip(steps, items, strict=True))
+            odd = next(s for s, x in zip(steps, items, strict=True) if len(x) != len(items[0]))
             raise NotAggregatable(
-                f"steps answered arrays of different lengths at {where} ({detail})"
+                f"steps answered arrays of different lengths at {where} ({detail})", odd
             )
         return [
             _mean_of([x[i] for x in items], weights, total, steps, f"{where}[{i}]")
@@ -127,7 +137,7 @@ def _mean_of(
     for step, value in zip(steps, items, strict=True):
         if not _is_number(value) and not isinstance(value, list):
             raise NotAggregatable(
-                f"a mean needs numbers; step '{step}' answered {_show(value)} at {where}"
+                f"a mean needs numbers; step '{step}' answered {_show(value)} at {where}", step
             )
     # Only numbers and arrays, mixed: name the first step whose form differs from the first's.
     first_is_list = isinstance(items[0], list)
@@ -138,7 +148,8 @@ def _mean_of(
     )
     raise NotAggregatable(
         f"a mean needs values of one shape; step '{step}' answered {_show(value)} at {where} "
-        f"where step '{steps[0]}' answered {_show(items[0])}"
+        f"where step '{steps[0]}' answered {_show(items[0])}",
+        step,
     )
 
 

@@ -144,7 +144,9 @@ async def _extended(node: Node, request: Payload, execution: NodeExecution) -> R
             combined = aggregation.mean(answers, weighted=node.aggregation is Aggregation.WEIGHTED)
     except aggregation.NotAggregatable as error:
         raise AnswersNotAggregatable(
-            f"Ensemble node '{node.name}' cannot aggregate: {error}", node=node.name
+            f"Ensemble node '{node.name}' cannot aggregate: {error}",
+            node=node.name,
+            step=error.step,
         ) from None
     combined["contributors"] = [a.step for a in answers]
     return _json_reply(combined)

@@ -1,6 +1,7 @@
 """The models of the check corpus (tests/check_corpus/*.yaml): each reads v1 rows or one v2
 tensor. The validator rejects a body without rows (400), which the other models would answer
-with no predictions; the scorers reject values out of their range (422)."""
+with no predictions; the scorers reject values out of their range (422); the audit sink fails
+(503) for large batches."""
 
 from __future__ import annotations
 
@@ -73,3 +74,10 @@ def echo(body: Any) -> Any:
     if isinstance(body, dict) and "instances" in body:
         return {"predictions": body["instances"]}
     raise ModelFailure(400, {"error": "expected instances"})
+
+
+def audit(body: Any) -> Any:
+    """A best-effort audit sink: batches of more than two rows find its queue full (503)."""
+    if len(rows(body)) > 2:
+        raise ModelFailure(503, {"error": "audit queue full"})
+    return {"logged": True}

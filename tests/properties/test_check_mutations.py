@@ -106,6 +106,22 @@ def rejects_all(body: Any) -> Any:
     return (422, {"error": "unsupported"})
 
 
+def amount_guard(body: Any) -> Any:
+    """A guard that only refuses amounts beyond a limit far outside +-1000."""
+    rows = body["instances"] if "instances" in body else [body["inputs"][0]["data"]]
+    if any(isinstance(r, list) and any(x > 1e6 for x in r) for r in rows):
+        return (422, {"error": "amount above limit"})
+    return {"valid": len(rows)}
+
+
+def stacks_rows(body: Any) -> Any:
+    """A scorer that reads the rows as one matrix (as numpy would): ragged rows break it."""
+    rows = body["instances"] if "instances" in body else [body["inputs"][0]["data"]]
+    if any(len(r) != len(rows[0]) for r in rows):
+        raise ValueError("setting an array element with a sequence")
+    return {"predictions": [sum(r) for r in rows]}
+
+
 @dataclass(frozen=True)
 class Mutant:
     id: str
@@ -138,6 +154,8 @@ MUTANTS = [
            edit(f"{S}.root.steps.0.dependency", delete=True)),
     mutant("merge-member-soft", "ensemble-merge", "error-swallowed", "root", "scores",
            edit(f"{S}.root.steps.1.dependency", "Soft")),
+    mutant("audit-error-answered", "seq-audit", "error-swallowed", "root", "audit",
+           edit(f"{S}.root.steps.2.condition", "logged")),
     mutant("nested-check-soft", "nested-mean", "error-swallowed", "root", "check",
            edit(f"{S}.root.steps.0.dependency", "Soft")),
     mutant("ten-validate-soft", "ten-nodes", "error-swallowed", "root", "validate",
@@ -160,13 +178,13 @@ MUTANTS = [
     mutant("jmespath-no-condition", "switch-jmespath", "unreached-step", "root", "many",
            edit(f"{S}.root.steps.1.condition", delete=True)),
     mutant("jsonpath-never", "switch-jsonpath", "condition-never-holds", "root", "positive",
-           edit(f"{S}.root.steps.0.condition", "jsonpath:$.instances[?(@[0] > 5000)]")),
+           edit(f"{S}.root.steps.0.condition", "jsonpath:$.instance[?(@[0] > 0)]")),
     mutant("jsonpath-always-first", "switch-jsonpath", "condition-always-holds", "root",
            "positive", edit(f"{S}.root.steps.0.condition", "jsonpath:$.instances")),
     mutant("jsonpath-raises", "switch-jsonpath", "condition-raised", "root", "positive",
            edit(f"{S}.root.steps.0.condition", "jsonpath:$.instances[*].`sub(/x/, y)`")),
     mutant("ten-jsonpath-never", "ten-nodes", "condition-never-holds", "label", "positive",
-           edit(f"{S}.label.steps.0.condition", "jsonpath:$.instances[?(@[0] > 5000)]")),
+           edit(f"{S}.label.steps.0.condition", "jsonpath:$.instance[?(@[0] > 0)]")),
     mutant("ten-jmespath-always", "ten-nodes", "condition-always-holds", "route", "single",
            edit(f"{S}.route.steps.0.condition", "jmespath:length(instances) > `0`")),
     # --- Splitters
@@ -175,9 +193,9 @@ MUTANTS = [
     mutant("ten-sticky-user-agent", "ten-nodes", "splitter-share", "split", None,
            edit(f"{S}.split.stickyHeader", "User-Agent")),
     # --- Ensembles
-    mutant("mean-of-labels", "nested-mean", "ensemble-not-aggregatable", "average", None,
+    mutant("mean-of-labels", "nested-mean", "ensemble-not-aggregatable", "average", "b",
            edit(f"{S}.average.steps.1.serviceName", "labeler")),
-    mutant("ten-mean-of-labels", "ten-nodes", "ensemble-not-aggregatable", "mean", None,
+    mutant("ten-mean-of-labels", "ten-nodes", "ensemble-not-aggregatable", "mean", "b",
            edit(f"{S}.mean.steps.1.serviceName", "labeler")),
     mutant("majority-all-soft", "ensemble-majority", "ensemble-all-reject", "root", None,
            *(edit(f"{S}.root.steps.{i}.dependency", "Soft") for i in range(3)),
@@ -210,6 +228,9 @@ MUTANTS = [
            edit(f"{S}.root.steps.0.retry", {"maxRetries": 5})),
     mutant("sequence-timeouts", "sequence-mapping", "sequence-timeouts-exceed-graph", "root",
            "report", edit(f"{S}.root.steps.1.timeout", 9)),
+    mutant("sequence-timeouts-retried", "sequence-mapping", "sequence-timeouts-exceed-graph",
+           "root", "report", edit(f"{S}.root.steps.1.timeout", 9),
+           edit(f"{S}.root.steps.1.retry", {"maxRetries": 1})),
     mutant("ten-deadline", "ten-nodes", "step-timeout-exceeds-graph", "left", "score",
            edit(f"{S}.left.steps.0.timeout", 31)),
     # --- models that raise or reject
@@ -219,6 +240,14 @@ MUTANTS = [
            scorer=raises_on_negatives),
     mutant("rejects-soft-member", "nested-mean", "error-swallowed", "root", "check",
            edit(f"{S}.root.steps.0.dependency", "Soft"), validator=rejects_all),
+    # --- what only the boundary inputs show (values far beyond +-1000, ragged, scalar rows)
+    mutant("soft-guard-large-amounts", "seq-dog", "error-swallowed", "root", "validate",
+           edit(f"{S}.root.steps.0.dependency", "Soft"), validator=amount_guard),
+    mutant("model-breaks-on-ragged-rows", "ensemble-merge", "model-raised", "root", "scores",
+           scorer=stacks_rows),
+    mutant("jmespath-scalar-row", "switch-jmespath", "condition-raised", "root", "one",
+           edit(f"{S}.root.steps.0.condition",
+                "length(instances) == `1` && abs(instances[0][0]) < `500`")),
 ]  # fmt: skip
 
 

@@ -20,44 +20,57 @@ def v2(*data: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("bodies", "weighted", "message"),
+    ("bodies", "weighted", "message", "step"),
     [
         (
             [v1(1.0), v1("cat"), v1(3.0)],
             False,
             "a mean needs numbers; step 'm1' answered \"cat\" at predictions[0]",
+            "m1",
         ),
         (
             [v1(1.0, 2.0), v1(1.0, 2.0), v1(1.0, None)],
             True,
             "a mean needs numbers; step 'm2' answered null at predictions[1]",
+            "m2",
         ),
         (
             [v2([1.0, 2.0]), v2([1.0, 2.0]), v2([1.0, "x"])],
             False,
             "a mean needs numbers; step 'm2' answered \"x\" at outputs[0].data[0][1]",
+            "m2",
         ),
         (
             [v1([1, 2]), v1([1, 2]), v1([1, 2, 3])],
             False,
             "steps answered arrays of different lengths at predictions[0] "
             "('m0': 2, 'm1': 2, 'm2': 3)",
+            "m2",
         ),
         (
             [v1(1.0), v1([1.0]), v1(2.0)],
             False,
             "a mean needs values of one shape; step 'm1' answered [1.0] at predictions[0] "
             "where step 'm0' answered 1.0",
+            "m1",
         ),
         (
             [v1(1.0), v1(2.0), v2(3.0)],
             False,
             "step 'm2' answered v2 but step 'm0' answered v1; steps must answer in one protocol",
+            "m2",
         ),
         (
             [v1(1.0), {"labels": [1]}, v1(2.0)],
             False,
             "step 'm1' answered neither v1 'predictions' nor v2 'outputs' to aggregate",
+            "m1",
+        ),
+        (
+            [v1(1.0, 2.0), v1(1.0, 2.0), v1(1.0)],
+            False,
+            "steps answered different numbers of predictions ('m0': 2, 'm1': 2, 'm2': 1)",
+            "m2",
         ),
     ],
     ids=[
@@ -68,12 +81,15 @@ def v2(*data: Any) -> dict[str, Any]:
         "second-array-for-number",
         "third-other-protocol",
         "second-no-predictions",
+        "third-fewer-predictions",
     ],
 )
 def test_mean_errors_name_the_offending_step_and_value(
-    bodies: list[Any], weighted: bool, message: str
+    bodies: list[Any], weighted: bool, message: str, step: str
 ) -> None:
     answers = [Answer(f"m{i}", body, 1.0) for i, body in enumerate(bodies)]
     with pytest.raises(NotAggregatable) as caught:
         mean(answers, weighted=weighted)
     assert str(caught.value) == message
+    # The step as a value too, for `infergraph check` to name it without reading the message.
+    assert caught.value.step == step

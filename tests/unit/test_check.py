@@ -96,11 +96,9 @@ def test_protocol_v2_is_what_the_user_asks_for(
     assert status == 1
     (raised,) = findings
     assert raised["message"].startswith("model reader raised KeyError('instances') on input ")
-    # The smallest v2 body hypothesis could shrink to.
+    # The smallest v2 body hypothesis could shrink to: the edge case without rows.
     assert raised["example"] == {
-        "inputs": [
-            {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [0.0, 0.0, 0.0, 0.0]}
-        ]
+        "inputs": [{"name": "input-0", "shape": [0, 4], "datatype": "FP64", "data": []}]
     }
 
 
@@ -578,3 +576,85 @@ def test_an_input_that_cannot_be_sent_as_json_is_the_callers_error_not_a_router_
         ValueError, match=r"^inputs: \{'instances': \[\[1180591620717411303424\]\]\}"
     ):
         check(graph, {"reader": v1_only}, examples=5, inputs=st.just(big))
+
+
+# A validator (Hard) that refuses anything but rows of numbers, before a model.
+AUDITED = """
+nodes:
+  root:
+    routerType: Sequence
+    steps:
+      - {name: audit, serviceName: audit, dependency: Soft}
+      - {name: validate, serviceName: validate, data: $request, dependency: Hard}
+      - {name: score, serviceName: score, data: $request, dependency: Hard}
+"""
+
+
+def numeric_rows(body: Any) -> Any:
+    rows = body.get("instances") if isinstance(body, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        return (400, {"error": "instances must be rows of numbers"})
+    return {"valid": len(rows)}
+
+
+def widths(body: Any) -> Any:
+    """Raises on a scalar row (len of a number), which `numeric_rows` refuses."""
+    return {"predictions": [len(row) for row in body["instances"]]}
+
+
+SCALAR_ROWS = st.sampled_from([{"instances": [0.0]}, {"instances": [[1.0, 2.0]]}])
+
+
+def test_a_model_raising_on_a_body_the_graph_refuses_is_not_a_finding() -> None:
+    # The audit (Soft) raises on a scalar row; the validator (Hard) refuses that body, and
+    # the client gets its 400: nothing the client sees depends on the audit's crash.
+    graph = validate_graph(yaml.safe_load(AUDITED))
+    models = {"audit": widths, "validate": numeric_rows, "score": widths}
+    assert check(graph, models, examples=10, inputs=SCALAR_ROWS) == []
+
+
+def test_a_model_raising_on_a_body_the_graph_accepts_is_a_finding() -> None:
+    # The same crash where no Hard step refuses the body: the client gets its 500.
+    graph = validate_graph(
+        yaml.safe_load(
+            AUDITED.replace(
+                "dependency: Hard}\n      - {name: score", "dependency: Soft}\n      - {name: score"
+            )
+        )
+    )
+    models = {"audit": widths, "validate": numeric_rows, "score": widths}
+    found = check(graph, models, examples=10, inputs=SCALAR_ROWS)
+    assert [(f.id, f.node, f.step, f.example) for f in found] == [
+        ("model-raised", "root", "audit", {"instances": [0.0]}),
+        ("model-raised", "root", "score", {"instances": [0.0]}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("breaks", "example"),
+    [
+        ("any(abs(x) > 1e5 for r in rows if isinstance(r, list) for x in r)", None),
+        ("len({len(r) for r in rows if isinstance(r, list)}) > 1", [[0.0], [0.0, 0.0]]),
+        ("any(not isinstance(r, list) for r in rows)", [0.0]),
+        ("[] in rows", [[]]),
+    ],
+    ids=["large-magnitude", "ragged-rows", "scalar-row", "empty-row"],
+)
+def test_default_bodies_include_boundary_values_and_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], breaks: str, example: Any
+) -> None:
+    # A v1 model that breaks on one kind of boundary body only: found without any --schema.
+    models = (
+        "def reader(body):\n"
+        "    rows = body['instances']\n"
+        f"    if {breaks}:\n"
+        "        raise ValueError('boundary')\n"
+        "    return {'predictions': rows}\n"
+    )
+    status, findings, _ = run_check(tmp_path, capsys, models)
+    assert status == 1
+    assert [(f["id"], f["step"]) for f in findings] == [("model-raised", "read")]
+    if example is not None:
+        assert findings[0]["example"] == {"instances": example}
+    else:  # beyond what the other draws reach (+-1000), either sign
+        assert max(abs(x) for r in findings[0]["example"]["instances"] for x in r) > 1e5

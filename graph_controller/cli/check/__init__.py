@@ -156,8 +156,11 @@ def check(
         for sample in samples:
             for key, message in run_findings(sample.run, ctx).items():
                 first.setdefault(key, (sample, message))
+        # The edge cases are among what a finding shrinks to: one of them (the empty body, say)
+        # is often the simplest input showing it, yet `strategy` never draws it.
+        shrinking = st.one_of(st.sampled_from(edges), strategy) if edges else strategy
         for key, (sample, message) in first.items():
-            body, message = _shrunk(key, sample, message, strategy, ctx, execute)
+            body, message = _shrunk(key, sample, message, shrinking, ctx, execute)
             findings[key] = Finding(*key, message, body, sample.headers)
     ordered = timeout_findings(spec, harness.graph.timeouts.request)
     ordered += list(findings.values())

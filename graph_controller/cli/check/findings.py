@@ -34,6 +34,7 @@ from schemas.graph import (
     InferenceRouter,
     RouterType,
 )
+from schemas.mapping import RESPONSE, compile_data
 
 SPLIT_SIGMAS = 5.0  # a share further than this many binomial deviations is a finding
 SPLIT_DRAWS = 2000  # Splitter draws per node: 5 sigmas of a 50/50 split is then +-5.6%
@@ -43,8 +44,9 @@ SHOWN_CHARS = 200  # a body quoted in a message is cut here: generated bodies ca
 # (tests/properties/test_check_mutations.py, with an example of each as the CLI prints it).
 FINDING_IDS: Mapping[str, str] = {
     "model-raised": "a model function raised; it then answers 500, as a model server would",
-    "error-swallowed": "a step answered 4xx/5xx (a Soft step, a validator), yet its node and the "
-    "graph answered success",
+    "error-swallowed": "a step rejected its input (4xx: a Soft validator or guard) and the "
+    "graph answered success anyway, or a step's 5xx error body is in (or decides) a success "
+    "answer; a 5xx of a best-effort step whose answer feeds nothing is not a finding",
     "5xx-with-healthy-models": "the graph answered 5xx while no model failed, at the node and "
     "step where it arose",
     "switch-no-route": "an input that matches no route of a Switch (404)",
@@ -57,7 +59,8 @@ FINDING_IDS: Mapping[str, str] = {
     "string); the router treats it as not holding",
     "splitter-share": "a Splitter route's share far (5 sigma over 2000 requests) from its "
     "weight, e.g. a `stickyHeader` every client sends alike",
-    "ensemble-not-aggregatable": "an Ensemble whose answers its aggregation cannot combine",
+    "ensemble-not-aggregatable": "an Ensemble whose answers its aggregation cannot combine, at "
+    "the member whose answer does not fit",
     "ensemble-all-reject": "every member of an Ensemble rejected an input, and the client "
     "gets no rejection",
     "data-path-missing": "a `data` path, template or mapping that finds nothing in what it reads",
@@ -175,6 +178,11 @@ def run_findings(run: Run, ctx: Context) -> dict[Key, str]:
     """The findings one run shows, each with its message; the same run always gives the same."""
     out: dict[Key, str] = {}
     raised = [c for c in run.calls if c.raised is not None]
+    if raised and _refused(run, ctx):
+        # A Hard step that gets the request rejected it and the client gets that rejection: a
+        # model raising on the same body (a Soft step before it, an Ensemble member beside it)
+        # changes nothing the client sees. Boundary inputs are often bodies like that.
+        raised = []
     for call in raised:
         out[("model-raised", call.node, call.step)] = (
             f"model {call.service} raised {call.raised!r} on input {shown(call.request)}"
@@ -202,6 +210,23 @@ def run_findings(run: Run, ctx: Context) -> dict[Key, str]:
     elif run.status >= 500 and healthy:
         _server_error(run, rejected_all, out)
     return out
+
+
+def _refused(run: Run, ctx: Context) -> bool:
+    """Whether the graph refused the request: it answered 4xx, and a Hard step that gets the
+    request as it is answered 4xx."""
+    if not 400 <= run.status < 500:
+        return False
+    for call in run.calls:
+        if call.status is None or not 400 <= call.status < 500:
+            continue
+        if (call.node, call.step) not in ctx.entry:
+            continue
+        node = ctx.spec.nodes[call.node]
+        keys = [step_key(node, i) for i in range(len(node.steps))]
+        if node.steps[keys.index(call.step)].dependency is Dependency.HARD:
+            return True
+    return False
 
 
 def _condition_errors(visit: Visit, ctx: Context, out: dict[Key, str]) -> None:
@@ -266,6 +291,9 @@ def _ensembles_rejecting(run: Run, ctx: Context, out: dict[Key, str]) -> set[str
 
 
 def _swallowed(run: Run, ctx: Context, rejected_all: set[str], out: dict[Key, str]) -> None:
+    """A step's 4xx (its rejection of what it got) in a node that answered success: ignored
+    whatever follows; a step's 5xx only where its error body is in the node's answer or decides
+    it (`_error_used`): a best-effort step whose failure feeds nothing is working as meant."""
     for visit in run.visits:
         node = ctx.spec.nodes[visit.node]
         if visit.status is None or visit.status >= 400 or visit.node in rejected_all:
@@ -273,18 +301,51 @@ def _swallowed(run: Run, ctx: Context, rejected_all: set[str], out: dict[Key, st
         if is_extended_ensemble(node):
             continue
         for key, reply in visit.replies.items():
-            if reply.status >= 400:
+            if reply.status < 400:
+                continue
+            answered = f"yet node '{visit.node}' answered {visit.status} and the graph {run.status}"
+            if reply.status < 500:
                 out[("error-swallowed", visit.node, key)] = (
-                    f"step answered {reply.status} ({shown(reply.body)}), yet node "
-                    f"'{visit.node}' answered {visit.status} and the graph {run.status}"
+                    f"step rejected its input with {reply.status} ({shown(reply.body)}), "
+                    f"{answered}: the rejection is ignored"
                 )
+                continue
+            used = _error_used(node, key, visit)
+            if used is not None:
+                out[("error-swallowed", visit.node, key)] = (
+                    f"step answered {reply.status} ({shown(reply.body)}) and its error body "
+                    f"{used}, {answered}"
+                )
+
+
+def _error_used(node: InferenceRouter, key: str, visit: Visit) -> str | None:
+    """How a failed step's error body reaches the answer of its node, which answered success:
+    merged into it (a KServe merge Ensemble), or in a Sequence what the next step does with it
+    (its condition is evaluated on it; it reads it as `$response`); None when it goes nowhere."""
+    if node.router_type is RouterType.ENSEMBLE:
+        return "is merged into the node's answer"
+    if node.router_type is not RouterType.SEQUENCE:
+        return None
+    keys = [step_key(node, i) for i in range(len(node.steps))]
+    index = keys.index(key)
+    if index + 1 >= len(keys):
+        return None  # the last step's reply is the node's answer, status and all
+    after = node.steps[index + 1]
+    if after.condition:
+        if keys[index + 1] not in visit.replies:
+            return f"is the node's answer (step {keys[index + 1]!r}'s condition did not hold on it)"
+        return f"decides step {keys[index + 1]!r} (its condition is evaluated on it)"
+    if RESPONSE in compile_data(after.data).uses:
+        return f"is the input of step {keys[index + 1]!r} ($response)"
+    return None
 
 
 def _server_error(run: Run, rejected_all: set[str], out: dict[Key, str]) -> None:
     site = run.error_site
     error = run.error
     if isinstance(error, AnswersNotAggregatable):
-        out[("ensemble-not-aggregatable", error.node, None)] = error.explanation
+        # The member whose answer does not fit, as the router's aggregation singles it out.
+        out[("ensemble-not-aggregatable", error.node, error.step)] = error.explanation
         return
     if site is not None and site.building_body and site.error.status >= 500:
         out[("data-path-missing", site.node, site.step)] = site.error.explanation
@@ -506,6 +567,8 @@ def timeout_findings(spec: InferenceGraphSpec, deadline: float) -> list[Finding]
             key = step_key(node, index)
             if step.timeout is None:
                 continue
+            before = total
+            total += step.timeout
             if step.timeout > deadline:
                 findings.append(
                     Finding(
@@ -516,7 +579,7 @@ def timeout_findings(spec: InferenceGraphSpec, deadline: float) -> list[Finding]
                         f"{deadline:g}s",
                     )
                 )
-                continue
+                continue  # the Sequence's sum crossing the deadline here says nothing more
             retry = step.retry or spec.retry
             tries = 1 + (retry.max_retries if retry is not None else 0)
             if tries > 1 and step.timeout * tries > deadline:
@@ -529,18 +592,15 @@ def timeout_findings(spec: InferenceGraphSpec, deadline: float) -> list[Finding]
                         f"more than the graph's deadline {deadline:g}s",
                     )
                 )
-                continue
-            if node.router_type is RouterType.SEQUENCE:
-                before = total
-                total += step.timeout
-                if before <= deadline < total:
-                    findings.append(
-                        Finding(
-                            "sequence-timeouts-exceed-graph",
-                            name,
-                            key,
-                            f"the step timeouts of Sequence '{name}' reach {total:g}s here, "
-                            f"past the graph's deadline {deadline:g}s",
-                        )
+            # Each step within the deadline (retries or not), yet the steps in turn are not.
+            if node.router_type is RouterType.SEQUENCE and before <= deadline < total:
+                findings.append(
+                    Finding(
+                        "sequence-timeouts-exceed-graph",
+                        name,
+                        key,
+                        f"the step timeouts of Sequence '{name}' reach {total:g}s here, "
+                        f"past the graph's deadline {deadline:g}s",
                     )
+                )
     return findings

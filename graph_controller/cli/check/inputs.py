@@ -6,7 +6,10 @@
   as it is decide what is generated; the others' schemas check what the graph sends them), or v1
   and/or v2 bodies, the protocol inferred from the graph's conditions and data paths, else from
   which protocol its first models accept; plus the edge cases random draws rarely hit (no rows,
-  one value, a schema's smallest instance and that instance missing each required field);
+  one value, a schema's smallest instance and that instance missing each required field) and,
+  without a schema, boundary bodies (magnitudes up to 1e9 of both signs, zeros, ragged, scalar
+  and empty v1 rows, one-dimensional and empty v2 tensors), tried once each and also drawn
+  among the generated bodies so that hypothesis shrinks them like the others;
 - headers: what every client sends, plus a varied value (many users) for each Splitter's
   `stickyHeader` that clients do not all send alike, and for each PROPAGATE_HEADERS pattern
   (`--propagate-headers`) no client header matches, a header it matches: missing, empty, or one
@@ -233,8 +236,72 @@ def schema_inputs(
     return st.one_of(strategies), edges
 
 
+FEATURES = 4  # values per row of the generated bodies (`payloads`' default)
+# Values at the edges of what models handle: zero, a negative, magnitudes far beyond the
+# +-1000 `payloads` draws from (amounts, counts, unscaled features).
+BOUNDARY_VALUES = (0.0, -1.0, 1e6, -1e6, 1e9, -1e9)
+BOUNDARY_SHARE = 4  # one generated body in this many is drawn from `boundary_payloads`
+
+
 def protocol_inputs(protocol: str | None) -> tuple[st.SearchStrategy[Any], list[Any]]:
-    return payloads(protocol=protocol), edge_payloads(protocol=protocol)
+    """Bodies of `protocol` (both when None): `payloads`' and, one in BOUNDARY_SHARE,
+    `boundary_payloads`'; the edge cases are `edge_payloads`' then `boundary_edges`'."""
+    usual = payloads(protocol=protocol)
+    strategy = st.one_of(*[usual] * (BOUNDARY_SHARE - 1), boundary_payloads(protocol))
+    return strategy, edge_payloads(protocol=protocol) + boundary_edges(protocol)
+
+
+def boundary_edges(protocol: str | None) -> list[dict[str, Any]]:
+    """Valid bodies `payloads` never draws, each tried once: large magnitudes of both signs,
+    and in v1 ragged rows, a scalar row (a row of one value written as the value) and an
+    empty row; in v2 a tensor of one dimension and one of rows without values."""
+    out: list[dict[str, Any]] = []
+    magnitudes = [1e6, -1e6, 1e9, -1e9]
+    if protocol in (None, "v1"):
+        out += [{"instances": [[x] * FEATURES]} for x in magnitudes]
+        out += [
+            {"instances": [[0.0], [0.0, 0.0]]},
+            {"instances": [0.0]},
+            {"instances": [[]]},
+        ]
+    if protocol in (None, "v2"):
+        out += [_tensor([FEATURES], [x] * FEATURES) for x in magnitudes]
+        out += [_tensor([FEATURES], [0.0] * FEATURES), _tensor([1, 0], [])]
+    return out
+
+
+def _tensor(shape: list[int], data: list[float]) -> dict[str, Any]:
+    return {"inputs": [{"name": "input-0", "shape": shape, "datatype": "FP64", "data": data}]}
+
+
+def boundary_payloads(protocol: str | None) -> st.SearchStrategy[dict[str, Any]]:
+    """Bodies mixing the boundary cases, so that hypothesis explores and shrinks them like
+    the others: v1 rows of any length (none, ragged), scalar rows and BOUNDARY_VALUES among
+    the values; v2 tensors of one or two dimensions, possibly without values."""
+    return _boundary_payloads(protocol)
+
+
+_boundary_numbers = st.one_of(
+    st.sampled_from(BOUNDARY_VALUES),
+    st.floats(-1e9, 1e9, allow_nan=False, allow_infinity=False),
+)
+
+
+@st.composite
+def _boundary_payloads(draw: st.DrawFn, protocol: str | None) -> dict[str, Any]:
+    if protocol == "v1" or (protocol is None and draw(st.booleans())):
+        row = st.one_of(
+            st.lists(_boundary_numbers, min_size=0, max_size=FEATURES + 1),
+            _boundary_numbers,
+        )
+        return {"instances": draw(st.lists(row, min_size=1, max_size=3))}
+    if draw(st.booleans()):
+        data = draw(st.lists(_boundary_numbers, min_size=1, max_size=2 * FEATURES))
+        return _tensor([len(data)], data)
+    rows = draw(st.integers(1, 3))
+    width = draw(st.integers(0, FEATURES))
+    data = draw(st.lists(_boundary_numbers, min_size=rows * width, max_size=rows * width))
+    return _tensor([rows, width], data)
 
 
 def traffic_headers(
