@@ -368,9 +368,9 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--target",
         choices=tuple(_TARGETS),
-        default="strict",
-        help="refuse what this deployer refuses: cluster (the controller, render), serverless "
-        "(render --mode serverless), local (up), strict (cluster or local; the default)",
+        default="cluster",
+        help="refuse what this deployer refuses: cluster (the controller and render; the "
+        "default), serverless (render --mode serverless), local (up), strict (cluster or local)",
     )
     validate.set_defaults(run=_validate)
 

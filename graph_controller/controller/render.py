@@ -498,8 +498,10 @@ def render_graph(
     services: Mapping[str, InferenceService],
     options: RenderOptions,
 ) -> list[Manifest]:
-    """The router's Deployment, Service and HPA, as KServe's raw_ig.go makes them."""
-    refused = graph_unsupported(graph.resource.metadata.annotations, Target.CLUSTER)
+    """The router's Deployment, Service and HPA, as KServe's raw_ig.go makes them (a Knative
+    Service with `render --mode serverless`)."""
+    target = Target.CLUSTER if options.mode is Mode.RAW else Target.SERVERLESS
+    refused = graph_unsupported(graph.resource.metadata.annotations, target)
     if refused:
         raise RenderError(f"InferenceGraph '{name}': " + "; ".join(str(e) for e in refused))
     resolution = resolve_graph(graph, services)

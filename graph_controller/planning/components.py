@@ -287,7 +287,7 @@ class Target(StrEnum):
     CLUSTER = "cluster"  # RawDeployment objects: the controller and `render` (raw mode)
     SERVERLESS = "serverless"  # Knative Services: `render --mode serverless`
     LOCAL = "local"  # processes on this machine: `infergraph up`
-    # What the controller (and raw `render`) or `up` refuses: `infergraph validate`'s default.
+    # What the controller (and raw `render`) or `up` refuses: `validate --target strict`.
     STRICT = "strict"
 
 
@@ -329,10 +329,25 @@ DEPLOYMENT_MODES: dict[str, tuple[frozenset[Target], str]] = {
         "asks for RawDeployment objects, not Knative Services; render without --mode serverless",
     ),
 }
-REFUSED_ANNOTATIONS: dict[str, dict[str, str]] = {
+_KNATIVE_SCALED = (
+    "a Knative Service is always scaled by Knative: leave the class unset (KPA), or set "
+    "scaleMetric cpu or memory for Knative's HPA class"
+)
+# Annotation values refused, with the targets that refuse them and why.
+REFUSED_ANNOTATIONS: dict[str, dict[str, tuple[frozenset[Target], str]]] = {
     AUTOSCALER_CLASS: {
-        "keda": "KEDA autoscaling is not implemented; use hpa, external or none",
-        "kpa": "the Knative autoscaler needs Serverless mode; use hpa, external or none",
+        "keda": (_EVERYWHERE, "KEDA autoscaling is not implemented; use hpa, external or none"),
+        "kpa": (
+            frozenset({Target.CLUSTER, Target.LOCAL}),
+            "the Knative autoscaler needs Serverless mode; use hpa, external or none",
+        ),
+        # A Knative Service always has an autoscaler: KPA, or Knative's HPA class for a cpu or
+        # memory scaleMetric, which is what `render --mode serverless` writes.
+        AUTOSCALER_EXTERNAL: (
+            frozenset({Target.SERVERLESS}),
+            _KNATIVE_SCALED,
+        ),
+        AUTOSCALER_NONE: (frozenset({Target.SERVERLESS}), _KNATIVE_SCALED),
     },
 }
 SCALE_METRICS_KNATIVE = ("concurrency", "rps")
@@ -381,7 +396,7 @@ STORAGE_URI_ENV = "STORAGE_URI"  # a custom container's model location (KServe's
 KSERVE_CONTAINER = "kserve-container"  # KServe's InferenceServiceContainerName
 
 
-def unsupported(service: InferenceService, target: Target = Target.STRICT) -> list[FieldError]:
+def unsupported(service: InferenceService, target: Target) -> list[FieldError]:
     """Every field or annotation of `service` that InferGraph accepts in the schema but does
     not implement for `target`, naming the field and why. The one place that decides: render,
     the controller, `up` and `validate` all call it."""
@@ -390,18 +405,33 @@ def unsupported(service: InferenceService, target: Target = Target.STRICT) -> li
 
 
 def graph_unsupported(annotations: Mapping[str, str] | None, target: Target) -> list[FieldError]:
-    """What an InferenceGraph's annotations ask for that `target` does not implement. KServe
-    renders a graph's router as a Knative Service for any deployment mode but RawDeployment;
-    InferGraph's router is always a Deployment, so on a cluster every other mode is refused,
-    while `up` (local processes) has no deployment mode to honour."""
+    """What an InferenceGraph's deployment mode asks for that `target` does not implement.
+    KServe renders a graph's router as a Knative Service for any mode but RawDeployment. The
+    controller and raw `render` make it a Deployment, so they refuse every other mode;
+    `render --mode serverless` makes Knative Services, so it refuses the other modes; `up`
+    (local processes) has no deployment mode to honour."""
     mode = (annotations or {}).get(DEPLOYMENT_MODE)
-    if mode is None or mode == RAW_DEPLOYMENT or target is Target.LOCAL:
+    path = f"metadata.annotations.{DEPLOYMENT_MODE}"
+    if mode is None or target is Target.LOCAL:
+        return []
+    if target is Target.SERVERLESS:
+        if mode == "Serverless":
+            return []
+        why = (
+            "asks for a RawDeployment router, not a Knative Service; render without --mode "
+            "serverless"
+            if mode == RAW_DEPLOYMENT
+            else "is not a mode InferGraph renders a graph's router in; use Serverless"
+        )
+        return [FieldError(path, f"'{mode}' {why}")]
+    if mode == RAW_DEPLOYMENT:
         return []
     return [
         FieldError(
-            f"metadata.annotations.{DEPLOYMENT_MODE}",
-            f"'{mode}': a graph's router on Knative is not implemented; InferGraph deploys "
-            f"the router as a Deployment ({RAW_DEPLOYMENT})",
+            path,
+            f"'{mode}': a graph's router on Knative is not implemented on a cluster; InferGraph "
+            f"deploys the router as a Deployment ({RAW_DEPLOYMENT}; `render --mode serverless` "
+            "renders Knative Services)",
         )
     ]
 
@@ -464,9 +494,12 @@ def _refusals(service: InferenceService) -> list[tuple[FieldError, frozenset[Tar
     for annotation, refused in REFUSED_ANNOTATIONS.items():
         value = annotations.get(annotation)
         if value is not None and value in refused:
-            refuse(f"metadata.annotations.{annotation}", f"'{value}': {refused[value]}")
+            targets, why = refused[value]
+            refuse(f"metadata.annotations.{annotation}", f"'{value}': {why}", targets)
     refused_classes = REFUSED_ANNOTATIONS[AUTOSCALER_CLASS]
-    known = (AUTOSCALER_HPA, AUTOSCALER_EXTERNAL, AUTOSCALER_NONE, *refused_classes)
+    known = tuple(
+        dict.fromkeys((AUTOSCALER_HPA, AUTOSCALER_EXTERNAL, AUTOSCALER_NONE, *refused_classes))
+    )
     if autoscaler_class(annotations) not in known:
         refuse(
             f"metadata.annotations.{AUTOSCALER_CLASS}",

@@ -45,7 +45,7 @@ def test_validate_prints_all_errors_of_all_files(
         "spec.nodes.root.steps[0].condtion: unknown field 'condtion'; did you mean" in captured.err
     )
     assert "missing.yaml: 1 error(s)\n  <path>: no such file or folder" in captured.err
-    assert f"{good}: ok (1 resource; checked for target strict)" in captured.out
+    assert f"{good}: ok (1 resource; checked for target cluster)" in captured.out
 
 
 def test_validate_reads_every_file_of_a_folder(capsys: pytest.CaptureFixture[str]) -> None:

@@ -796,7 +796,7 @@ def test_validate_says_which_target_it_checks(
     obj = refused_sample("`serving.kserve.io/deploymentMode: Serverless`")
     status, err = validated(obj, tmp_path)
     assert status == 1
-    assert "refused for target strict: the controller, `render` or `up`" in err
+    assert "refused for target cluster: the controller and `render`" in err
     assert "'Serverless': Serverless mode needs Knative" in err
     assert validated(obj, tmp_path, "serverless") == (0, "")
     from graph_controller.cli.main import main as infergraph
@@ -847,9 +847,99 @@ def test_a_graph_asking_for_a_knative_router_is_refused_on_a_cluster_everywhere(
     assert "checked for target local" in capsys.readouterr().out
     assert infergraph(["render", str(path)]) == 1
     assert why in capsys.readouterr().err
+    # `render --mode serverless` makes the router a Knative Service: Serverless is what it renders.
+    services = tmp_path / "services.yaml"
+    services.write_text(
+        yaml.safe_dump_all(
+            isvc(name, **model("sklearn")).model_dump(by_alias=True, exclude_none=True)
+            for name in ("cat-dog-classifier", "dog-breed-classifier")
+        )
+    )
+    status = infergraph(["render", "--mode", "serverless", str(path), str(services)])
+    rendered = capsys.readouterr()
+    if mode == "Serverless":
+        assert status == 0, rendered.err
+        assert "apiVersion: serving.knative.dev/v1" in rendered.out
+    else:
+        assert status == 1
+        assert f"'{mode}' is not a mode InferGraph renders a graph's router in" in rendered.err
     obj = yaml.safe_load(annotated)
     desired = decide.plan_graph(obj, {}, None, RenderOptions(), "2026-01-01T00:00:00Z")
     ready = next(c for c in desired.status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Unsupported")
     assert why in ready["message"]
     assert desired.manifests == []
+
+
+def test_serverless_rendering_refuses_a_graph_asking_for_a_raw_router(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from graph_controller.cli.main import main as infergraph
+
+    path = tmp_path / "graph.yaml"
+    graph = (Path(__file__).parents[2] / "examples/kserve/dog-breed.yaml").read_text()
+    path.write_text(
+        graph.replace(
+            "  name: dog-breed-pipeline\n",
+            f"  name: dog-breed-pipeline\n  annotations:\n    {DEPLOYMENT_MODE}: RawDeployment\n",
+        )
+    )
+    assert infergraph(["validate", str(path)]) == 0
+    capsys.readouterr()
+    for command in (["render", "--mode", "serverless"], ["validate", "--target", "serverless"]):
+        assert infergraph([*command, str(path)]) == 1
+        assert "'RawDeployment' asks for a RawDeployment router" in capsys.readouterr().err
+
+
+def test_validate_checks_for_the_cluster_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Remote storage and custom containers deploy on a cluster; only `up` cannot run them."""
+    from graph_controller.cli.main import main as infergraph
+
+    remote = isvc(**model("sklearn")).model_dump(by_alias=True, exclude_none=True)
+    remote["spec"]["predictor"]["model"]["storageUri"] = "gs://bucket/models/iris"
+    custom = deep_merge(
+        {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService"},
+        {
+            "metadata": {"name": "custom"},
+            "spec": {"predictor": {"containers": [{"name": "c", "image": "example.invalid/m:1"}]}},
+        },
+    )
+    path = tmp_path / "services.yaml"
+    path.write_text(yaml.safe_dump_all([remote, custom]))
+    assert infergraph(["validate", str(path)]) == 0
+    assert "checked for target cluster" in capsys.readouterr().out
+    for target in ("local", "strict"):
+        assert infergraph(["validate", "--target", target, str(path)]) == 1
+        err = capsys.readouterr().err
+        assert (
+            "spec.predictor.model.storageUri: 'gs://bucket/models/iris' is not on this machine"
+            in err
+        )
+        assert "spec.predictor.containers" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "refused_for"),
+    [
+        ("kpa", {"cluster", "local", "strict"}),
+        ("keda", {"cluster", "serverless", "local", "strict"}),
+        ("none", {"serverless"}),
+        ("external", {"serverless"}),
+        ("hpa", set()),
+    ],
+)
+def test_autoscaler_classes_are_refused_where_they_cannot_work(
+    value: str, refused_for: set[str]
+) -> None:
+    from graph_controller.planning.components import AUTOSCALER_CLASS, Target, unsupported
+
+    obj = isvc(**model("sklearn", storageUri="file:///models/m")).model_dump(
+        by_alias=True, exclude_none=True
+    )
+    assert all(unsupported(InferenceService.model_validate(obj), t) == [] for t in Target)
+    obj["metadata"]["annotations"] = {AUTOSCALER_CLASS: value}
+    service = InferenceService.model_validate(obj)
+    refused = {t.value for t in Target if unsupported(service, t)}
+    assert refused == refused_for
