@@ -296,7 +296,10 @@ _ON_CLUSTER = frozenset({Target.CLUSTER, Target.SERVERLESS})
 _RAW = frozenset({Target.CLUSTER})
 
 _AGENT = "needs KServe's agent sidecar, which InferGraph does not deploy"
-_KNATIVE = "is a Knative (Serverless mode) setting; InferGraph deploys RawDeployment only"
+_KNATIVE = (
+    "is a Knative (Serverless mode) setting; the controller deploys RawDeployment only, and "
+    "`render --mode serverless` does not render it"
+)
 # Component fields accepted by the schema and refused, with why (README: "KServe vs InferGraph").
 REFUSED_COMPONENT_FIELDS: dict[str, str] = {
     "logger": f"request logging {_AGENT}",
