@@ -520,6 +520,24 @@ def test_propagated_headers_are_generated_and_reach_models_that_take_them(
     }
 
 
+def test_the_text_output_shows_the_headers_a_counter_example_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graph = write(tmp_path, "g.yaml", SEQUENCE)
+    module = write(tmp_path, "models.py", TENANT_READER)
+    argv = ["check", graph, "--models", module, "--examples", "30"]
+    assert infergraph([*argv, "--propagate-headers", "X-Tenant"]) == 1
+    example = capsys.readouterr().out.splitlines()[1]
+    # The body alone passes; the empty tenant is what fails. The headers every client sends
+    # alike are left out.
+    assert example.endswith(' with headers {"X-Tenant":""}')
+    assert example.startswith("    e.g. {")
+    # A model failing on the body alone: no headers to show.
+    module = write(tmp_path, "models.py", READER)
+    assert infergraph(["check", graph, "--models", module, "--examples", "30"]) == 1
+    assert "with headers" not in capsys.readouterr().out
+
+
 def test_without_the_pattern_the_router_forwards_no_tenant(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
