@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from graph_controller.cli.check import check
 from graph_controller.cli.check.inputs import (
+    CLIENT_HEADERS,
     graph_protocols,
     infer_protocol,
     propagated_names,
@@ -538,6 +539,29 @@ def test_the_text_output_shows_the_headers_a_counter_example_needs(
     assert "with headers" not in capsys.readouterr().out
 
 
+# Reads whichever `...-Id` header the router forwards to it.
+ID_READER = """
+def reader(body, headers):
+    ids = {name: value for name, value in headers.items() if name.endswith("-Id")}
+    if "" in ids.values():
+        raise ValueError(f"empty id in {sorted(ids)}")
+    return {"predictions": [len(ids)]}
+"""
+
+
+@pytest.mark.parametrize("pattern", ["[[:alpha:]]+-Id$", r"\pL+-Id"])
+def test_a_go_only_pattern_propagates_a_header_it_matches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pattern: str
+) -> None:
+    status, findings, err = run_check(tmp_path, capsys, ID_READER, "--propagate-headers", pattern)
+    assert (status, err) == (1, "")
+    (raised,) = findings
+    assert str(raised["message"]).startswith(
+        "model reader raised ValueError(\"empty id in ['X-Id']\") on "
+    )
+    assert raised["headers"] == {**CLIENT_HEADERS, "X-Id": ""}
+
+
 def test_without_the_pattern_the_router_forwards_no_tenant(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -553,8 +577,28 @@ def test_without_the_pattern_the_router_forwards_no_tenant(
         (["Trace-Id$", "X-Tenant"], ["Trace-Id", "X-Tenant"]),
         (["Content-Type"], []),
         (["Agent"], []),
+        # Go (RE2) syntax Python's regex engine refuses or reads otherwise: names built from
+        # the literal parts, judged by the router's own rule.
+        (["[[:alpha:]]+-Id$"], ["X-Id"]),
+        ([r"\pL+-Id"], ["X-Id"]),
+        (["^X-[[:upper:]][a-z]+-Id$"], ["X-Api-Id"]),
+        # No built name matches: one drawn from the pattern does.
+        (["[0-9]{3}-Code"], ["000-Code"]),
+        # The trace context is forwarded whatever the patterns say: not a name for this one.
+        (["traceparent|Tenant"], ["Tenant"]),
     ],
-    ids=["literal", "case-insensitive", "two", "clients-send-it", "user-agent-matches"],
+    ids=[
+        "literal",
+        "case-insensitive",
+        "two",
+        "clients-send-it",
+        "user-agent-matches",
+        "posix-class",
+        "unicode-class",
+        "filler-between-parts",
+        "drawn",
+        "not-the-always-forwarded",
+    ],
 )
 def test_a_header_name_is_generated_per_pattern_clients_do_not_match(
     patterns: list[str], names: list[str]
@@ -573,10 +617,22 @@ def test_propagated_headers_are_missing_empty_or_each_users() -> None:
 @pytest.mark.parametrize(
     ("pattern", "message"),
     [
-        ("x-tenant", "no header name found in 500 tries that 'x-tenant' matches as the router"),
+        (
+            "x-tenant",
+            "no header name found that 'x-tenant' matches as the router matches (RE2, "
+            "unanchored, on the Go-canonical name, such as 'X-User-Id'): none of 59 names built "
+            "from its literal parts and common header names, and none of 500 names drawn from it",
+        ),
+        (
+            r"\p{Greek}",
+            "no header name found that '\\\\p{Greek}' matches as the router matches (RE2, "
+            "unanchored, on the Go-canonical name, such as 'X-User-Id'): none of 29 names built "
+            "from its literal parts and common header names, and Python cannot draw names from "
+            "it (bad escape \\p at position 0)",
+        ),
         ("(?<=a)b", "'(?<=a)b' is not a Go (RE2) regular expression"),
     ],
-    ids=["lower-case-matches-no-canonical-name", "not-re2"],
+    ids=["lower-case-matches-no-canonical-name", "re2-only-matches-no-ascii-name", "not-re2"],
 )
 def test_a_propagate_pattern_that_cannot_be_used_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], pattern: str, message: str
