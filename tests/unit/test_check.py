@@ -742,3 +742,25 @@ def test_default_bodies_include_boundary_values_and_rows(
         assert values(found["instances"]) <= values(example)
     else:  # beyond what the other draws reach (+-1000), either sign
         assert max(abs(x) for r in found["instances"] for x in r) > 1e5
+
+
+def one_prediction(body: Any) -> Any:
+    return {"predictions": [0]}
+
+
+def one_per_row(body: Any) -> Any:
+    return {"predictions": [0 for _ in body.get("instances", [])]}
+
+
+def test_a_not_aggregatable_ensemble_names_its_odd_member_even_the_first() -> None:
+    # `a` answers one prediction whatever it gets; `b` and `c`, one per row, agree with each
+    # other: `a` is the member whose answer does not fit, though it is the first.
+    graph = validate_graph(
+        yaml.safe_load(
+            (Path(__file__).parents[1] / "check_corpus/ensemble-majority.yaml").read_text()
+        )
+    )
+    models = {"voter-a": one_prediction, "voter-b": one_per_row, "voter-c": one_per_row}
+    found = check(graph, models, examples=10, protocol="v1")
+    assert [(f.id, f.node, f.step) for f in found] == [("ensemble-not-aggregatable", "root", "a")]
+    assert "'a': 1, 'b': " in found[0].message
