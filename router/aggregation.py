@@ -48,21 +48,42 @@ def _values(answer: Answer) -> tuple[str, list[Any], dict[str, Any] | None]:
     )
 
 
+def _odd_one(values: Sequence[Any]) -> tuple[int, int]:
+    """(the index of the answer singled out as wrong, that of one with the expected value),
+    given differing `values` (one per answer, hashable).
+
+    The expected value is the majority's: when the first answer is the odd one, blaming the
+    first step that differs from it would name a step that agrees with the others. On a tie no
+    majority exists, and the first answer sets the expectation.
+    """
+    counts: dict[Any, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    best = max(counts.values())
+    leaders = [value for value, count in counts.items() if count == best]
+    expected = leaders[0] if len(leaders) == 1 else values[0]
+    odd = next(i for i, v in enumerate(values) if v != expected)
+    return odd, values.index(expected)
+
+
 def _columns(answers: Sequence[Answer]) -> tuple[str, list[list[Any]], dict[str, Any] | None]:
     forms = [_values(a) for a in answers]
-    for answer, (kind, _, _) in zip(answers, forms, strict=True):
-        if kind != forms[0][0]:
-            raise NotAggregatable(
-                f"step '{answer.step}' answered {kind} but step '{answers[0].step}' "
-                f"answered {forms[0][0]}; steps must answer in one protocol",
-                answer.step,
-            )
-    lengths = {answers[i].step: len(values) for i, (_, values, _) in enumerate(forms)}
-    if len(set(lengths.values())) > 1:
-        detail = ", ".join(f"'{step}': {n}" for step, n in lengths.items())
-        # The first answer sets the count: the first step differing from it is singled out.
-        odd = next(s for s, n in lengths.items() if n != len(forms[0][1]))
-        raise NotAggregatable(f"steps answered different numbers of predictions ({detail})", odd)
+    steps = [a.step for a in answers]
+    kinds = [kind for kind, _, _ in forms]
+    if len(set(kinds)) > 1:
+        odd, reference = _odd_one(kinds)
+        raise NotAggregatable(
+            f"step '{steps[odd]}' answered {kinds[odd]} but step '{steps[reference]}' "
+            f"answered {kinds[reference]}; steps must answer in one protocol",
+            steps[odd],
+        )
+    lengths = [len(values) for _, values, _ in forms]
+    if len(set(lengths)) > 1:
+        detail = ", ".join(f"'{step}': {n}" for step, n in zip(steps, lengths, strict=True))
+        odd, _ = _odd_one(lengths)
+        raise NotAggregatable(
+            f"steps answered different numbers of predictions ({detail})", steps[odd]
+        )
     return forms[0][0], [values for _, values, _ in forms], forms[0][2]
 
 
@@ -126,9 +147,9 @@ def _mean_of(
     if all(isinstance(x, list) for x in items):
         if len({len(x) for x in items}) > 1:
             detail = ", ".join(f"'{step}': {len(x)}" for step, x in zip(steps, items, strict=True))
-            odd = next(s for s, x in zip(steps, items, strict=True) if len(x) != len(items[0]))
+            odd, _ = _odd_one([len(x) for x in items])
             raise NotAggregatable(
-                f"steps answered arrays of different lengths at {where} ({detail})", odd
+                f"steps answered arrays of different lengths at {where} ({detail})", steps[odd]
             )
         return [
             _mean_of([x[i] for x in items], weights, total, steps, f"{where}[{i}]")
@@ -139,17 +160,12 @@ def _mean_of(
             raise NotAggregatable(
                 f"a mean needs numbers; step '{step}' answered {_show(value)} at {where}", step
             )
-    # Only numbers and arrays, mixed: name the first step whose form differs from the first's.
-    first_is_list = isinstance(items[0], list)
-    step, value = next(
-        (step, value)
-        for step, value in zip(steps, items, strict=True)
-        if isinstance(value, list) != first_is_list
-    )
+    # Only numbers and arrays, mixed: name the step whose form differs from the majority's.
+    odd, reference = _odd_one([isinstance(x, list) for x in items])
     raise NotAggregatable(
-        f"a mean needs values of one shape; step '{step}' answered {_show(value)} at {where} "
-        f"where step '{steps[0]}' answered {_show(items[0])}",
-        step,
+        f"a mean needs values of one shape; step '{steps[odd]}' answered {_show(items[odd])} "
+        f"at {where} where step '{steps[reference]}' answered {_show(items[reference])}",
+        steps[odd],
     )
 
 

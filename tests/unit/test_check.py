@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from graph_controller.cli.check import check
 from graph_controller.cli.check.inputs import (
+    CLIENT_HEADERS,
     graph_protocols,
     infer_protocol,
     propagated_names,
@@ -520,6 +521,47 @@ def test_propagated_headers_are_generated_and_reach_models_that_take_them(
     }
 
 
+def test_the_text_output_shows_the_headers_a_counter_example_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graph = write(tmp_path, "g.yaml", SEQUENCE)
+    module = write(tmp_path, "models.py", TENANT_READER)
+    argv = ["check", graph, "--models", module, "--examples", "30"]
+    assert infergraph([*argv, "--propagate-headers", "X-Tenant"]) == 1
+    example = capsys.readouterr().out.splitlines()[1]
+    # The body alone passes; the empty tenant is what fails. The headers every client sends
+    # alike are left out.
+    assert example.endswith(' with headers {"X-Tenant":""}')
+    assert example.startswith("    e.g. {")
+    # A model failing on the body alone: no headers to show.
+    module = write(tmp_path, "models.py", READER)
+    assert infergraph(["check", graph, "--models", module, "--examples", "30"]) == 1
+    assert "with headers" not in capsys.readouterr().out
+
+
+# Reads whichever `...-Id` header the router forwards to it.
+ID_READER = """
+def reader(body, headers):
+    ids = {name: value for name, value in headers.items() if name.endswith("-Id")}
+    if "" in ids.values():
+        raise ValueError(f"empty id in {sorted(ids)}")
+    return {"predictions": [len(ids)]}
+"""
+
+
+@pytest.mark.parametrize("pattern", ["[[:alpha:]]+-Id$", r"\pL+-Id"])
+def test_a_go_only_pattern_propagates_a_header_it_matches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pattern: str
+) -> None:
+    status, findings, err = run_check(tmp_path, capsys, ID_READER, "--propagate-headers", pattern)
+    assert (status, err) == (1, "")
+    (raised,) = findings
+    assert str(raised["message"]).startswith(
+        "model reader raised ValueError(\"empty id in ['X-Id']\") on "
+    )
+    assert raised["headers"] == {**CLIENT_HEADERS, "X-Id": ""}
+
+
 def test_without_the_pattern_the_router_forwards_no_tenant(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -535,8 +577,28 @@ def test_without_the_pattern_the_router_forwards_no_tenant(
         (["Trace-Id$", "X-Tenant"], ["Trace-Id", "X-Tenant"]),
         (["Content-Type"], []),
         (["Agent"], []),
+        # Go (RE2) syntax Python's regex engine refuses or reads otherwise: names built from
+        # the literal parts, judged by the router's own rule.
+        (["[[:alpha:]]+-Id$"], ["X-Id"]),
+        ([r"\pL+-Id"], ["X-Id"]),
+        (["^X-[[:upper:]][a-z]+-Id$"], ["X-Api-Id"]),
+        # No built name matches: one drawn from the pattern does.
+        (["[0-9]{3}-Code"], ["000-Code"]),
+        # The trace context is forwarded whatever the patterns say: not a name for this one.
+        (["traceparent|Tenant"], ["Tenant"]),
     ],
-    ids=["literal", "case-insensitive", "two", "clients-send-it", "user-agent-matches"],
+    ids=[
+        "literal",
+        "case-insensitive",
+        "two",
+        "clients-send-it",
+        "user-agent-matches",
+        "posix-class",
+        "unicode-class",
+        "filler-between-parts",
+        "drawn",
+        "not-the-always-forwarded",
+    ],
 )
 def test_a_header_name_is_generated_per_pattern_clients_do_not_match(
     patterns: list[str], names: list[str]
@@ -555,10 +617,22 @@ def test_propagated_headers_are_missing_empty_or_each_users() -> None:
 @pytest.mark.parametrize(
     ("pattern", "message"),
     [
-        ("x-tenant", "no header name found in 500 tries that 'x-tenant' matches as the router"),
+        (
+            "x-tenant",
+            "no header name found that 'x-tenant' matches as the router matches (RE2, "
+            "unanchored, on the Go-canonical name, such as 'X-User-Id'): none of 59 names built "
+            "from its literal parts and common header names, and none of 500 names drawn from it",
+        ),
+        (
+            r"\p{Greek}",
+            "no header name found that '\\\\p{Greek}' matches as the router matches (RE2, "
+            "unanchored, on the Go-canonical name, such as 'X-User-Id'): none of 29 names built "
+            "from its literal parts and common header names, and Python cannot draw names from "
+            "it (bad escape \\p at position 0)",
+        ),
         ("(?<=a)b", "'(?<=a)b' is not a Go (RE2) regular expression"),
     ],
-    ids=["lower-case-matches-no-canonical-name", "not-re2"],
+    ids=["lower-case-matches-no-canonical-name", "re2-only-matches-no-ascii-name", "not-re2"],
 )
 def test_a_propagate_pattern_that_cannot_be_used_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], pattern: str, message: str
@@ -668,3 +742,25 @@ def test_default_bodies_include_boundary_values_and_rows(
         assert values(found["instances"]) <= values(example)
     else:  # beyond what the other draws reach (+-1000), either sign
         assert max(abs(x) for r in found["instances"] for x in r) > 1e5
+
+
+def one_prediction(body: Any) -> Any:
+    return {"predictions": [0]}
+
+
+def one_per_row(body: Any) -> Any:
+    return {"predictions": [0 for _ in body.get("instances", [])]}
+
+
+def test_a_not_aggregatable_ensemble_names_its_odd_member_even_the_first() -> None:
+    # `a` answers one prediction whatever it gets; `b` and `c`, one per row, agree with each
+    # other: `a` is the member whose answer does not fit, though it is the first.
+    graph = validate_graph(
+        yaml.safe_load(
+            (Path(__file__).parents[1] / "check_corpus/ensemble-majority.yaml").read_text()
+        )
+    )
+    models = {"voter-a": one_prediction, "voter-b": one_per_row, "voter-c": one_per_row}
+    found = check(graph, models, examples=10, protocol="v1")
+    assert [(f.id, f.node, f.step) for f in found] == [("ensemble-not-aggregatable", "root", "a")]
+    assert "'a': 1, 'b': " in found[0].message

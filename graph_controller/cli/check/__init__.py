@@ -284,4 +284,16 @@ def describe(finding: Finding) -> str:
     text = f"{finding.id}{where}: {finding.message}"
     if finding.example is not None:
         text += f"\n    e.g. {shown(finding.example)}"
+        # A model reading headers may fail on them, not the body: the body alone would not
+        # reproduce it. The headers every client sends alike would only bury the ones that count.
+        sent = _unlike_client_defaults(finding.headers or {})
+        if sent:
+            text += f" with headers {shown(sent)}"
     return text
+
+
+def _unlike_client_defaults(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of `headers` that CLIENT_HEADERS lacks or has with another value (names
+    compared case-insensitively, as HTTP does)."""
+    defaults = {name.lower(): value for name, value in CLIENT_HEADERS.items()}
+    return {name: value for name, value in headers.items() if defaults.get(name.lower()) != value}

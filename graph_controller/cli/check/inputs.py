@@ -12,9 +12,10 @@
   among the generated bodies so that hypothesis shrinks them like the others;
 - headers: what every client sends, plus a varied value (many users) for each Splitter's
   `stickyHeader` that clients do not all send alike, and for each PROPAGATE_HEADERS pattern
-  (`--propagate-headers`) no client header matches, a header it matches: missing, empty, or one
-  value per user. A model taking two arguments gets `(body, headers)`: the headers the router
-  forwards to its step under those patterns (`router.headers`, the router's own rule);
+  (`--propagate-headers`) no client header matches, a header it matches (a name built from its
+  literal parts or a common one, else drawn from it): missing, empty, or one value per user.
+  A model taking two arguments gets `(body, headers)`: the headers the router forwards to its
+  step under those patterns (`router.headers`, the router's own rule);
 - intended defaults: a Switch or Sequence condition marked `# default` in the graph's YAML, or
   listed in the annotation `infergraph.dev/check-defaults` ("node/step, node/step").
 """
@@ -37,7 +38,7 @@ import yaml
 from hypothesis import strategies as st
 
 from graph_controller.cli.check.findings import step_key
-from router.headers import NEVER_FORWARDED, canonical_name
+from router.headers import NEVER_FORWARDED, HeaderPropagator, canonical_name
 from router.testing import Model, ModelFailure, ModelUnreachable, edge_payloads, payloads
 from schemas.graph import InferenceGraphSpec, RouterType
 from schemas.valid_graph import ValidGraph
@@ -330,55 +331,129 @@ def traffic_headers(
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 5.6.2)
+# What a pattern holds besides its literal text: sets (`[[:alpha:]]`, `[^a-z]`), escapes (`\pL`,
+# `\p{Greek}`, `\d`), group openers and flags (`(?i)`, `(?P<name>`).
+_NOT_LITERAL = re.compile(
+    r"\[(?:\[:\^?\w+:\]|\\.|[^\]\\])+\]|\\[pP]\{\w+\}|\\[pP]\w|\\.|\(\?[^)]*?[):]|\{\d+(?:,\d*)?\}"
+)
+_LITERAL = re.compile(r"[A-Za-z0-9-]+")
+# Fillers for what a pattern leaves open between or around its literal parts (`[[:alpha:]]+-Id`),
+# and names clients commonly send for a pattern without literal parts to build from.
+_FILLERS = ("X", "0", "User", "Request", "Tenant", "Trace", "Session", "Api", "Client")
+_COMMON_HEADERS = (
+    "Authorization",
+    "Cookie",
+    "Baggage",
+    "X-Request-Id",
+    "X-Correlation-Id",
+    "X-User-Id",
+    "X-Tenant-Id",
+    "X-Session-Id",
+    "X-Trace-Id",
+    "X-Api-Key",
+    "X-Forwarded-For",
+    "X-Real-Ip",
+    "X-B3-Traceid",
+    "X-B3-Spanid",
+    "X-Amzn-Trace-Id",
+    "X-Cloud-Trace-Context",
+    "Accept-Language",
+    "Cache-Control",
+    "Origin",
+    "Referer",
+)
+
+
+def header_candidates(pattern: str) -> list[str]:
+    """Go-canonical header names built from `pattern`'s literal parts (alone, joined in order,
+    with a filler around or between them) and common header names, shortest first (those with
+    a leading or trailing '-' last).
+
+    They let RE2-only syntax (`[[:alpha:]]`, `\\pL`) work: Python's regex engine, which draws
+    names from a pattern, refuses or misreads it."""
+    parts = [p for p in _LITERAL.findall(_NOT_LITERAL.sub(" ", pattern)) if p.strip("-")]
+    built: set[str] = set(_COMMON_HEADERS)
+    for filler in ("", *_FILLERS):
+        built |= {filler.join(parts), filler + "-".join(parts), "-".join(parts) + filler}
+        for part in parts:
+            built |= {part, filler + part, part + filler, f"{filler}-{part}", f"{part}-{filler}"}
+    names = {canonical_name(n) for n in built if _TOKEN.fullmatch(n)}
+    # A name starting or ending with '-' is valid but unusual: tried after the others.
+    return sorted(names, key=lambda n: (n[:1] == "-" or n[-1:] == "-", len(n), n))
 
 
 def propagated_names(patterns: Sequence[str]) -> list[str]:
-    """For each PROPAGATE_HEADERS pattern that no header clients always send matches, the
-    shortest header name it matches (as the router matches: RE2, unanchored, on the Go-canonical
-    name), drawn by hypothesis from the pattern. ValueError names a pattern RE2 refuses, or one
-    no header name can match."""
+    """For each PROPAGATE_HEADERS pattern that no header clients always send matches, a short
+    header name the router forwards because of it (`HeaderPropagator`, the router's own rule:
+    RE2, unanchored, on the Go-canonical name): the shortest of `header_candidates` it matches,
+    else one drawn by hypothesis from the pattern. ValueError names a pattern RE2 refuses, or one
+    for which no name was found."""
     forwarded = [n for n in CLIENT_HEADERS if n.lower() not in NEVER_FORWARDED]
+    unpatterned = HeaderPropagator(())  # what the router forwards whatever the patterns say
     names: list[str] = []
     for pattern in patterns:
         try:
-            compiled = re2.compile(pattern)
+            re2.compile(pattern)
         except re2.error as error:
             raise ValueError(
                 f"--propagate-headers: {pattern!r} is not a Go (RE2) regular expression: {error}"
             ) from error
+        propagator = HeaderPropagator((pattern,))
 
-        def matches(name: str, compiled: Any = compiled) -> bool:
-            canonical = canonical_name(name)
+        def matches(name: str, propagator: HeaderPropagator = propagator) -> bool:
+            # The trace context reaches every step anyway: not the pattern's doing.
             return (
                 _TOKEN.fullmatch(name) is not None
-                and canonical.lower() not in NEVER_FORWARDED
-                and compiled.search(canonical) is not None
+                and _forwards(propagator, name)
+                and not _forwards(unpatterned, name)
             )
 
-        if any(matches(n) for n in forwarded):
+        if any(_forwards(propagator, n) for n in forwarded):
             continue  # every request already carries one
-        try:
-            with warnings.catch_warnings():
-                # Python's re warns on sets RE2 reads otherwise ("[[:alpha:]]"); RE2 decides.
-                warnings.simplefilter("ignore", FutureWarning)
-                name = hypothesis.find(
-                    st.from_regex(pattern).map(canonical_name),
-                    matches,
-                    settings=hypothesis.settings(
-                        database=None, derandomize=True, max_examples=NAME_DRAWS
-                    ),
+        candidates = header_candidates(pattern)
+        name = next((n for n in candidates if matches(n)), None)
+        if name is None:
+            name, why = _drawn_name(pattern, matches)
+            if name is None:
+                raise ValueError(
+                    f"--propagate-headers: no header name found that {pattern!r} matches as "
+                    "the router matches (RE2, unanchored, on the Go-canonical name, such as "
+                    f"'X-User-Id'): none of {len(candidates)} names built from its literal parts "
+                    f"and common header names, and {why}; give the headers with --headers instead"
                 )
-        except (hypothesis.errors.NoSuchExample, re.error) as error:
-            raise ValueError(
-                f"--propagate-headers: no header name found in {NAME_DRAWS} tries that "
-                f"{pattern!r} matches as the router matches (RE2, unanchored, on the Go-canonical "
-                "name, such as 'X-User-Id'); give the headers with --headers instead"
-            ) from error
         names.append(name)
     return sorted(set(names))
 
 
 NAME_DRAWS = 500  # header names drawn per pattern before giving up on it
+_MARK = "infergraph-check-mark"
+
+
+def _forwards(propagator: HeaderPropagator, name: str) -> bool:
+    """Whether the router forwards a request header `name` to its steps. Its value tells: the
+    router adds a Content-Type of its own when it does not forward the client's."""
+    return propagator.outbound({name: _MARK}).get(name) == _MARK
+
+
+def _drawn_name(pattern: str, matches: Callable[[str], bool]) -> tuple[str | None, str]:
+    """A name drawn by hypothesis from `pattern` (as Python reads it) that `matches`, else None
+    and why none was found."""
+    try:
+        with warnings.catch_warnings():
+            # Python's re warns on sets RE2 reads otherwise ("[[:alpha:]]"); RE2 decides.
+            warnings.simplefilter("ignore", FutureWarning)
+            name: str = hypothesis.find(
+                st.from_regex(pattern).map(canonical_name),
+                matches,
+                settings=hypothesis.settings(
+                    database=None, derandomize=True, max_examples=NAME_DRAWS
+                ),
+            )
+    except hypothesis.errors.NoSuchExample:
+        return None, f"none of {NAME_DRAWS} names drawn from it"
+    except re.error as error:
+        return None, f"Python cannot draw names from it ({error})"
+    return name, ""
 
 
 def with_headers(model: Model, outbound: Callable[[], Mapping[str, str]]) -> Model:
