@@ -128,6 +128,10 @@ def differences(ours: Any, go: Any, path: str = "") -> list[str]:
             mine, theirs = ours.get(key), go.get(key)
             if (key not in go and _empty(mine)) or (key not in ours and _empty(theirs)):
                 continue
+            if key not in ours and theirs == "0":
+                # A non-pointer resource.Quantity (e.g. resourceFieldRef.divisor): omitempty
+                # keeps a struct, and its zero value encodes as "0".
+                continue
             out += differences(mine, theirs, f"{path}.{key}")
         return out
     if isinstance(ours, list) and isinstance(go, list):
@@ -713,4 +717,13 @@ def test_crd_comparison_is_not_vacuous(kserve_crds: Path) -> None:
         "ServingRuntime.spec.hostIPC: missing (would be pruned)",
         "ServingRuntime.spec.protocolVersions[]: enum ['v1', 'v2'], KServe any value",
         "ServingRuntime.spec.retry: not KServe's",
+    ]
+
+
+def test_a_zero_quantity_go_adds_is_no_difference_but_a_changed_one_is() -> None:
+    # Found by the differential test: an env var's resourceFieldRef without a divisor.
+    ref = {"resource": "limits.cpu"}
+    assert differences({"ref": ref}, {"ref": {**ref, "divisor": "0"}}) == []
+    assert differences({"ref": {**ref, "divisor": "1m"}}, {"ref": {**ref, "divisor": "0"}}) == [
+        ".ref.divisor: ours '1m', Go '0'"
     ]
