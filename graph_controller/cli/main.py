@@ -20,8 +20,9 @@ from schemas.valid_graph import ValidGraph
 
 def _validate(args: argparse.Namespace) -> int:
     """Print every error of every file (folders: each YAML/JSON file in them); exit 1 on any.
-    InferenceServices are also checked for what `--target` refuses (the controller's and
-    render's refusals, `up`'s, or both), with the same function those run."""
+    InferenceServices and a graph's deployment mode are also checked for what `--target`
+    refuses (the controller's and render's refusals, `up`'s, or both), with the functions those
+    run."""
     from graph_controller.planning.bundle import files_of
     from graph_controller.planning.components import Target, graph_unsupported, unsupported
     from schemas.inference_service import InferenceService
@@ -46,17 +47,13 @@ def _validate(args: argparse.Namespace) -> int:
                 failed = True
             else:
                 # Fields InferGraph accepts but does not implement are refused here too.
-                refused = [
-                    error
-                    for doc in docs
-                    for error in (
-                        unsupported(doc.resource, target)
-                        if isinstance(doc.resource, InferenceService)
-                        else graph_unsupported(doc.resource.resource.metadata.annotations, target)
-                        if isinstance(doc.resource, ValidGraph)
-                        else []
-                    )
-                ]
+                refused: list[FieldError] = []
+                for doc in docs:
+                    if isinstance(doc.resource, InferenceService):
+                        refused += unsupported(doc.resource, target)
+                    elif isinstance(doc.resource, ValidGraph):
+                        annotations = doc.resource.resource.metadata.annotations
+                        refused += graph_unsupported(annotations, target)
                 if refused:
                     source = f"{path} (refused for target {target}: {_TARGETS[target]})"
                     print(SpecError(refused, source), file=sys.stderr)
