@@ -403,40 +403,41 @@ def unsupported(service: InferenceService, target: Target) -> list[FieldError]:
     """Every field or annotation of `service` that InferGraph accepts in the schema but does
     not implement for `target`, naming the field and why. The one place that decides: render,
     the controller, `up` and `validate` all call it."""
-    wanted = {Target.CLUSTER, Target.LOCAL} if target is Target.STRICT else {target}
+    wanted = _wanted(target)
     return [error for error, targets in _refusals(service) if targets & wanted]
+
+
+def _wanted(target: Target) -> frozenset[Target]:
+    return frozenset({Target.CLUSTER, Target.LOCAL} if target is Target.STRICT else {target})
 
 
 def graph_unsupported(annotations: Mapping[str, str] | None, target: Target) -> list[FieldError]:
     """What an InferenceGraph's deployment mode asks for that `target` does not implement.
     KServe renders a graph's router as a Knative Service for any mode but RawDeployment. The
-    controller and raw `render` make it a Deployment, so they refuse every other mode;
-    `render --mode serverless` makes Knative Services, so it refuses the other modes; `up`
-    (local processes) has no deployment mode to honour."""
+    targets refusing each mode are the InferenceServices' (`DEPLOYMENT_MODES`): the controller
+    and raw `render` make the router a Deployment, `render --mode serverless` a Knative Service,
+    and `up` (local processes) has no deployment mode to honour; only the words are a graph's."""
     mode = (annotations or {}).get(DEPLOYMENT_MODE)
-    path = f"metadata.annotations.{DEPLOYMENT_MODE}"
-    if mode is None or target is Target.LOCAL:
+    if mode is None:
         return []
-    if target is Target.SERVERLESS:
-        if mode == "Serverless":
-            return []
+    targets = DEPLOYMENT_MODES[mode][0] if mode in DEPLOYMENT_MODES else _ON_CLUSTER
+    refusing = targets & _wanted(target)
+    if not refusing:
+        return []
+    if Target.SERVERLESS in refusing:
         why = (
-            "asks for a RawDeployment router, not a Knative Service; render without --mode "
-            "serverless"
+            f"'{mode}' asks for a RawDeployment router, not a Knative Service; render without "
+            "--mode serverless"
             if mode == RAW_DEPLOYMENT
-            else "is not a mode InferGraph renders a graph's router in; use Serverless"
+            else f"'{mode}' is not a mode InferGraph renders a graph's router in; use Serverless"
         )
-        return [FieldError(path, f"'{mode}' {why}")]
-    if mode == RAW_DEPLOYMENT:
-        return []
-    return [
-        FieldError(
-            path,
+    else:
+        why = (
             f"'{mode}': a graph's router on Knative is not implemented on a cluster; InferGraph "
             f"deploys the router as a Deployment ({RAW_DEPLOYMENT}; `render --mode serverless` "
-            "renders Knative Services)",
+            "renders Knative Services)"
         )
-    ]
+    return [FieldError(f"metadata.annotations.{DEPLOYMENT_MODE}", why)]
 
 
 def _refusals(service: InferenceService) -> list[tuple[FieldError, frozenset[Target]]]:
